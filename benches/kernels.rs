@@ -1,0 +1,32 @@
+//! `cargo bench`: the kernel benchmarks of `condenser bench` (GFLOP/s, GB/s).
+//! Set CONDENSER_BENCH_FILTER to run a subset, CONDENSER_BENCH_RUNS for more runs.
+
+use condenser::Gpu;
+use condenser::bench::{BenchOptions, run_kernels};
+
+fn main() {
+    let gpu = match Gpu::new() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "adapter: {} ({:?} kernels)",
+        gpu.adapter_name(),
+        gpu.class()
+    );
+    let opts = BenchOptions {
+        runs: std::env::var("CONDENSER_BENCH_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5),
+        filter: std::env::var("CONDENSER_BENCH_FILTER").ok(),
+        quick: false,
+    };
+    if let Err(e) = run_kernels(&gpu, &opts, &mut |r| println!("{}", r.to_row())) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,95 @@
+// Elementwise ops. Bindings: 0 params, 1 output, 2.. inputs.
+// `binary`: out = a OP b with numpy broadcasting (strides 0 on broadcast axes).
+// `unary`:  out = f(a) for relu, exp, log, alpha * a + beta; `fill`: out = alpha.
+
+struct EwParams {
+    n: u32,
+    ndim: u32,
+    alpha: f32,
+    beta: f32,
+    // Output shape and the input strides in elements, 8 axes packed in vec4s
+    // (uniform arrays need 16-byte strides).
+    shape: array<vec4<u32>, 2>,
+    sa: array<vec4<u32>, 2>,
+    sb: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: EwParams;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+
+// Binary: 0 add, 1 sub, 2 mul, 3 div. Unary: 0 affine, 1 relu, 2 exp, 3 log.
+override OP: u32 = 0u;
+// False when both inputs have the output's shape: no index arithmetic.
+override BROADCAST: bool = true;
+
+const WG: u32 = 256u;
+
+fn binop(x: f32, y: f32) -> f32 {
+    if OP == 0u {
+        return x + y;
+    } else if OP == 1u {
+        return x - y;
+    } else if OP == 2u {
+        return x * y;
+    }
+    return x / y;
+}
+
+fn unop(x: f32) -> f32 {
+    if OP == 0u {
+        return p.alpha * x + p.beta;
+    } else if OP == 1u {
+        return max(x, 0.0);
+    } else if OP == 2u {
+        return exp(x);
+    }
+    return log(x);
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * WG + li;
+    if i >= p.n {
+        return;
+    }
+    var ia = i;
+    var ib = i;
+    if BROADCAST {
+        ia = 0u;
+        ib = 0u;
+        var r = i;
+        var d = p.ndim;
+        while d > 0u {
+            d -= 1u;
+            let s = p.shape[d / 4u][d % 4u];
+            let c = r % s;
+            r /= s;
+            ia += c * p.sa[d / 4u][d % 4u];
+            ib += c * p.sb[d / 4u][d % 4u];
+        }
+    }
+    out[i] = binop(a[ia], b[ib]);
+}
+
+@compute @workgroup_size(256)
+fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * WG + li;
+    if i >= p.n {
+        return;
+    }
+    out[i] = unop(a[i]);
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * WG + li;
+    if i >= p.n {
+        return;
+    }
+    out[i] = p.alpha;
+}

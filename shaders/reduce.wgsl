@@ -1,0 +1,138 @@
+// Reductions of x viewed as [outer, n, inner] over the middle axis, into
+// y[outer, groups, inner]. Output `group` g reduces the elements k = g, g+groups,
+// g+2*groups, ... so neighbouring invocations read neighbouring addresses, for
+// inner = 1 (a full reduction) as well as inner > 1. With groups > 1 the host
+// runs another pass over the partials (src/ops/reduce.rs).
+// Bindings: 0 params, 1 y, 2 x, 3 y indices, 4 x indices (argmax passes).
+
+struct RedParams {
+    outer: u32,
+    n: u32,
+    inner: u32,
+    groups: u32,
+    // Multiplies the final sum (1/n for a mean), 1 otherwise.
+    scale: f32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: RedParams;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> yi: array<u32>;
+@group(0) @binding(4) var<storage, read> xi: array<u32>;
+
+// 0 sum, 1 max. Max propagates NaN, as the reference in src/cpu/reduce.rs does.
+override OP: u32 = 0u;
+
+const WG: u32 = 64u;
+
+struct Slot {
+    t: u32,
+    base: u32,
+    g: u32,
+    valid: bool,
+}
+
+fn slot(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> Slot {
+    let t = linear_wg(wid, nwg) * WG + li;
+    let valid = t < p.outer * p.groups * p.inner;
+    let i = t % p.inner;
+    let g = (t / p.inner) % p.groups;
+    let o = t / (p.inner * p.groups);
+    return Slot(t, o * p.n * p.inner + i, g, valid);
+}
+
+@compute @workgroup_size(64)
+fn reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let s = slot(wid, nwg, li);
+    if !s.valid {
+        return;
+    }
+    if OP == 0u {
+        // Two accumulators halve the dependency chain of the adds.
+        var acc0 = 0.0;
+        var acc1 = 0.0;
+        var k = s.g;
+        let step = p.groups;
+        loop {
+            if k + step >= p.n {
+                break;
+            }
+            acc0 += x[s.base + k * p.inner];
+            acc1 += x[s.base + (k + step) * p.inner];
+            k += 2u * step;
+        }
+        if k < p.n {
+            acc0 += x[s.base + k * p.inner];
+        }
+        y[s.t] = (acc0 + acc1) * p.scale;
+    } else {
+        var acc = x[s.base + s.g * p.inner];
+        for (var k = s.g + p.groups; k < p.n; k += p.groups) {
+            let v = x[s.base + k * p.inner];
+            if !is_nan(acc) && (is_nan(v) || v > acc) {
+                acc = v;
+            }
+        }
+        y[s.t] = acc;
+    }
+}
+
+// True when (v, iv) beats (b, ib): NaN beats numbers; ties go to the lower index.
+fn better(v: f32, iv: u32, b: f32, ib: u32) -> bool {
+    let vn = is_nan(v);
+    let bn = is_nan(b);
+    if vn != bn {
+        return vn;
+    }
+    if vn || v == b {
+        return iv < ib;
+    }
+    return v > b;
+}
+
+// First pass of argmax: the index of each element is its position k.
+@compute @workgroup_size(64)
+fn argmax_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let s = slot(wid, nwg, li);
+    if !s.valid {
+        return;
+    }
+    var best = x[s.base + s.g * p.inner];
+    var bi = s.g;
+    for (var k = s.g + p.groups; k < p.n; k += p.groups) {
+        let v = x[s.base + k * p.inner];
+        if better(v, k, best, bi) {
+            best = v;
+            bi = k;
+        }
+    }
+    y[s.t] = best;
+    yi[s.t] = bi;
+}
+
+// Later passes: partial maxima carry the index they came from.
+@compute @workgroup_size(64)
+fn argmax_next(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let s = slot(wid, nwg, li);
+    if !s.valid {
+        return;
+    }
+    var best = x[s.base + s.g * p.inner];
+    var bi = xi[s.base + s.g * p.inner];
+    for (var k = s.g + p.groups; k < p.n; k += p.groups) {
+        let v = x[s.base + k * p.inner];
+        let iv = xi[s.base + k * p.inner];
+        if better(v, iv, best, bi) {
+            best = v;
+            bi = iv;
+        }
+    }
+    y[s.t] = best;
+    yi[s.t] = bi;
+}

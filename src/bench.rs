@@ -1,0 +1,284 @@
+//! Kernel benchmarks shared by `condenser bench` and `cargo bench`: GFLOP/s of
+//! matmul, GB/s of reductions, softmax and elementwise ops. Each figure is the
+//! median of several runs after a warm-up; the time of a run is GPU time from
+//! timestamp queries where the adapter has them, else wall time around a sync.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::ops::matmul::{MatmulKernel, gemm};
+use crate::tensor::Tensor;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Timed runs per case (the median is reported).
+    pub runs: usize,
+    /// Only cases whose name contains this.
+    pub filter: Option<String>,
+    /// Smaller sizes, for a smoke test.
+    pub quick: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            runs: 5,
+            filter: None,
+            quick: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Rate {
+    Gflops(f64),
+    Gbps(f64),
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    pub name: String,
+    pub shape: String,
+    pub rate: Rate,
+    pub median_ms: f64,
+    /// "gpu" (timestamp queries) or "wall".
+    pub clock: &'static str,
+    pub adapter: String,
+}
+
+impl BenchResult {
+    pub fn to_json(&self) -> String {
+        let mut o = serde_json::Map::new();
+        o.insert("name".into(), self.name.clone().into());
+        o.insert("shape".into(), self.shape.clone().into());
+        match self.rate {
+            Rate::Gflops(g) => o.insert("gflops".into(), round(g).into()),
+            Rate::Gbps(g) => o.insert("gbps".into(), round(g).into()),
+        };
+        o.insert("median_ms".into(), round(self.median_ms).into());
+        o.insert("clock".into(), self.clock.into());
+        o.insert("adapter".into(), self.adapter.clone().into());
+        serde_json::Value::Object(o).to_string()
+    }
+
+    pub fn to_row(&self) -> String {
+        let rate = match self.rate {
+            Rate::Gflops(g) => format!("{g:9.2} GFLOP/s"),
+            Rate::Gbps(g) => format!("{g:9.2} GB/s   "),
+        };
+        format!(
+            "{:<28} {:<24} {rate} {:>10.3} ms ({})",
+            self.name, self.shape, self.median_ms, self.clock
+        )
+    }
+}
+
+fn round(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Times `f` (which launches work): one warm-up, then `runs` timed runs.
+/// Returns (median ms, clock).
+pub fn time_op(
+    gpu: &Gpu,
+    runs: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<(f64, &'static str)> {
+    f()?;
+    gpu.sync()?;
+    let mut times = Vec::with_capacity(runs);
+    let timestamps = gpu.has_timestamps();
+    for _ in 0..runs.max(1) {
+        if timestamps {
+            gpu.profile_begin()?;
+            f()?;
+            let prof = gpu.profile_end()?;
+            times.push(prof.iter().map(|k| k.ms).sum());
+        } else {
+            gpu.sync()?;
+            let t0 = Instant::now();
+            f()?;
+            gpu.sync()?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok((median(&mut times), if timestamps { "gpu" } else { "wall" }))
+}
+
+struct Ctx<'a> {
+    gpu: &'a Gpu,
+    opts: &'a BenchOptions,
+    out: Vec<BenchResult>,
+    on_result: &'a mut dyn FnMut(&BenchResult),
+}
+
+impl Ctx<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.opts
+            .filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+    }
+
+    fn record(&mut self, name: &str, shape: String, ms: f64, clock: &'static str, rate: Rate) {
+        let r = BenchResult {
+            name: name.to_string(),
+            shape,
+            rate,
+            median_ms: ms,
+            clock,
+            adapter: self.gpu.adapter_name().to_string(),
+        };
+        (self.on_result)(&r);
+        self.out.push(r);
+    }
+
+    fn matmul(
+        &mut self,
+        name: &str,
+        m: usize,
+        n: usize,
+        k: usize,
+        kernel: Option<MatmulKernel>,
+    ) -> Result<()> {
+        if !self.wants(name) {
+            return Ok(());
+        }
+        let a = Tensor::rand_uniform(self.gpu, &[m, k], -1.0, 1.0, 1)?;
+        let b = Tensor::rand_uniform(self.gpu, &[k, n], -1.0, 1.0, 2)?;
+        let c = Tensor::empty(self.gpu, &[m, n], crate::DType::F32)?;
+        let (ms, clock) = time_op(self.gpu, self.opts.runs, || {
+            gemm(&a, &b, Some(&c), false, false, 1.0, 0.0, kernel).map(|_| ())
+        })?;
+        let flops = 2.0 * m as f64 * n as f64 * k as f64;
+        self.record(
+            name,
+            format!("{m}x{k} @ {k}x{n}"),
+            ms,
+            clock,
+            Rate::Gflops(flops / ms / 1e6),
+        );
+        Ok(())
+    }
+
+    /// `bytes`: the traffic of an ideal kernel (each input read once, output written once).
+    fn bandwidth(
+        &mut self,
+        name: &str,
+        shape: String,
+        bytes: f64,
+        f: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        if !self.wants(name) {
+            return Ok(());
+        }
+        let (ms, clock) = time_op(self.gpu, self.opts.runs, f)?;
+        self.record(name, shape, ms, clock, Rate::Gbps(bytes / ms / 1e6));
+        Ok(())
+    }
+}
+
+/// Runs the kernel benchmarks; `on_result` sees each result as it is measured.
+pub fn run_kernels(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    on_result: &mut dyn FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
+    let mut cx = Ctx {
+        gpu,
+        opts,
+        out: Vec::new(),
+        on_result,
+    };
+    let squares: &[usize] = if opts.quick {
+        &[64, 256]
+    } else {
+        &[256, 512, 1024, 2048]
+    };
+    for &s in squares {
+        cx.matmul(&format!("matmul_{s}"), s, s, s, None)?;
+    }
+    if !opts.quick {
+        // The GEMMs of conv layers lowered by im2col, batch 64: (pixels, out ch, in ch x 3 x 3).
+        cx.matmul("matmul_conv_32x32_c32", 64 * 32 * 32, 32, 32 * 9, None)?;
+        cx.matmul("matmul_conv_16x16_c64", 64 * 16 * 16, 64, 64 * 9, None)?;
+        cx.matmul("matmul_conv_8x8_c128", 64 * 8 * 8, 128, 128 * 9, None)?;
+        cx.matmul("matmul_fc_512_100", 64, 100, 512, None)?;
+        // The other variants at 1024, to show what the per-adapter choice buys.
+        for (tag, kernel) in [
+            ("cpu_vec4", MatmulKernel::CpuVec4),
+            ("cpu_scalar", MatmulKernel::CpuScalar),
+            ("tiled", MatmulKernel::Tiled),
+            ("cpu_subgroup", MatmulKernel::CpuSubgroup),
+        ] {
+            let d = crate::ops::matmul::dims(&[1024, 1024], &[1024, 1024], false, false)?;
+            if crate::ops::matmul::supports(gpu, kernel, &d, false, false) {
+                cx.matmul(
+                    &format!("matmul_1024_{tag}"),
+                    1024,
+                    1024,
+                    1024,
+                    Some(kernel),
+                )?;
+            }
+        }
+    }
+    let sizes: &[(usize, &str)] = if opts.quick {
+        &[(1 << 16, "64K")]
+    } else {
+        &[(1 << 20, "1M"), (1 << 24, "16M")]
+    };
+    for &(n, tag) in sizes {
+        let x = Tensor::rand_uniform(gpu, &[n], -1.0, 1.0, 3)?;
+        let name = format!("sum_all_{tag}");
+        cx.bandwidth(&name, format!("[{n}]"), 4.0 * n as f64, &mut || {
+            crate::ops::sum(&x, None).map(|_| ())
+        })?;
+        let rows = n / 1024;
+        let x2 = x.reshape(&[rows, 1024])?;
+        let name = format!("sum_rows_{tag}");
+        cx.bandwidth(
+            &name,
+            format!("[{rows}, 1024] axis 1"),
+            4.0 * n as f64,
+            &mut || crate::ops::sum(&x2, Some(1)).map(|_| ()),
+        )?;
+        let name = format!("max_cols_{tag}");
+        cx.bandwidth(
+            &name,
+            format!("[{rows}, 1024] axis 0"),
+            4.0 * n as f64,
+            &mut || crate::ops::max(&x2, Some(0)).map(|_| ()),
+        )?;
+        let name = format!("softmax_{tag}");
+        cx.bandwidth(
+            &name,
+            format!("[{rows}, 1024] T=4"),
+            8.0 * n as f64,
+            &mut || crate::ops::softmax(&x2, 4.0).map(|_| ()),
+        )?;
+        let y = Tensor::rand_uniform(gpu, &[n], -1.0, 1.0, 4)?;
+        let name = format!("add_{tag}");
+        cx.bandwidth(
+            &name,
+            format!("[{n}] + [{n}]"),
+            12.0 * n as f64,
+            &mut || crate::ops::add(&x, &y).map(|_| ()),
+        )?;
+    }
+    Ok(cx.out)
+}

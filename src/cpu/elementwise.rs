@@ -1,0 +1,46 @@
+use crate::error::Result;
+use crate::ops::elementwise::{BinaryOp, UnaryOp};
+use crate::shape::{broadcast_shape, broadcast_strides};
+
+/// Returns (output shape, values) of `a op b` with numpy broadcasting.
+pub fn binary(
+    a: &[f32],
+    a_shape: &[usize],
+    b: &[f32],
+    b_shape: &[usize],
+    op: BinaryOp,
+) -> Result<(Vec<usize>, Vec<f32>)> {
+    let out = broadcast_shape("cpu::binary", a_shape, b_shape)?;
+    let sa = broadcast_strides(a_shape, &out);
+    let sb = broadcast_strides(b_shape, &out);
+    let n: usize = out.iter().product();
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let (mut r, mut ia, mut ib) = (i, 0, 0);
+        for d in (0..out.len()).rev() {
+            let c = r % out[d];
+            r /= out[d];
+            ia += c * sa[d];
+            ib += c * sb[d];
+        }
+        let (x, y) = (a[ia], b[ib]);
+        v.push(match op {
+            BinaryOp::Add => x + y,
+            BinaryOp::Sub => x - y,
+            BinaryOp::Mul => x * y,
+            BinaryOp::Div => x / y,
+        });
+    }
+    Ok((out, v))
+}
+
+pub fn unary(a: &[f32], op: UnaryOp) -> Vec<f32> {
+    a.iter()
+        .map(|&x| match op {
+            UnaryOp::Affine { alpha, beta } => alpha * x + beta,
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+        })
+        .collect()
+}

@@ -1,0 +1,392 @@
+//! The one place every kernel launch goes through.
+//!
+//! Launches are recorded into one command encoder (one open compute pass for
+//! consecutive launches) and submitted only at a read-back, an upload into a buffer
+//! the pending work may use, an explicit `sync`, or every `FLUSH_EVERY` launches.
+//! Kernel parameters go into a uniform arena that is written once per submit.
+//! Grids past the per-dimension limit are folded into 2D/3D; every kernel computes
+//! its linear workgroup index with `linear_wg` from shaders/common.wgsl.
+
+use super::Gpu;
+use super::pool::PooledBuffer;
+use super::registry::KernelSpec;
+use crate::error::{Error, Result};
+
+/// Submit after this many launches so the device starts working on long sequences.
+const FLUSH_EVERY: usize = 512;
+/// Bytes per uniform arena chunk.
+const CHUNK_BYTES: u64 = 64 * 1024;
+
+/// One storage-buffer argument: a pooled buffer and how many bytes of it the kernel sees.
+#[derive(Clone, Copy)]
+pub struct Binding<'a> {
+    pub buffer: &'a PooledBuffer,
+    pub bytes: u64,
+}
+
+struct ParamArena {
+    chunks: Vec<wgpu::Buffer>,
+    staged: Vec<Vec<u8>>,
+    align: u64,
+}
+
+impl ParamArena {
+    fn new(align: u64) -> Self {
+        ParamArena {
+            chunks: Vec::new(),
+            staged: Vec::new(),
+            align: align.max(16),
+        }
+    }
+
+    /// Stages `bytes` for this submit; returns (chunk, offset).
+    fn push(&mut self, device: &wgpu::Device, bytes: &[u8]) -> (usize, u64) {
+        let need = (bytes.len() as u64).div_ceil(16) * 16;
+        let mut idx = self.staged.len().saturating_sub(1);
+        let fits = |v: &Vec<u8>, align: u64| {
+            let off = (v.len() as u64).div_ceil(align) * align;
+            off + need <= CHUNK_BYTES
+        };
+        if self.staged.is_empty() || !fits(&self.staged[idx], self.align) {
+            self.staged.push(Vec::with_capacity(CHUNK_BYTES as usize));
+            idx = self.staged.len() - 1;
+        }
+        if idx >= self.chunks.len() {
+            self.chunks
+                .push(device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("condenser.params"),
+                    size: CHUNK_BYTES,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
+        }
+        let v = &mut self.staged[idx];
+        let off = (v.len() as u64).div_ceil(self.align) * self.align;
+        v.resize(off as usize, 0);
+        v.extend_from_slice(bytes);
+        v.resize((off + need) as usize, 0);
+        (idx, off)
+    }
+
+    /// Writes the staged parameters; queue writes land before the next submit's
+    /// commands, and after every earlier submit, so chunks are reused safely.
+    fn write(&mut self, queue: &wgpu::Queue) {
+        for (i, v) in self.staged.iter().enumerate() {
+            if !v.is_empty() {
+                queue.write_buffer(&self.chunks[i], 0, v);
+            }
+        }
+        self.staged.clear();
+    }
+}
+
+pub(crate) struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    params: ParamArena,
+    launches: usize,
+}
+
+impl Batch {
+    pub fn new(limits: &wgpu::Limits) -> Self {
+        Batch {
+            encoder: None,
+            pass: None,
+            params: ParamArena::new(limits.min_uniform_buffer_offset_alignment as u64),
+            launches: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.encoder.is_none()
+    }
+}
+
+/// Splits `n` workgroups into a grid whose dimensions stay within `max`.
+pub(crate) fn fold_grid(n: u64, max: u32) -> Option<[u32; 3]> {
+    let m = max as u64;
+    if n <= m {
+        return Some([n as u32, 1, 1]);
+    }
+    let y = n.div_ceil(m);
+    if y <= m {
+        return Some([max, y as u32, 1]);
+    }
+    let z = y.div_ceil(m);
+    (z <= m).then_some([max, max, z as u32])
+}
+
+impl Gpu {
+    fn encoder<'b>(&self, batch: &'b mut Batch) -> &'b mut wgpu::CommandEncoder {
+        // A pass borrows the encoder; it must end before the encoder is used.
+        batch.pass = None;
+        batch.encoder.get_or_insert_with(|| {
+            self.inner
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("condenser.batch"),
+                })
+        })
+    }
+
+    /// Launches `spec` over `workgroups` workgroups (a linear count, folded into a
+    /// legal grid). `params` is the kernel's uniform block at binding 0; `args` are
+    /// bound at 1, 2, ... in order.
+    pub fn launch(
+        &self,
+        spec: &KernelSpec,
+        params: &[u8],
+        args: &[Binding],
+        workgroups: u64,
+    ) -> Result<()> {
+        if workgroups == 0 {
+            return Ok(());
+        }
+        let kernel = self
+            .inner
+            .registry
+            .borrow_mut()
+            .get(&self.inner.device, spec)?;
+        let grid = fold_grid(workgroups, self.inner.max_wg_per_dim.get()).ok_or_else(|| {
+            Error::Gpu(format!(
+                "{}: {workgroups} workgroups exceed the adapter's grid",
+                kernel.name
+            ))
+        })?;
+        for a in args {
+            if a.bytes == 0 {
+                return Err(Error::Invalid(format!(
+                    "{}: empty buffer argument (launch nothing for empty tensors)",
+                    kernel.name
+                )));
+            }
+        }
+        let mut batch = self.inner.batch.borrow_mut();
+        let (chunk, offset) = batch.params.push(&self.inner.device, params);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &batch.params.chunks[chunk],
+                offset,
+                size: wgpu::BufferSize::new((params.len() as u64).div_ceil(16) * 16),
+            }),
+        }];
+        for (i, a) in args.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: a.buffer.raw(),
+                    offset: 0,
+                    size: wgpu::BufferSize::new(a.bytes.div_ceil(4) * 4),
+                }),
+            });
+        }
+        let bind_group = self
+            .inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &kernel.layout,
+                entries: &entries,
+            });
+
+        let mut profiler = self.inner.profiler.borrow_mut();
+        if let Some(prof) = profiler.as_mut() {
+            // Timed launches each get their own pass with begin/end timestamps.
+            let (qs, begin) = prof.next_slot(&kernel.name);
+            let enc = self.encoder(&mut batch);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&kernel.name),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: qs,
+                    beginning_of_pass_write_index: Some(begin),
+                    end_of_pass_write_index: Some(begin + 1),
+                }),
+            });
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+        } else {
+            if batch.pass.is_none() {
+                let enc = self.encoder(&mut batch);
+                let pass = enc
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("condenser.kernels"),
+                        timestamp_writes: None,
+                    })
+                    .forget_lifetime();
+                batch.pass = Some(pass);
+            }
+            let pass = batch.pass.as_mut().expect("pass just opened");
+            pass.set_pipeline(&kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+        }
+        let full = {
+            batch.launches += 1;
+            batch.launches >= FLUSH_EVERY || profiler.as_ref().is_some_and(|p| p.is_full())
+        };
+        drop(profiler);
+        drop(batch);
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Submits the recorded work without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        let mut batch = self.inner.batch.borrow_mut();
+        if batch.is_empty() {
+            drop(batch);
+            return self.take_uncaptured();
+        }
+        batch.pass = None;
+        let mut encoder = batch
+            .encoder
+            .take()
+            .expect("non-empty batch has an encoder");
+        let mut profiler = self.inner.profiler.borrow_mut();
+        if let Some(p) = profiler.as_mut() {
+            p.resolve(&mut encoder);
+        }
+        batch.params.write(&self.inner.queue);
+        batch.launches = 0;
+        drop(batch);
+        self.inner.queue.submit([encoder.finish()]);
+        if let Some(p) = profiler.as_mut() {
+            p.collect(&self.inner.device, &self.inner.queue)?;
+        }
+        drop(profiler);
+        self.take_uncaptured()
+    }
+
+    /// Submits the recorded work and waits until the device has finished it.
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        self.take_uncaptured()
+    }
+
+    /// Copies `data` into the start of `dst`.
+    pub(crate) fn write_buffer(&self, dst: &PooledBuffer, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        // Queue writes land before the next submit's commands: submit what is
+        // pending first, or a launch recorded earlier could read the new data.
+        if !self.inner.batch.borrow().is_empty() {
+            self.flush()?;
+        }
+        let padded;
+        let bytes = if data.len().is_multiple_of(4) {
+            data
+        } else {
+            padded = [data, &[0u8; 3][..4 - data.len() % 4]].concat();
+            &padded
+        };
+        self.inner.queue.write_buffer(dst.raw(), 0, bytes);
+        Ok(())
+    }
+
+    /// Fills the first `bytes` bytes of `dst` with zeros, in stream order.
+    pub(crate) fn clear_buffer(&self, dst: &PooledBuffer, bytes: u64) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut batch = self.inner.batch.borrow_mut();
+        let enc = self.encoder(&mut batch);
+        enc.clear_buffer(dst.raw(), 0, Some(bytes.div_ceil(4) * 4));
+        Ok(())
+    }
+
+    /// Copies `bytes` bytes from `src` to `dst`, in stream order.
+    pub(crate) fn copy_buffer(&self, src: &PooledBuffer, dst: &PooledBuffer, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut batch = self.inner.batch.borrow_mut();
+        let enc = self.encoder(&mut batch);
+        enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes.div_ceil(4) * 4);
+    }
+
+    /// Reads the first `bytes` bytes of `src` back to the host (waits for the device).
+    pub(crate) fn read_buffer(&self, src: &PooledBuffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let size = bytes.div_ceil(4) * 4;
+        let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("condenser.readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut batch = self.inner.batch.borrow_mut();
+            let enc = self.encoder(&mut batch);
+            enc.copy_buffer_to_buffer(src.raw(), 0, &staging, 0, size);
+        }
+        self.flush()?;
+        map_read(&self.inner.device, &staging, bytes)
+    }
+}
+
+/// Maps a MAP_READ buffer, waits, and returns its first `bytes` bytes.
+pub(crate) fn map_read(device: &wgpu::Device, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    let slice = buf.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for a read-back failed: {e}")))?;
+    match rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(Error::Gpu(format!(
+                "mapping a read-back buffer failed: {e}"
+            )));
+        }
+        Err(_) => return Err(Error::Gpu("read-back was never completed".into())),
+    }
+    let out = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("read-back range: {e}")))?;
+        view[..bytes as usize].to_vec()
+    };
+    buf.unmap();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_grid;
+
+    #[test]
+    fn grids_fold_within_limits_and_cover_every_workgroup() {
+        for (n, max) in [
+            (1u64, 65535u32),
+            (65535, 65535),
+            (65536, 65535),
+            (7, 3),
+            (10, 3),
+            (26, 3),
+            (27, 3),
+        ] {
+            let g = fold_grid(n, max).unwrap();
+            assert!(g.iter().all(|&d| d >= 1 && d <= max), "{n}/{max}: {g:?}");
+            let total = g[0] as u64 * g[1] as u64 * g[2] as u64;
+            assert!(total >= n, "{n}/{max}: {g:?} covers {total}");
+            // No dimension beyond the first is larger than needed.
+            assert!(total - n < g[0] as u64 * g[1] as u64, "{n}/{max}: {g:?}");
+        }
+        assert_eq!(fold_grid(28, 3), None);
+        assert_eq!(fold_grid(27, 3), Some([3, 3, 3]));
+    }
+}

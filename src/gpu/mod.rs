@@ -1,0 +1,251 @@
+//! The GPU context: adapter and device, the buffer pool, the kernel registry, and
+//! the one place every kernel launch goes through (see `dispatch`).
+
+mod adapter;
+mod dispatch;
+mod pool;
+pub mod registry;
+mod timing;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+pub use adapter::AdapterClass;
+pub use dispatch::Binding;
+pub use pool::{PoolStats, PooledBuffer};
+pub use registry::KernelSpec;
+pub use timing::KernelTime;
+
+use crate::error::{Error, Result};
+
+/// A handle to the device. Cheap to clone; every tensor keeps one.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Rc<Inner>,
+}
+
+pub(crate) struct Inner {
+    info: wgpu::AdapterInfo,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    limits: wgpu::Limits,
+    class: AdapterClass,
+    pool: pool::Pool,
+    registry: RefCell<registry::Registry>,
+    batch: RefCell<dispatch::Batch>,
+    profiler: RefCell<Option<timing::Profiler>>,
+    /// Errors wgpu reports outside any error scope (validation at submit, device
+    /// lost). Checked at every submit and sync, so none is swallowed.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Lowered only by tests, to exercise grid folding with small grids.
+    max_wg_per_dim: Cell<u32>,
+}
+
+/// What `condenser info` prints.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub class: AdapterClass,
+    pub features: Vec<String>,
+    pub limits: Vec<(&'static str, u64)>,
+}
+
+impl Gpu {
+    /// Opens the best adapter (see `CONDENSER_ADAPTER`, `WGPU_BACKEND`) with its
+    /// own limits and the optional features condenser uses.
+    pub fn new() -> Result<Gpu> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = adapter::choose_adapter(&instance)?;
+        let (device, queue) = adapter::open_device(&adapter)?;
+        let info = adapter.get_info();
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let sink = uncaptured.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        let limits = device.limits();
+        let registry = registry::Registry::new(&device, &info);
+        let batch = dispatch::Batch::new(&limits);
+        Ok(Gpu {
+            inner: Rc::new(Inner {
+                class: adapter::classify(&info),
+                info,
+                limits: limits.clone(),
+                max_wg_per_dim: Cell::new(limits.max_compute_workgroups_per_dimension),
+                device,
+                queue,
+                pool: pool::Pool::new(),
+                registry: RefCell::new(registry),
+                batch: RefCell::new(batch),
+                profiler: RefCell::new(None),
+                uncaptured,
+            }),
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    pub fn adapter_name(&self) -> &str {
+        &self.inner.info.name
+    }
+    /// CPU-like adapters get barrier-free kernels; real GPUs get shared-memory tiles.
+    /// `CONDENSER_KERNELS=cpu|gpu` overrides the choice.
+    pub fn class(&self) -> AdapterClass {
+        self.inner.class
+    }
+    /// The subgroup width when the adapter has subgroups of one fixed size.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        let i = &self.inner.info;
+        let has = self
+            .inner
+            .device
+            .features()
+            .contains(wgpu::Features::SUBGROUP);
+        (has && i.subgroup_min_size == i.subgroup_max_size).then_some(i.subgroup_min_size)
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.inner
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+    pub fn pool_trim(&self) {
+        self.inner.pool.trim()
+    }
+    pub fn pool_reset_peak(&self) {
+        self.inner.pool.reset_peak()
+    }
+
+    /// A pooled buffer of at least `bytes` bytes (contents undefined).
+    pub fn alloc(&self, bytes: u64) -> Result<PooledBuffer> {
+        let limit = self
+            .inner
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.inner.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                bytes,
+                limit,
+                what: "one storage buffer",
+            });
+        }
+        Ok(self.inner.pool.alloc(&self.inner.device, bytes))
+    }
+
+    /// Number of pipelines compiled so far in this process.
+    pub fn pipelines_compiled(&self) -> usize {
+        self.inner.registry.borrow().compiled()
+    }
+
+    pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {
+        self.inner.registry.borrow().cache_path().cloned()
+    }
+
+    /// Persists the pipeline cache now (it is also saved when the last handle drops).
+    pub fn save_pipeline_cache(&self) -> Result<()> {
+        self.inner.registry.borrow_mut().save_cache()
+    }
+
+    /// Test hook: pretend the adapter allows only `n` workgroups per grid dimension.
+    #[doc(hidden)]
+    pub fn set_max_workgroups_per_dim(&self, n: u32) {
+        let hw = self.inner.limits.max_compute_workgroups_per_dimension;
+        self.inner.max_wg_per_dim.set(n.clamp(1, hw));
+    }
+
+    pub(crate) fn take_uncaptured(&self) -> Result<()> {
+        let msgs: Vec<String> = match self.inner.uncaptured.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => vec!["error log poisoned".into()],
+        };
+        if msgs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Gpu(msgs.join("; ")))
+        }
+    }
+
+    pub fn report(&self) -> AdapterReport {
+        let i = &self.inner.info;
+        let l = &self.inner.limits;
+        let features = self
+            .inner
+            .device
+            .features()
+            .iter_names()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        AdapterReport {
+            name: i.name.clone(),
+            backend: format!("{:?}", i.backend),
+            device_type: format!("{:?}", i.device_type),
+            driver: i.driver.clone(),
+            driver_info: i.driver_info.clone(),
+            class: self.inner.class,
+            features,
+            limits: vec![
+                ("max_buffer_size", l.max_buffer_size),
+                (
+                    "max_storage_buffer_binding_size",
+                    l.max_storage_buffer_binding_size,
+                ),
+                (
+                    "max_compute_workgroup_storage_size",
+                    l.max_compute_workgroup_storage_size as u64,
+                ),
+                (
+                    "max_compute_invocations_per_workgroup",
+                    l.max_compute_invocations_per_workgroup as u64,
+                ),
+                (
+                    "max_compute_workgroups_per_dimension",
+                    l.max_compute_workgroups_per_dimension as u64,
+                ),
+                (
+                    "max_storage_buffers_per_shader_stage",
+                    l.max_storage_buffers_per_shader_stage as u64,
+                ),
+                (
+                    "min_uniform_buffer_offset_alignment",
+                    l.min_uniform_buffer_offset_alignment as u64,
+                ),
+            ],
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The cache only speeds up the next start; failing to save it is not fatal.
+        if let Err(e) = self.registry.get_mut().save_cache() {
+            eprintln!("condenser: warning: pipeline cache not saved: {e}");
+        }
+    }
+}

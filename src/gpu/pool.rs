@@ -1,0 +1,158 @@
+//! A buffer pool by size class. Freed buffers go back to a free list of their
+//! class and are handed out again, so a training step allocates nothing once warm.
+//!
+//! Classes are powers of two split in four steps (1, 1.25, 1.5, 1.75 x 2^k), so at
+//! most a quarter of a buffer is slack.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+/// Smallest buffer handed out; also keeps every binding a multiple of 16 bytes.
+const MIN_CLASS: u64 = 256;
+
+pub(crate) fn size_class(bytes: u64) -> u64 {
+    let b = bytes.max(MIN_CLASS);
+    let pow = 63 - (b - 1).leading_zeros(); // 2^pow < b <= 2^(pow+1) (for b > 1)
+    let base = 1u64 << pow;
+    let step = base / 4;
+    let steps = (b - base).div_ceil(step);
+    base + steps * step
+}
+
+/// Pool counters, all in bytes of size-class capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Held by live tensors now.
+    pub live_bytes: u64,
+    /// Highest `live_bytes` seen.
+    pub peak_bytes: u64,
+    /// Created from the device, live or free (what the pool costs in memory).
+    pub reserved_bytes: u64,
+    /// Allocations served from a free list.
+    pub reuses: u64,
+    /// Allocations that had to create a new buffer.
+    pub creations: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct PoolState {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    stats: PoolStats,
+}
+
+/// A buffer from the pool. Dropping it returns the buffer to its free list.
+pub struct PooledBuffer {
+    buffer: Option<wgpu::Buffer>,
+    class: u64,
+    pool: Weak<RefCell<PoolState>>,
+}
+
+impl PooledBuffer {
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+    pub fn capacity(&self) -> u64 {
+        self.class
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let (Some(buf), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
+            let mut p = pool.borrow_mut();
+            p.stats.live_bytes -= self.class;
+            p.free.entry(self.class).or_default().push(buf);
+        }
+    }
+}
+
+pub(crate) struct Pool {
+    state: Rc<RefCell<PoolState>>,
+}
+
+impl Pool {
+    pub fn new() -> Self {
+        Pool {
+            state: Rc::new(RefCell::new(PoolState::default())),
+        }
+    }
+
+    /// A buffer of at least `bytes` bytes, usable as storage and as copy source
+    /// and destination. Its contents are whatever the last user left.
+    pub fn alloc(&self, device: &wgpu::Device, bytes: u64) -> PooledBuffer {
+        let class = size_class(bytes);
+        let mut st = self.state.borrow_mut();
+        let reused = st.free.get_mut(&class).and_then(|v| v.pop());
+        let buffer = match reused {
+            Some(b) => {
+                st.stats.reuses += 1;
+                b
+            }
+            None => {
+                st.stats.creations += 1;
+                st.stats.reserved_bytes += class;
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("condenser.pool"),
+                    size: class,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        st.stats.live_bytes += class;
+        st.stats.peak_bytes = st.stats.peak_bytes.max(st.stats.live_bytes);
+        PooledBuffer {
+            buffer: Some(buffer),
+            class,
+            pool: Rc::downgrade(&self.state),
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        self.state.borrow().stats
+    }
+
+    /// Destroys every free buffer (returns their memory to the driver).
+    pub fn trim(&self) {
+        let mut st = self.state.borrow_mut();
+        let freed: u64 = st.free.iter().map(|(c, v)| c * v.len() as u64).sum();
+        st.free.clear();
+        st.stats.reserved_bytes -= freed;
+    }
+
+    pub fn reset_peak(&self) {
+        let mut st = self.state.borrow_mut();
+        st.stats.peak_bytes = st.stats.live_bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_bound_slack_to_a_quarter() {
+        assert_eq!(size_class(1), 256);
+        assert_eq!(size_class(256), 256);
+        assert_eq!(size_class(257), 320);
+        assert_eq!(size_class(1024), 1024);
+        assert_eq!(size_class(1025), 1280);
+        for b in [
+            300u64,
+            1000,
+            4097,
+            65_537,
+            1 << 20,
+            (1 << 24) + 3,
+            123_456_789,
+        ] {
+            let c = size_class(b);
+            assert!(c >= b, "{b} -> {c}");
+            assert!((c - b) * 4 <= c, "slack over 25%: {b} -> {c}");
+            assert_eq!(size_class(c), c, "a class maps to itself");
+        }
+    }
+}

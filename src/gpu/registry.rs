@@ -1,0 +1,230 @@
+//! The kernel registry: every WGSL file in `shaders/` is embedded in the binary,
+//! compiled once per device, and its pipelines are cached by (entry point,
+//! pipeline-overridable constants). On adapters with PIPELINE_CACHE the driver's
+//! compiled pipelines are persisted on disk, so a second run starts faster.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+
+/// Helpers every kernel file may use; prepended to each shader.
+pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+
+/// Every shader module: its name and the files it is made of, in order (after
+/// the common prelude). A module is compiled once per device.
+pub const SHADERS: &[(&str, &[&str])] = &[
+    (
+        "elementwise",
+        &[include_str!("../../shaders/elementwise.wgsl")],
+    ),
+    ("reduce", &[include_str!("../../shaders/reduce.wgsl")]),
+    ("matmul", &[MATMUL]),
+    ("softmax", &[include_str!("../../shaders/softmax.wgsl")]),
+    // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
+    (
+        "matmul_subgroup",
+        &[MATMUL, include_str!("../../shaders/matmul_subgroup.wgsl")],
+    ),
+];
+
+/// The full source the device compiles for a shader module: the common prelude
+/// followed by the module's files.
+pub fn shader_source(module: &str) -> Option<String> {
+    SHADERS
+        .iter()
+        .find(|(name, _)| *name == module)
+        .map(|(_, parts)| format!("{COMMON}\n{}", parts.join("\n")))
+}
+
+/// Names one pipeline: a shader file, an entry point and values for its
+/// `override` constants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelSpec {
+    pub file: &'static str,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl KernelSpec {
+    pub fn new(file: &'static str, entry: &'static str) -> Self {
+        KernelSpec {
+            file,
+            entry,
+            constants: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: f64) -> Self {
+        self.constants.push((name, value));
+        self
+    }
+
+    fn key(&self) -> String {
+        let mut k = format!("{}::{}", self.file, self.entry);
+        for (n, v) in &self.constants {
+            k.push_str(&format!(",{n}={v}"));
+        }
+        k
+    }
+
+    /// A short name for profiles and errors: `matmul::mm_regblock`.
+    pub fn name(&self) -> String {
+        self.key()
+    }
+}
+
+/// A compiled compute pipeline and the layout of its bind group 0.
+pub struct Kernel {
+    pub(crate) name: String,
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+pub(crate) struct Registry {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pipelines: HashMap<String, Rc<Kernel>>,
+    cache: Option<wgpu::PipelineCache>,
+    cache_path: Option<PathBuf>,
+    /// Pipelines created since the cache was loaded; the cache is saved only if > 0.
+    new_pipelines: usize,
+}
+
+/// Where the pipeline cache lives: `CONDENSER_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/condenser`, else `$HOME/.cache/condenser`.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("CONDENSER_CACHE_DIR") {
+        return (!d.is_empty()).then(|| PathBuf::from(d));
+    }
+    if let Ok(d) = std::env::var("XDG_CACHE_HOME")
+        && !d.is_empty()
+    {
+        return Some(PathBuf::from(d).join("condenser"));
+    }
+    std::env::var("HOME")
+        .ok()
+        .map(|h| PathBuf::from(h).join(".cache").join("condenser"))
+}
+
+impl Registry {
+    pub fn new(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Self {
+        let mut reg = Registry {
+            modules: HashMap::new(),
+            pipelines: HashMap::new(),
+            cache: None,
+            cache_path: None,
+            new_pipelines: 0,
+        };
+        if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+            return reg;
+        }
+        let (Some(dir), Some(key)) = (cache_dir(), wgpu::util::pipeline_cache_key(info)) else {
+            return reg;
+        };
+        let path = dir.join(key);
+        let data = std::fs::read(&path).ok();
+        // SAFETY: the data was written by `PipelineCache::get_data` for an adapter with
+        // the same cache key (vendor, device, driver); `fallback: true` makes the
+        // driver start empty if it rejects the blob (validated by the Vulkan header).
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("condenser.pipeline_cache"),
+                data: data.as_deref(),
+                fallback: true,
+            })
+        };
+        reg.cache = Some(cache);
+        reg.cache_path = Some(path);
+        reg
+    }
+
+    pub fn get(&mut self, device: &wgpu::Device, spec: &KernelSpec) -> Result<Rc<Kernel>> {
+        let key = spec.key();
+        if let Some(k) = self.pipelines.get(&key) {
+            return Ok(k.clone());
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        if !self.modules.contains_key(spec.file) {
+            let src = shader_source(spec.file).ok_or_else(|| Error::Shader {
+                kernel: key.clone(),
+                message: format!("no shader file named {:?} is registered", spec.file),
+            })?;
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(spec.file),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            };
+            let module = if std::env::var_os("CONDENSER_SHADER_CHECKS").is_some_and(|v| v != "0") {
+                device.create_shader_module(desc)
+            } else {
+                // SAFETY: condenser's kernels clamp or bound-check every index
+                // themselves (and are tested on awkward shapes), so naga's extra
+                // per-access bounds checks and loop counters only cost time: on
+                // llvmpipe they slow the matmul kernels by ~1.7x.
+                // CONDENSER_SHADER_CHECKS=1 turns them back on for debugging.
+                unsafe {
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            };
+            self.modules.insert(spec.file, module);
+        }
+        let module = &self.modules[spec.file];
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module,
+            entry_point: Some(spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &spec.constants,
+                // Kernels initialise their own workgroup memory.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: self.cache.as_ref(),
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            // A broken module stays broken: forget it so the error repeats clearly.
+            self.modules.remove(spec.file);
+            return Err(Error::Shader {
+                kernel: key,
+                message: err.to_string(),
+            });
+        }
+        let kernel = Rc::new(Kernel {
+            name: key.clone(),
+            pipeline,
+            layout,
+        });
+        self.pipelines.insert(key, kernel.clone());
+        self.new_pipelines += 1;
+        Ok(kernel)
+    }
+
+    pub fn compiled(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    pub fn cache_path(&self) -> Option<&PathBuf> {
+        self.cache_path.as_ref()
+    }
+
+    /// Writes the pipeline cache atomically (temporary file + rename), so a crash
+    /// mid-write never leaves a torn cache behind.
+    pub fn save_cache(&mut self) -> Result<()> {
+        if self.new_pipelines == 0 {
+            return Ok(());
+        }
+        let (Some(cache), Some(path)) = (&self.cache, &self.cache_path) else {
+            return Ok(());
+        };
+        let Some(data) = cache.get_data() else {
+            return Ok(());
+        };
+        crate::fsutil::write_atomic(path, &data)?;
+        self.new_pipelines = 0;
+        Ok(())
+    }
+}

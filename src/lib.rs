@@ -1,0 +1,16 @@
+//! condenser: multi-path knowledge distillation on a GPU compute engine written
+//! from scratch on wgpu (Vulkan, Metal, DX12; llvmpipe in headless CI).
+
+pub mod bench;
+pub mod cpu;
+pub mod error;
+pub mod fsutil;
+pub mod gpu;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use tensor::{DType, Tensor};

@@ -1,0 +1,176 @@
+//! Elementwise ops (shaders/elementwise.wgsl): binary with broadcasting, unary, fill.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{groups, u32_of};
+use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
+use crate::shape::{broadcast_shape, broadcast_strides};
+use crate::tensor::{DType, Tensor};
+
+const WG: usize = 256;
+const MAX_DIMS: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// alpha * x + beta (scale, shift, negate).
+    Affine {
+        alpha: f32,
+        beta: f32,
+    },
+    Relu,
+    Exp,
+    Log,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EwParams {
+    n: u32,
+    ndim: u32,
+    alpha: f32,
+    beta: f32,
+    shape: [u32; MAX_DIMS],
+    sa: [u32; MAX_DIMS],
+    sb: [u32; MAX_DIMS],
+}
+
+impl EwParams {
+    fn flat(n: u32, alpha: f32, beta: f32) -> Self {
+        EwParams {
+            n,
+            ndim: 0,
+            alpha,
+            beta,
+            shape: [0; MAX_DIMS],
+            sa: [0; MAX_DIMS],
+            sb: [0; MAX_DIMS],
+        }
+    }
+}
+
+fn pack(op: &'static str, v: &[usize]) -> Result<[u32; MAX_DIMS]> {
+    let mut out = [0; MAX_DIMS];
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = u32_of(op, x)?;
+    }
+    Ok(out)
+}
+
+/// `a op b` with numpy broadcasting; the result has the broadcast shape.
+pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    const NAME: &str = "elementwise::binary";
+    a.expect_dtype(NAME, DType::F32)?;
+    b.expect_dtype(NAME, DType::F32)?;
+    let out_shape = broadcast_shape(NAME, a.shape(), b.shape())?;
+    if out_shape.len() > MAX_DIMS {
+        return Err(Error::shape(
+            NAME,
+            format!("at most {MAX_DIMS} axes are supported, got {out_shape:?}"),
+        ));
+    }
+    let out = Tensor::empty(a.gpu(), &out_shape, DType::F32)?;
+    let n = out.numel();
+    if n == 0 {
+        return Ok(out);
+    }
+    let same = a.shape() == out_shape.as_slice() && b.shape() == out_shape.as_slice();
+    let params = EwParams {
+        ndim: out_shape.len() as u32,
+        shape: pack(NAME, &out_shape)?,
+        sa: pack(NAME, &broadcast_strides(a.shape(), &out_shape))?,
+        sb: pack(NAME, &broadcast_strides(b.shape(), &out_shape))?,
+        ..EwParams::flat(u32_of(NAME, n)?, 0.0, 0.0)
+    };
+    let spec = KernelSpec::new("elementwise", "binary")
+        .with("OP", op as u32 as f64)
+        .with("BROADCAST", if same { 0.0 } else { 1.0 });
+    a.gpu().launch(
+        &spec,
+        bytemuck::bytes_of(&params),
+        &[out.binding(), a.binding(), b.binding()],
+        groups(n, WG),
+    )?;
+    Ok(out)
+}
+
+pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
+    const NAME: &str = "elementwise::unary";
+    a.expect_dtype(NAME, DType::F32)?;
+    let out = Tensor::empty(a.gpu(), a.shape(), DType::F32)?;
+    let n = a.numel();
+    if n == 0 {
+        return Ok(out);
+    }
+    let (code, alpha, beta) = match op {
+        UnaryOp::Affine { alpha, beta } => (0, alpha, beta),
+        UnaryOp::Relu => (1, 0.0, 0.0),
+        UnaryOp::Exp => (2, 0.0, 0.0),
+        UnaryOp::Log => (3, 0.0, 0.0),
+    };
+    let params = EwParams::flat(u32_of(NAME, n)?, alpha, beta);
+    let spec = KernelSpec::new("elementwise", "unary").with("OP", code as f64);
+    a.gpu().launch(
+        &spec,
+        bytemuck::bytes_of(&params),
+        &[out.binding(), a.binding()],
+        groups(n, WG),
+    )?;
+    Ok(out)
+}
+
+/// Sets every element of `t` to `value`, in place.
+pub fn fill(t: &Tensor, value: f32) -> Result<()> {
+    const NAME: &str = "elementwise::fill";
+    t.expect_dtype(NAME, DType::F32)?;
+    let n = t.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let params = EwParams::flat(u32_of(NAME, n)?, value, 0.0);
+    t.gpu().launch(
+        &KernelSpec::new("elementwise", "fill"),
+        bytemuck::bytes_of(&params),
+        &[t.binding()],
+        groups(n, WG),
+    )
+}
+
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, BinaryOp::Add)
+}
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, BinaryOp::Sub)
+}
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, BinaryOp::Mul)
+}
+pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(a, b, BinaryOp::Div)
+}
+pub fn scale(a: &Tensor, s: f32) -> Result<Tensor> {
+    unary(
+        a,
+        UnaryOp::Affine {
+            alpha: s,
+            beta: 0.0,
+        },
+    )
+}
+pub fn relu(a: &Tensor) -> Result<Tensor> {
+    unary(a, UnaryOp::Relu)
+}
+pub fn exp(a: &Tensor) -> Result<Tensor> {
+    unary(a, UnaryOp::Exp)
+}
+pub fn log(a: &Tensor) -> Result<Tensor> {
+    unary(a, UnaryOp::Log)
+}

@@ -1,0 +1,240 @@
+//! Batched matmul with optional transposes read through strides
+//! (shaders/matmul.wgsl). The kernel variant is chosen per adapter and shape.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::u32_of;
+use crate::error::{Error, Result};
+use crate::gpu::{AdapterClass, Gpu, KernelSpec};
+use crate::tensor::{DType, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// CPU adapters, contiguous axes multiples of 4: vec4 loads, no barriers.
+    CpuVec4,
+    /// CPU adapters, any shape.
+    CpuScalar,
+    /// GPUs: workgroup-memory tiles.
+    Tiled,
+    /// CPU adapters with 8-wide subgroups (llvmpipe): lanes share A through
+    /// subgroupBroadcast; k % 4 == 0 and (B transposed or n % 4 == 0).
+    CpuSubgroup,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_rs: u32,
+    a_cs: u32,
+    a_bs: u32,
+    b_rs: u32,
+    b_cs: u32,
+    b_bs: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    alpha: f32,
+    beta: f32,
+    _pad: [u32; 2],
+}
+
+/// Sizes of one matmul call, from the operands' shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulDims {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a_batched: bool,
+    pub b_batched: bool,
+}
+
+/// Checks shapes: `a` is [m, k] or [batch, m, k] ([.., k, m] when `ta`), `b` is
+/// [k, n] or [batch, k, n] ([.., n, k] when `tb`). A 2D operand is shared by all batches.
+pub fn dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<MatmulDims> {
+    const NAME: &str = "matmul";
+    let split = |s: &[usize], what: &str| -> Result<(usize, usize, usize, bool)> {
+        match *s {
+            [r, c] => Ok((1, r, c, false)),
+            [bt, r, c] => Ok((bt, r, c, true)),
+            _ => Err(Error::shape(
+                NAME,
+                format!("{what} must have 2 or 3 axes, got shape {s:?}"),
+            )),
+        }
+    };
+    let (ba, ar, ac, a_batched) = split(a, "left operand")?;
+    let (bb, br, bc, b_batched) = split(b, "right operand")?;
+    let (m, ka) = if ta { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if tb { (bc, br) } else { (br, bc) };
+    if ka != kb {
+        return Err(Error::shape(
+            NAME,
+            format!(
+                "inner sizes differ: {a:?}{} @ {b:?}{} has k = {ka} vs {kb}",
+                if ta { "^T" } else { "" },
+                if tb { "^T" } else { "" }
+            ),
+        ));
+    }
+    if a_batched && b_batched && ba != bb {
+        return Err(Error::shape(
+            NAME,
+            format!("batch sizes differ: {a:?} vs {b:?}"),
+        ));
+    }
+    Ok(MatmulDims {
+        batch: ba.max(bb),
+        m,
+        n,
+        k: ka,
+        a_batched,
+        b_batched,
+    })
+}
+
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    matmul_t(a, b, false, false)
+}
+
+/// op(a) @ op(b), op a transpose where `ta` / `tb` are set (no copies).
+pub fn matmul_t(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
+    gemm(a, b, None, ta, tb, 1.0, 0.0, None)
+}
+
+/// Picks the kernel for this adapter and shape.
+pub fn choose(gpu: &Gpu, d: &MatmulDims, ta: bool, tb: bool) -> MatmulKernel {
+    match gpu.class() {
+        AdapterClass::Gpu => MatmulKernel::Tiled,
+        AdapterClass::Cpu if subgroup_ok(gpu, d, tb) => MatmulKernel::CpuSubgroup,
+        AdapterClass::Cpu if vec4_ok(d, ta, tb) => MatmulKernel::CpuVec4,
+        AdapterClass::Cpu => MatmulKernel::CpuScalar,
+    }
+}
+
+/// Whether `kernel` can run this shape on this adapter.
+pub fn supports(gpu: &Gpu, kernel: MatmulKernel, d: &MatmulDims, ta: bool, tb: bool) -> bool {
+    match kernel {
+        MatmulKernel::CpuSubgroup => subgroup_ok(gpu, d, tb),
+        MatmulKernel::CpuVec4 => vec4_ok(d, ta, tb),
+        MatmulKernel::CpuScalar | MatmulKernel::Tiled => true,
+    }
+}
+
+fn subgroup_ok(gpu: &Gpu, d: &MatmulDims, tb: bool) -> bool {
+    gpu.subgroup_size() == Some(8)
+        && d.k.is_multiple_of(4)
+        && (tb || d.n.is_multiple_of(4))
+        && d.m > 0
+        && d.n > 0
+}
+
+/// The vec4 kernel reads 4 consecutive elements along each contiguous axis and
+/// steps k by 4; everything it reads in blocks must be a multiple of 4.
+fn vec4_ok(d: &MatmulDims, ta: bool, tb: bool) -> bool {
+    let a_contig = if ta { d.m } else { d.k };
+    let b_contig = if tb { d.k } else { d.n };
+    d.k.is_multiple_of(4) && a_contig % 4 == 0 && b_contig % 4 == 0 && d.m > 0 && d.n > 0
+}
+
+/// C = alpha * op(a) @ op(b) + beta * C. With `c` given its values are used
+/// (beta) and it is returned updated in place; otherwise a new tensor is made.
+/// `kernel` forces a variant (tests and benchmarks); None chooses per adapter.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    a: &Tensor,
+    b: &Tensor,
+    c: Option<&Tensor>,
+    ta: bool,
+    tb: bool,
+    alpha: f32,
+    beta: f32,
+    kernel: Option<MatmulKernel>,
+) -> Result<Tensor> {
+    const NAME: &str = "matmul";
+    a.expect_dtype(NAME, DType::F32)?;
+    b.expect_dtype(NAME, DType::F32)?;
+    let d = dims(a.shape(), b.shape(), ta, tb)?;
+    let out_shape: Vec<usize> = if d.a_batched || d.b_batched {
+        vec![d.batch, d.m, d.n]
+    } else {
+        vec![d.m, d.n]
+    };
+    let out = match c {
+        Some(c) => {
+            if c.shape() != out_shape.as_slice() {
+                return Err(Error::shape(
+                    NAME,
+                    format!("output has shape {:?}, expected {out_shape:?}", c.shape()),
+                ));
+            }
+            c.clone()
+        }
+        None => Tensor::empty(a.gpu(), &out_shape, DType::F32)?,
+    };
+    if out.numel() == 0 {
+        return Ok(out);
+    }
+    if d.k == 0 {
+        // An empty sum: C = beta * C.
+        let fresh = if c.is_some() && beta != 0.0 {
+            super::scale(&out, beta)?
+        } else {
+            Tensor::zeros(a.gpu(), &out_shape)?
+        };
+        a.gpu()
+            .copy_buffer(fresh.buffer(), out.buffer(), out.bytes());
+        return Ok(out);
+    }
+    let kernel = kernel.unwrap_or_else(|| choose(a.gpu(), &d, ta, tb));
+    if !supports(a.gpu(), kernel, &d, ta, tb) {
+        return Err(Error::Invalid(format!(
+            "the {kernel:?} matmul kernel cannot run {d:?} (ta={ta}, tb={tb}) here: it needs k and \
+             the contiguous axes to be multiples of 4 (and 8-wide subgroups for CpuSubgroup)"
+        )));
+    }
+    let (rs_a, cs_a) = if ta { (1, d.m) } else { (d.k, 1) };
+    let (rs_b, cs_b) = if tb { (1, d.k) } else { (d.n, 1) };
+    let tile = match kernel {
+        MatmulKernel::Tiled | MatmulKernel::CpuSubgroup => 64,
+        MatmulKernel::CpuVec4 | MatmulKernel::CpuScalar => 32,
+    };
+    let (tiles_m, tiles_n) = (d.m.div_ceil(tile), d.n.div_ceil(tile));
+    let params = MmParams {
+        m: u32_of(NAME, d.m)?,
+        n: u32_of(NAME, d.n)?,
+        k: u32_of(NAME, d.k)?,
+        batch: u32_of(NAME, d.batch)?,
+        a_rs: u32_of(NAME, rs_a)?,
+        a_cs: u32_of(NAME, cs_a)?,
+        a_bs: u32_of(NAME, if d.a_batched { d.m * d.k } else { 0 })?,
+        b_rs: u32_of(NAME, rs_b)?,
+        b_cs: u32_of(NAME, cs_b)?,
+        b_bs: u32_of(NAME, if d.b_batched { d.k * d.n } else { 0 })?,
+        tiles_m: u32_of(NAME, tiles_m)?,
+        tiles_n: u32_of(NAME, tiles_n)?,
+        alpha,
+        beta: if c.is_some() { beta } else { 0.0 },
+        _pad: [0; 2],
+    };
+    let spec = match kernel {
+        MatmulKernel::CpuVec4 => KernelSpec::new("matmul", "mm_cpu_vec4")
+            .with("TRANS_A", ta as u8 as f64)
+            .with("TRANS_B", tb as u8 as f64),
+        MatmulKernel::CpuScalar => KernelSpec::new("matmul", "mm_cpu_scalar"),
+        MatmulKernel::Tiled => KernelSpec::new("matmul", "mm_tiled"),
+        MatmulKernel::CpuSubgroup => KernelSpec::new("matmul_subgroup", "mm_cpu_subgroup")
+            .with("TRANS_A", ta as u8 as f64)
+            .with("TRANS_B", tb as u8 as f64),
+    };
+    a.gpu().launch(
+        &spec,
+        bytemuck::bytes_of(&params),
+        &[out.binding(), a.binding(), b.binding()],
+        (tiles_m * tiles_n * d.batch) as u64,
+    )?;
+    Ok(out)
+}

@@ -1,0 +1,28 @@
+//! GPU ops: shape checks and kernel launches, one file per kernel family
+//! (its WGSL lives in shaders/, its reference in src/cpu/).
+
+pub mod elementwise;
+pub mod matmul;
+pub mod reduce;
+pub mod softmax;
+
+pub use elementwise::{BinaryOp, UnaryOp, add, div, exp, log, mul, relu, scale, sub};
+pub use matmul::{MatmulKernel, matmul, matmul_t};
+pub use reduce::{ReduceOp, argmax, max, mean, sum};
+pub use softmax::{log_softmax, softmax};
+
+/// Number of workgroups of `size` invocations that cover `n` items.
+pub(crate) fn groups(n: usize, size: usize) -> u64 {
+    n.div_ceil(size) as u64
+}
+
+/// u32 conversion of a size the kernels index with; tensors are bounded by the
+/// adapter's buffer limits, so this only fails on absurd shapes.
+pub(crate) fn u32_of(op: &'static str, v: usize) -> crate::Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        crate::Error::shape(
+            op,
+            format!("size {v} exceeds the 32-bit indices kernels use"),
+        )
+    })
+}

@@ -1,0 +1,167 @@
+//! Reductions (shaders/reduce.wgsl): sum, mean, max and argmax along one axis or
+//! over all elements. Long axes are reduced in passes: each pass cuts the axis to
+//! `groups` partials of about `PER_INVOCATION` elements each.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{groups, u32_of};
+use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
+use crate::shape::split_axis;
+use crate::tensor::{DType, Tensor};
+
+const WG: usize = 64;
+/// Elements one invocation reduces in a pass when the axis is split.
+const PER_INVOCATION: usize = 256;
+/// Enough invocations to fill a large GPU; more outputs than this need no split.
+const TARGET_INVOCATIONS: usize = 65536;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RedParams {
+    outer: u32,
+    n: u32,
+    inner: u32,
+    groups: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// Partials per output for one pass over an axis of length `n`.
+fn groups_for(outputs: usize, n: usize) -> usize {
+    if n <= PER_INVOCATION || outputs >= TARGET_INVOCATIONS / 4 {
+        return 1;
+    }
+    n.div_ceil(PER_INVOCATION)
+        .min(TARGET_INVOCATIONS.div_ceil(outputs))
+        .max(1)
+}
+
+fn dims(
+    op: &'static str,
+    x: &Tensor,
+    axis: Option<usize>,
+) -> Result<(usize, usize, usize, Vec<usize>)> {
+    x.expect_dtype(op, DType::F32)?;
+    if x.numel() == 0 {
+        return Err(Error::shape(
+            op,
+            format!("cannot reduce an empty tensor {:?}", x.shape()),
+        ));
+    }
+    match axis {
+        None => Ok((1, x.numel(), 1, vec![])),
+        Some(ax) => {
+            let (o, n, i) = split_axis(op, x.shape(), ax)?;
+            let mut shape = x.shape().to_vec();
+            shape.remove(ax);
+            Ok((o, n, i, shape))
+        }
+    }
+}
+
+/// Reduces `x` over `axis` (all elements when None); the axis is removed from
+/// the shape (a full reduction has shape []).
+pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
+    const NAME: &str = "reduce";
+    let (outer, n0, inner, out_shape) = dims(NAME, x, axis)?;
+    let code = if op == ReduceOp::Max { 1.0 } else { 0.0 };
+    let spec = KernelSpec::new("reduce", "reduce").with("OP", code);
+    let mut cur = x.clone();
+    let mut n = n0;
+    loop {
+        let g = groups_for(outer * inner, n);
+        let last = g == 1;
+        let out = Tensor::empty(x.gpu(), &[outer * g * inner], DType::F32)?;
+        let params = RedParams {
+            outer: u32_of(NAME, outer)?,
+            n: u32_of(NAME, n)?,
+            inner: u32_of(NAME, inner)?,
+            groups: g as u32,
+            scale: if last && op == ReduceOp::Mean {
+                1.0 / n0 as f32
+            } else {
+                1.0
+            },
+            _pad: [0; 3],
+        };
+        x.gpu().launch(
+            &spec,
+            bytemuck::bytes_of(&params),
+            &[out.binding(), cur.binding()],
+            groups(outer * g * inner, WG),
+        )?;
+        if last {
+            return out.reshape(&out_shape);
+        }
+        cur = out;
+        n = g;
+    }
+}
+
+/// Index of the largest element along `axis` (all elements when None), as u32.
+/// NaN counts as largest; ties go to the lowest index.
+pub fn argmax(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
+    const NAME: &str = "argmax";
+    let (outer, n0, inner, out_shape) = dims(NAME, x, axis)?;
+    let mut vals = x.clone();
+    let mut idx: Option<Tensor> = None;
+    let mut n = n0;
+    loop {
+        let g = groups_for(outer * inner, n);
+        let len = outer * g * inner;
+        let out_v = Tensor::empty(x.gpu(), &[len], DType::F32)?;
+        let out_i = Tensor::empty(x.gpu(), &[len], DType::U32)?;
+        let params = RedParams {
+            outer: u32_of(NAME, outer)?,
+            n: u32_of(NAME, n)?,
+            inner: u32_of(NAME, inner)?,
+            groups: g as u32,
+            scale: 1.0,
+            _pad: [0; 3],
+        };
+        let p = bytemuck::bytes_of(&params);
+        match &idx {
+            None => x.gpu().launch(
+                &KernelSpec::new("reduce", "argmax_first"),
+                p,
+                &[out_v.binding(), vals.binding(), out_i.binding()],
+                groups(len, WG),
+            )?,
+            Some(prev) => x.gpu().launch(
+                &KernelSpec::new("reduce", "argmax_next"),
+                p,
+                &[
+                    out_v.binding(),
+                    vals.binding(),
+                    out_i.binding(),
+                    prev.binding(),
+                ],
+                groups(len, WG),
+            )?,
+        }
+        if g == 1 {
+            return out_i.reshape(&out_shape);
+        }
+        vals = out_v;
+        idx = Some(out_i);
+        n = g;
+    }
+}
+
+pub fn sum(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
+    reduce(x, axis, ReduceOp::Sum)
+}
+pub fn mean(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
+    reduce(x, axis, ReduceOp::Mean)
+}
+pub fn max(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
+    reduce(x, axis, ReduceOp::Max)
+}

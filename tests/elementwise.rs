@@ -1,0 +1,139 @@
+//! Elementwise kernels against src/cpu/elementwise.rs.
+//!
+//! Tolerance: add/sub/mul/relu are exact in f32 on both sides (0 error). div,
+//! exp and log may differ by a few ulp between the GPU's math library and Rust's:
+//! rtol 1e-6 (about 8 ulp) with atol 1e-7 for results near 0.
+
+mod common;
+use common::{assert_close, gpu, rand_vec};
+use condenser::ops::elementwise::{BinaryOp, UnaryOp, binary, unary};
+use condenser::{Tensor, cpu};
+
+fn check_binary(sa: &[usize], sb: &[usize], op: BinaryOp) {
+    let g = gpu();
+    let av = rand_vec(sa.iter().product(), 10);
+    // Keep divisors away from 0 so div is well conditioned.
+    let bv: Vec<f32> = rand_vec(sb.iter().product(), 11)
+        .into_iter()
+        .map(|v| {
+            if op == BinaryOp::Div {
+                v.signum() * (v.abs() + 0.5)
+            } else {
+                v
+            }
+        })
+        .collect();
+    let a = Tensor::from_slice(&g, sa, &av).unwrap();
+    let b = Tensor::from_slice(&g, sb, &bv).unwrap();
+    let out = binary(&a, &b, op).unwrap();
+    let (shape, want) = cpu::elementwise::binary(&av, sa, &bv, sb, op).unwrap();
+    assert_eq!(out.shape(), shape.as_slice());
+    let (atol, rtol) = if op == BinaryOp::Div {
+        (1e-7, 1e-6)
+    } else {
+        (0.0, 0.0)
+    };
+    assert_close(
+        &out.to_vec().unwrap(),
+        &want,
+        atol,
+        rtol,
+        &format!("{op:?} {sa:?} {sb:?}"),
+    );
+}
+
+#[test]
+fn binary_ops_with_broadcasting() {
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[1], &[1]),
+        (&[7], &[7]),
+        (&[257], &[1]),
+        (&[3, 5], &[5]),
+        (&[3, 1], &[1, 5]),
+        (&[2, 3, 4], &[3, 1]),
+        (&[4, 1, 3, 1, 2], &[5, 3, 1, 1]),
+        (&[2, 1, 2, 1, 2, 1, 2, 3], &[3, 1, 3]),
+        (&[1000, 3], &[1000, 3]),
+    ];
+    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+        for (sa, sb) in cases {
+            check_binary(sa, sb, op);
+            check_binary(sb, sa, op);
+        }
+    }
+}
+
+#[test]
+fn unary_ops() {
+    let g = gpu();
+    for n in [1usize, 5, 256, 1023] {
+        let v = rand_vec(n, 12);
+        let pos: Vec<f32> = v.iter().map(|x| x.abs() + 1e-3).collect();
+        for (op, input) in [
+            (UnaryOp::Relu, &v),
+            (UnaryOp::Exp, &v),
+            (UnaryOp::Log, &pos),
+            (
+                UnaryOp::Affine {
+                    alpha: -2.5,
+                    beta: 0.75,
+                },
+                &v,
+            ),
+        ] {
+            let t = Tensor::from_slice(&g, &[n], input).unwrap();
+            let got = unary(&t, op).unwrap().to_vec().unwrap();
+            assert_close(
+                &got,
+                &cpu::elementwise::unary(input, op),
+                1e-7,
+                1e-6,
+                &format!("{op:?} n={n}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn past_65535_workgroups() {
+    // 256 invocations a workgroup: 17M elements need 66,407 workgroups, which the
+    // dispatcher folds into a 2D grid.
+    let g = gpu();
+    let n = 65_536 * 256 + 1_000;
+    let a = Tensor::full(&g, &[n], 1.5).unwrap();
+    let b = Tensor::rand_uniform(&g, &[n], -1.0, 1.0, 5).unwrap();
+    let got = condenser::ops::add(&a, &b).unwrap().to_vec().unwrap();
+    let bv = b.to_vec().unwrap();
+    for i in [0, 1, 65_535 * 256, 65_536 * 256, n - 1] {
+        assert_eq!(got[i], 1.5 + bv[i], "element {i}");
+    }
+    let wrong = got
+        .iter()
+        .zip(&bv)
+        .filter(|(g, b)| **g != 1.5 + **b)
+        .count();
+    assert_eq!(wrong, 0);
+}
+
+#[test]
+fn mismatched_shapes_are_clear_errors() {
+    let g = gpu();
+    let a = Tensor::zeros(&g, &[3, 4]).unwrap();
+    let b = Tensor::zeros(&g, &[5]).unwrap();
+    let e = condenser::ops::add(&a, &b).unwrap_err().to_string();
+    assert!(
+        e.contains("do not broadcast") && e.contains("[3, 4]"),
+        "{e}"
+    );
+    let idx = Tensor::from_u32(&g, &[2], &[1, 2]).unwrap();
+    let e = condenser::ops::relu(&idx).unwrap_err().to_string();
+    assert!(e.contains("F32"), "{e}");
+}
+
+#[test]
+fn empty_tensors_launch_nothing() {
+    let g = gpu();
+    let a = Tensor::zeros(&g, &[0, 3]).unwrap();
+    assert_eq!(condenser::ops::relu(&a).unwrap().shape(), &[0, 3]);
+    assert_eq!(condenser::ops::add(&a, &a).unwrap().numel(), 0);
+}

@@ -1,0 +1,252 @@
+//! Matmul kernels against src/cpu/matmul.rs.
+//!
+//! Tolerance: the GPU sums k products in f32 in a different order than the f64
+//! reference; with inputs in [-1, 1] the error grows like sqrt(k) * eps * |terms|.
+//! atol = 1e-5 * k + 1e-5 with rtol 1e-4 bounds it with margin for k up to ~1000.
+
+mod common;
+use common::{assert_close, gpu, rand_vec};
+use condenser::Tensor;
+use condenser::cpu;
+use condenser::ops::matmul::{MatmulKernel, gemm};
+
+const KERNELS: [MatmulKernel; 4] = [
+    MatmulKernel::CpuSubgroup,
+    MatmulKernel::CpuVec4,
+    MatmulKernel::CpuScalar,
+    MatmulKernel::Tiled,
+];
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    batch: usize,
+    ab: bool,
+    bb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    kernel: MatmulKernel,
+) {
+    let g = gpu();
+    let a_shape = |r, c| if ab { vec![batch, r, c] } else { vec![r, c] };
+    let b_shape = |r, c| if bb { vec![batch, r, c] } else { vec![r, c] };
+    let sa = if ta { a_shape(k, m) } else { a_shape(m, k) };
+    let sb = if tb { b_shape(n, k) } else { b_shape(k, n) };
+    let av = rand_vec(sa.iter().product(), 1 + m as u64);
+    let bv = rand_vec(sb.iter().product(), 2 + n as u64);
+    let a = Tensor::from_slice(&g, &sa, &av).unwrap();
+    let b = Tensor::from_slice(&g, &sb, &bv).unwrap();
+    let c = gemm(&a, &b, None, ta, tb, 1.0, 0.0, Some(kernel)).unwrap();
+    let want = cpu::matmul::matmul(&av, &bv, batch, ab, bb, m, n, k, ta, tb);
+    let tol = 1e-5 * k as f32 + 1e-5;
+    assert_close(
+        &c.to_vec().unwrap(),
+        &want,
+        tol,
+        1e-4,
+        &format!("{kernel:?} b={batch}({ab},{bb}) m={m} n={n} k={k} ta={ta} tb={tb}"),
+    );
+}
+
+#[test]
+fn all_kernels_all_transposes_awkward_shapes() {
+    // Sizes of 1, primes, and sizes not a multiple of any tile.
+    let shapes = [
+        (1, 1, 1),
+        (1, 7, 3),
+        (5, 1, 2),
+        (13, 17, 11),
+        (33, 31, 65),
+        (67, 70, 129),
+    ];
+    for kernel in [MatmulKernel::CpuScalar, MatmulKernel::Tiled] {
+        for &(m, n, k) in &shapes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                check(1, false, false, m, n, k, ta, tb, kernel);
+            }
+        }
+    }
+}
+
+#[test]
+fn vec4_kernel_on_multiples_of_four_with_edges() {
+    // Multiples of 4 that are not multiples of the 32-wide tile, plus one m that
+    // is not a multiple of 4 (allowed when A is not transposed).
+    for &(m, n, k) in &[(4, 4, 4), (36, 20, 12), (100, 68, 132), (7, 12, 8)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            if ta && m % 4 != 0 {
+                continue;
+            }
+            check(1, false, false, m, n, k, ta, tb, MatmulKernel::CpuVec4);
+        }
+    }
+}
+
+#[test]
+fn subgroup_kernel_edges_and_transposes() {
+    if gpu().subgroup_size() != Some(8) {
+        eprintln!("skipped: this adapter has no fixed 8-wide subgroups");
+        return;
+    }
+    // n need not be a multiple of 4 when B is transposed; m is free.
+    for &(m, n, k) in &[
+        (1, 4, 4),
+        (7, 12, 8),
+        (65, 68, 36),
+        (130, 200, 20),
+        (64, 64, 64),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            check(1, false, false, m, n, k, ta, tb, MatmulKernel::CpuSubgroup);
+        }
+    }
+    check(
+        1,
+        false,
+        false,
+        33,
+        13,
+        12,
+        false,
+        true,
+        MatmulKernel::CpuSubgroup,
+    );
+    check(
+        1,
+        false,
+        false,
+        9,
+        1,
+        4,
+        true,
+        true,
+        MatmulKernel::CpuSubgroup,
+    );
+}
+
+#[test]
+fn batched_and_broadcast_batches() {
+    for kernel in KERNELS {
+        for (ab, bb) in [(true, true), (true, false), (false, true)] {
+            check(3, ab, bb, 12, 8, 20, false, false, kernel);
+            check(3, ab, bb, 12, 8, 20, true, true, kernel);
+        }
+    }
+}
+
+#[test]
+fn alpha_beta_accumulate_into_c() {
+    let g = gpu();
+    let (m, n, k) = (9, 6, 5);
+    let av = rand_vec(m * k, 3);
+    let bv = rand_vec(k * n, 4);
+    let cv = rand_vec(m * n, 5);
+    for kernel in [MatmulKernel::CpuScalar, MatmulKernel::Tiled] {
+        let a = Tensor::from_slice(&g, &[m, k], &av).unwrap();
+        let b = Tensor::from_slice(&g, &[k, n], &bv).unwrap();
+        let c = Tensor::from_slice(&g, &[m, n], &cv).unwrap();
+        gemm(&a, &b, Some(&c), false, false, 0.5, 2.0, Some(kernel)).unwrap();
+        // (CpuVec4/CpuSubgroup share the epilogue code paths tested below.)
+        let mut want = cv.clone();
+        cpu::matmul::gemm(&av, &bv, &mut want, m, n, k, false, false, 0.5, 2.0);
+        assert_close(
+            &c.to_vec().unwrap(),
+            &want,
+            1e-5,
+            1e-5,
+            &format!("{kernel:?} gemm"),
+        );
+    }
+}
+
+#[test]
+fn beta_zero_ignores_nan_in_output() {
+    // Pooled buffers hold stale data; beta = 0 must not read it.
+    let g = gpu();
+    let a = Tensor::from_slice(&g, &[4, 4], &[1.0; 16]).unwrap();
+    let b = Tensor::from_slice(&g, &[4, 4], &[1.0; 16]).unwrap();
+    for kernel in KERNELS {
+        let c = Tensor::full(&g, &[4, 4], f32::NAN).unwrap();
+        gemm(&a, &b, Some(&c), false, false, 1.0, 0.0, Some(kernel)).unwrap();
+        assert_eq!(c.to_vec().unwrap(), vec![4.0; 16], "{kernel:?}");
+    }
+}
+
+#[test]
+fn large_grid_past_the_workgroup_limit_folds() {
+    // With the per-dimension limit lowered to 4, a 7x5 tile grid folds into 3D.
+    let g = gpu();
+    g.set_max_workgroups_per_dim(4);
+    check(
+        1,
+        false,
+        false,
+        200,
+        152,
+        8,
+        false,
+        false,
+        MatmulKernel::CpuVec4,
+    );
+    check(
+        1,
+        false,
+        false,
+        200,
+        150,
+        9,
+        false,
+        true,
+        MatmulKernel::CpuScalar,
+    );
+    check(
+        2,
+        true,
+        true,
+        130,
+        100,
+        9,
+        false,
+        false,
+        MatmulKernel::Tiled,
+    );
+    check(
+        1,
+        false,
+        false,
+        300,
+        260,
+        8,
+        false,
+        false,
+        MatmulKernel::CpuSubgroup,
+    );
+    g.set_max_workgroups_per_dim(u32::MAX);
+}
+
+#[test]
+fn shape_errors_are_clear() {
+    let g = gpu();
+    let a = Tensor::zeros(&g, &[3, 4]).unwrap();
+    let b = Tensor::zeros(&g, &[5, 6]).unwrap();
+    let e = condenser::ops::matmul(&a, &b).unwrap_err().to_string();
+    assert!(e.contains("k = 4 vs 5"), "{e}");
+    let v = Tensor::zeros(&g, &[2, 3, 4, 5]).unwrap();
+    let e = condenser::ops::matmul(&v, &b).unwrap_err().to_string();
+    assert!(e.contains("2 or 3 axes"), "{e}");
+    let e = gemm(
+        &a,
+        &Tensor::zeros(&g, &[4, 3]).unwrap(),
+        None,
+        false,
+        false,
+        1.0,
+        0.0,
+        Some(MatmulKernel::CpuVec4),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("multiples of 4"), "{e}");
+}

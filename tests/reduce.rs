@@ -1,0 +1,129 @@
+//! Reductions against src/cpu/reduce.rs.
+//!
+//! Tolerance: the GPU sums in f32 in a tree of partials, the reference in f64.
+//! Each f32 add errs by at most eps/2 relative to the running sum, and the sums
+//! here run over at most ~256 terms per pass, so atol = 1e-6 * sum|x| + 1e-6
+//! bounds the error. max and argmax are exact.
+
+mod common;
+use common::{assert_close, gpu, rand_vec};
+use condenser::ops::reduce::{ReduceOp, argmax, reduce};
+use condenser::{Tensor, cpu};
+
+fn check(shape: &[usize], axis: Option<usize>, op: ReduceOp) {
+    let g = gpu();
+    let v = rand_vec(shape.iter().product(), 20 + shape.len() as u64);
+    let t = Tensor::from_slice(&g, shape, &v).unwrap();
+    let got = reduce(&t, axis, op).unwrap();
+    let want = cpu::reduce::reduce(&v, shape, axis, op).unwrap();
+    let abs: f32 = v.iter().map(|x| x.abs()).sum();
+    let atol = if op == ReduceOp::Max {
+        0.0
+    } else {
+        1e-6 * abs + 1e-6
+    };
+    assert_close(
+        &got.to_vec().unwrap(),
+        &want,
+        atol,
+        0.0,
+        &format!("{op:?} {shape:?} axis {axis:?}"),
+    );
+    let mut want_shape = shape.to_vec();
+    match axis {
+        Some(a) => {
+            want_shape.remove(a);
+        }
+        None => want_shape.clear(),
+    }
+    assert_eq!(got.shape(), want_shape.as_slice());
+
+    if op == ReduceOp::Max {
+        let gi = argmax(&t, axis).unwrap().to_vec_u32().unwrap();
+        assert_eq!(
+            gi,
+            cpu::reduce::argmax(&v, shape, axis).unwrap(),
+            "argmax {shape:?} {axis:?}"
+        );
+    }
+}
+
+#[test]
+fn along_each_axis_awkward_shapes() {
+    let shapes: &[&[usize]] = &[
+        &[1],
+        &[7],
+        &[1, 1],
+        &[3, 1, 5],
+        &[13, 17],
+        &[2, 300, 3],
+        &[5, 1031],
+    ];
+    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        for shape in shapes {
+            check(shape, None, op);
+            for ax in 0..shape.len() {
+                check(shape, Some(ax), op);
+            }
+        }
+    }
+}
+
+#[test]
+fn long_axes_take_several_passes() {
+    // 100k elements: the first pass leaves ~391 partials, the second 2, the third 1.
+    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+        check(&[100_003], None, op);
+        check(&[3, 70_001], Some(1), op);
+        check(&[70_001, 3], Some(0), op);
+    }
+}
+
+#[test]
+fn past_65535_workgroups() {
+    // 64 invocations a workgroup: 5M rows summed along the last axis need ~78k
+    // workgroups, which the dispatcher folds into 2D.
+    let g = gpu();
+    let rows = 5_000_000;
+    let v: Vec<f32> = (0..rows * 2).map(|i| (i % 7) as f32).collect();
+    let t = Tensor::from_slice(&g, &[rows, 2], &v).unwrap();
+    let got = reduce(&t, Some(1), ReduceOp::Sum)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let want = cpu::reduce::reduce(&v, &[rows, 2], Some(1), ReduceOp::Sum).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn nan_wins_max_and_ties_go_to_the_first_index() {
+    let g = gpu();
+    let mut v = vec![1.0f32; 1000];
+    v[10] = 5.0;
+    v[700] = 5.0;
+    let t = Tensor::from_slice(&g, &[1000], &v).unwrap();
+    assert_eq!(argmax(&t, None).unwrap().to_vec_u32().unwrap(), vec![10]);
+    v[500] = f32::NAN;
+    let t = Tensor::from_slice(&g, &[1000], &v).unwrap();
+    assert_eq!(argmax(&t, None).unwrap().to_vec_u32().unwrap(), vec![500]);
+    assert!(
+        reduce(&t, None, ReduceOp::Max)
+            .unwrap()
+            .item()
+            .unwrap()
+            .is_nan()
+    );
+    let neg = vec![f32::NEG_INFINITY; 5];
+    let t = Tensor::from_slice(&g, &[5], &neg).unwrap();
+    assert_eq!(argmax(&t, None).unwrap().to_vec_u32().unwrap(), vec![0]);
+}
+
+#[test]
+fn bad_axis_and_empty_input_are_errors() {
+    let g = gpu();
+    let t = Tensor::zeros(&g, &[2, 3]).unwrap();
+    let e = reduce(&t, Some(2), ReduceOp::Sum).unwrap_err().to_string();
+    assert!(e.contains("axis 2 is out of range"), "{e}");
+    let z = Tensor::zeros(&g, &[0]).unwrap();
+    assert!(reduce(&z, None, ReduceOp::Sum).is_err());
+}

@@ -1,0 +1,92 @@
+//! Softmax and log-softmax with temperature against src/cpu/softmax.rs (f64).
+//!
+//! Tolerance: exp and log differ by a few ulp between the GPU and Rust, and the
+//! sum of a row of up to ~1000 exponentials errs by ~cols * eps relative:
+//! atol 2e-6 + rtol 1e-5 for probabilities; for log-probabilities, which reach
+//! -1e5 with extreme inputs, rtol 1e-5 of the value plus atol 1e-5.
+
+mod common;
+use common::{assert_close, gpu, rand_vec};
+use condenser::Tensor;
+use condenser::cpu::softmax::softmax as reference;
+use condenser::ops::softmax::{SoftmaxKernel, softmax_with};
+
+const KERNELS: [SoftmaxKernel; 2] = [SoftmaxKernel::Rows, SoftmaxKernel::Workgroup];
+
+fn check(v: &[f32], shape: &[usize], t: f32) {
+    let g = gpu();
+    let x = Tensor::from_slice(&g, shape, v).unwrap();
+    let cols = *shape.last().unwrap();
+    for kernel in KERNELS {
+        for log in [false, true] {
+            let got = softmax_with(&x, t, log, Some(kernel))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let want = reference(v, cols, t, log);
+            let (atol, rtol) = if log { (1e-5, 1e-5) } else { (2e-6, 1e-5) };
+            assert_close(
+                &got,
+                &want,
+                atol,
+                rtol,
+                &format!("{kernel:?} log={log} {shape:?} T={t}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn random_rows_and_temperatures() {
+    for shape in [[1usize, 1], [1, 7], [5, 3], [3, 257], [64, 10], [2, 1000]] {
+        let n = shape[0] * shape[1];
+        for t in [0.5f32, 1.0, 4.0, 20.0] {
+            let v: Vec<f32> = rand_vec(n, 30).iter().map(|x| 8.0 * x).collect();
+            check(&v, &shape, t);
+        }
+    }
+}
+
+#[test]
+fn extreme_logits_stay_finite() {
+    // Logits of +-1e4 overflow a naive exp at any temperature in [0.5, 20].
+    let cols = 300;
+    let mut v: Vec<f32> = rand_vec(3 * cols, 31).iter().map(|x| 1e4 * x).collect();
+    v[5] = 1e4;
+    v[cols + 7] = -1e4;
+    v[2 * cols] = f32::NEG_INFINITY; // a masked logit
+    for t in [0.5f32, 1.0, 20.0] {
+        check(&v, &[3, cols], t);
+        let g = gpu();
+        let x = Tensor::from_slice(&g, &[3, cols], &v).unwrap();
+        for kernel in KERNELS {
+            let p = softmax_with(&x, t, false, Some(kernel))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            assert!(p.iter().all(|x| x.is_finite()), "{kernel:?} T={t}");
+            for row in p.chunks(cols) {
+                let s: f32 = row.iter().sum();
+                assert!((s - 1.0).abs() < 1e-4, "{kernel:?} T={t}: row sums to {s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn rows_past_65535_workgroups() {
+    // The workgroup-per-row kernel needs one workgroup per row: 70k rows fold into 2D.
+    let rows = 70_000;
+    let v = rand_vec(rows * 2, 32);
+    check(&v, &[rows, 2], 2.0);
+}
+
+#[test]
+fn bad_temperature_is_an_error() {
+    let g = gpu();
+    let x = Tensor::zeros(&g, &[2, 2]).unwrap();
+    for t in [0.0f32, -1.0, f32::NAN] {
+        let e = condenser::ops::softmax(&x, t).unwrap_err().to_string();
+        assert!(e.contains("temperature"), "{e}");
+    }
+}
