@@ -43,6 +43,14 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A data set that is missing, truncated or corrupt: where, what, and what to do.
+    #[error("data set error in {path}: {msg}{}", if hint.is_empty() { String::new() } else { format!("\n  {hint}") })]
+    Data {
+        path: String,
+        msg: String,
+        hint: String,
+    },
+
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,
@@ -54,6 +62,18 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    pub(crate) fn data(
+        path: impl AsRef<std::path::Path>,
+        msg: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Data {
+            path: path.as_ref().display().to_string(),
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+
     pub(crate) fn shape(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Shape {
             op,

@@ -3,10 +3,12 @@
 
 pub mod bench;
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod fsutil;
 pub mod gpu;
 pub mod ops;
+pub mod report;
 pub mod rng;
 pub mod shape;
 pub mod tensor;

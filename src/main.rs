@@ -2,7 +2,10 @@
 
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
+
 use condenser::bench::{BenchOptions, run_kernels};
+use condenser::data::{DataOptions, Split};
 use condenser::{Gpu, Result};
 
 #[derive(Parser)]
@@ -35,6 +38,62 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Data sets: size, classes, and a grid of samples as PNG.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Print a data set's size and classes and save a grid of samples.
+    Show {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Where to write the grid of samples (PNG).
+        #[arg(long, default_value = "samples.png")]
+        out: PathBuf,
+        /// Samples in the grid.
+        #[arg(long, default_value_t = 32)]
+        count: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct DataArgs {
+    /// fashion-mnist, mnist, cifar10, cifar100, shapes, or folder:<path>.
+    #[arg(long, default_value = "shapes")]
+    data: String,
+    /// Folder of the data files (default: the data set's usual place).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// train or test.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Image side for image folders and the shapes world.
+    #[arg(long)]
+    size: Option<usize>,
+    /// Seed of the shapes world.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl DataArgs {
+    fn load(&self) -> Result<condenser::data::ImageSet> {
+        let split: Split = self.split.parse()?;
+        let opts = DataOptions {
+            data_dir: self.data_dir.clone(),
+            limit: self.limit,
+            size: self.size,
+            seed: self.seed,
+            count: None,
+        };
+        condenser::data::load(&self.data, split, &opts)
+    }
 }
 
 fn main() {
@@ -74,6 +133,19 @@ fn run(cli: Cli) -> Result<()> {
                     println!("{}", r.to_row());
                 }
             })?;
+            Ok(())
+        }
+        Cmd::Data {
+            cmd: DataCmd::Show { data, out, count },
+        } => {
+            let set = data.load()?;
+            println!("{}", set.describe());
+            condenser::report::grid::sample_grid(&set, count, 8).save_png(&out)?;
+            println!(
+                "wrote {} samples to {}",
+                count.min(set.len()),
+                out.display()
+            );
             Ok(())
         }
     }

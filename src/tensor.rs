@@ -111,7 +111,7 @@ impl Tensor {
         &self.buf
     }
 
-    pub(crate) fn binding(&self) -> Binding<'_> {
+    pub fn binding(&self) -> Binding<'_> {
         Binding {
             buffer: &self.buf,
             bytes: self.bytes(),

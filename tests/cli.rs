@@ -98,3 +98,39 @@ fn bench_json_has_the_documented_fields() {
     }
     assert!(n >= 5, "{text}");
 }
+
+#[test]
+fn data_show_writes_a_grid_and_reports_missing_data() {
+    let dir = std::env::temp_dir().join(format!("condenser-cli-data-{}", std::process::id()));
+    let png = dir.join("grid.png");
+    let out = condenser()
+        .args(["data", "show", "--data", "shapes", "--count", "8", "--out"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("6 classes") && text.contains("hexagon"),
+        "{text}"
+    );
+    let img = image::open(&png).unwrap();
+    assert!(img.width() > 100 && img.height() > 50);
+
+    let out = condenser()
+        .args(["data", "show", "--data", "fashion-mnist", "--data-dir"])
+        .arg(dir.join("nothing-here"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nothing-here") && err.contains("apt-get install dataset-fashion-mnist"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

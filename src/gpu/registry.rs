@@ -24,6 +24,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("reduce", &[include_str!("../../shaders/reduce.wgsl")]),
     ("matmul", &[MATMUL]),
     ("softmax", &[include_str!("../../shaders/softmax.wgsl")]),
+    ("augment", &[include_str!("../../shaders/augment.wgsl")]),
     // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
     (
         "matmul_subgroup",

@@ -1,0 +1,415 @@
+//! Data set readers on small files the tests write (good and corrupt ones), the
+//! shapes world, and the batch loader's two assembly paths.
+
+mod common;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::gpu;
+use condenser::data::loader::{Loader, LoaderConfig, SampleSpec, assemble};
+use condenser::data::shapes::ShapesWorld;
+use condenser::data::{DataOptions, ImageSet, Split, cifar, folder, idx, load};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("condenser-data-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn write_mnist(dir: &Path, prefix: &str, n: usize, gzip: bool) -> (Vec<u8>, Vec<u8>) {
+    let images: Vec<u8> = (0..n * 4 * 3).map(|i| (i * 7 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let img = idx::encode(&[n, 4, 3], &images);
+    let lab = idx::encode(&[n], &labels);
+    let (img, lab, ext) = if gzip {
+        (gz(&img), gz(&lab), ".gz")
+    } else {
+        (img, lab, "")
+    };
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte{ext}")), img).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")), lab).unwrap();
+    (images, labels)
+}
+
+fn opts(dir: &Path) -> DataOptions {
+    DataOptions {
+        data_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
+fn err_of(r: condenser::Result<ImageSet>) -> String {
+    r.map(|_| ()).unwrap_err().to_string()
+}
+
+#[test]
+fn idx_files_gzipped_or_not() {
+    let dir = tmp("idx");
+    let (images, labels) = write_mnist(&dir, "train", 5, true);
+    write_mnist(&dir, "t10k", 3, false);
+    let set = load("fashion-mnist", Split::Train, &opts(&dir)).unwrap();
+    assert_eq!(
+        (set.len(), set.channels, set.height, set.width),
+        (5, 1, 4, 3)
+    );
+    assert_eq!(set.images, images);
+    assert_eq!(
+        set.labels,
+        labels.iter().map(|&l| l as u32).collect::<Vec<_>>()
+    );
+    assert_eq!(set.classes[9], "Ankle boot");
+    let test = load("mnist", Split::Test, &opts(&dir)).unwrap();
+    assert_eq!(test.len(), 3);
+    let limited = load(
+        "mnist",
+        Split::Train,
+        &DataOptions {
+            limit: Some(2),
+            ..opts(&dir)
+        },
+    )
+    .unwrap();
+    assert_eq!(limited.len(), 2);
+    assert_eq!(limited.images, images[..24]);
+}
+
+#[test]
+fn corrupt_idx_files_are_clear_errors() {
+    let dir = tmp("idx-bad");
+    write_mnist(&dir, "train", 5, false);
+    let img = dir.join("train-images-idx3-ubyte");
+    let lab = dir.join("train-labels-idx1-ubyte");
+    let good_img = std::fs::read(&img).unwrap();
+    let good_lab = std::fs::read(&lab).unwrap();
+    let load_it = || err_of(load("fashion-mnist", Split::Train, &opts(&dir)));
+
+    std::fs::write(&img, [&[1u8, 2, 3, 4][..], &good_img[4..]].concat()).unwrap();
+    assert!(load_it().contains("bad magic"), "{}", load_it());
+
+    std::fs::write(&img, &good_img[..good_img.len() - 7]).unwrap();
+    let e = load_it();
+    assert!(e.contains("truncated") && e.contains("train-images"), "{e}");
+
+    std::fs::write(&img, &gz(&good_img)[..20]).unwrap();
+    assert!(load_it().contains("gzip"), "{}", load_it());
+
+    std::fs::write(&img, &good_img).unwrap();
+    std::fs::write(&lab, idx::encode(&[4], &[0, 1, 2, 3])).unwrap();
+    assert!(load_it().contains("do not match 5 images"), "{}", load_it());
+
+    std::fs::write(&lab, idx::encode(&[5], &[0, 1, 2, 3, 12])).unwrap();
+    assert!(load_it().contains("label 12"), "{}", load_it());
+
+    std::fs::write(&lab, &good_lab).unwrap();
+    assert!(load("fashion-mnist", Split::Train, &opts(&dir)).is_ok());
+}
+
+#[test]
+fn missing_data_says_where_it_looked_and_how_to_get_it() {
+    let dir = tmp("missing");
+    let e = err_of(load("fashion-mnist", Split::Train, &opts(&dir)));
+    assert!(e.contains(dir.to_str().unwrap()), "{e}");
+    assert!(e.contains("apt-get install dataset-fashion-mnist"), "{e}");
+    let e = err_of(load("cifar10", Split::Train, &DataOptions::default()));
+    assert!(e.contains("--data-dir"), "{e}");
+    let e = err_of(load("imagenet", Split::Train, &DataOptions::default()));
+    assert!(
+        e.contains("unknown data set") && e.contains("shapes"),
+        "{e}"
+    );
+}
+
+fn cifar_record(label: &[u8], fill: u8) -> Vec<u8> {
+    let mut r = label.to_vec();
+    r.extend((0..3072).map(|i| fill.wrapping_add((i % 251) as u8)));
+    r
+}
+
+#[test]
+fn cifar10_and_cifar100_binaries() {
+    let dir = tmp("cifar");
+    let sub = dir.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&sub).unwrap();
+    for b in 1..=5u8 {
+        let recs: Vec<u8> = (0..2u8)
+            .flat_map(|i| cifar_record(&[(b + i) % 10], b * 10 + i))
+            .collect();
+        std::fs::write(sub.join(format!("data_batch_{b}.bin")), recs).unwrap();
+    }
+    std::fs::write(sub.join("test_batch.bin"), cifar_record(&[7], 3)).unwrap();
+    let train = cifar::load(&dir, false, Split::Train, None).unwrap();
+    assert_eq!((train.len(), train.channels, train.height), (10, 3, 32));
+    assert_eq!(train.labels[..4], [1, 2, 2, 3]);
+    assert_eq!(train.image(1)[..2], [11, 12]);
+    assert_eq!(train.classes[0], "airplane");
+    let test = load("cifar10", Split::Test, &opts(&dir)).unwrap();
+    assert_eq!(test.labels, vec![7]);
+
+    // CIFAR-100: coarse then fine label; the fine one counts.
+    let d100 = tmp("cifar100");
+    std::fs::write(
+        d100.join("train.bin"),
+        [cifar_record(&[3, 99], 0), cifar_record(&[1, 42], 5)].concat(),
+    )
+    .unwrap();
+    std::fs::write(d100.join("test.bin"), cifar_record(&[0, 5], 0)).unwrap();
+    let c100 = load("cifar100", Split::Train, &opts(&d100)).unwrap();
+    assert_eq!(c100.labels, vec![99, 42]);
+    assert_eq!(c100.num_classes(), 100);
+
+    // Truncated file and a CIFAR-100 file read as CIFAR-10.
+    std::fs::write(sub.join("test_batch.bin"), &cifar_record(&[7], 3)[..3000]).unwrap();
+    let e = err_of(load("cifar10", Split::Test, &opts(&dir)));
+    assert!(e.contains("whole number of 3073-byte records"), "{e}");
+    std::fs::write(sub.join("test_batch.bin"), cifar_record(&[77], 3)).unwrap();
+    let e = err_of(load("cifar10", Split::Test, &opts(&dir)));
+    assert!(e.contains("label 77"), "{e}");
+}
+
+#[test]
+fn image_folders_resize_and_report_bad_folders() {
+    let dir = tmp("folder");
+    for (class, color) in [("cat", [200u8, 10, 10]), ("dog", [10, 200, 10])] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..2 {
+            let img = image::RgbImage::from_pixel(10 + i, 7, image::Rgb(color));
+            img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let set = folder::load(&dir, 8, None).unwrap();
+    assert_eq!(set.classes, vec!["cat", "dog"]);
+    assert_eq!(set.labels, vec![0, 0, 1, 1]);
+    assert_eq!((set.channels, set.height, set.width), (3, 8, 8));
+    // CHW: the first plane of a red image is red.
+    assert_eq!(set.image(0)[0], 200);
+    assert_eq!(set.image(0)[64], 10);
+    assert_eq!(set.image(2)[64], 200);
+    let via_load = load(
+        &format!("folder:{}", dir.display()),
+        Split::Train,
+        &DataOptions {
+            size: Some(8),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(via_load.len(), 4);
+
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let e = err_of(folder::load(&dir, 8, None));
+    assert!(e.contains("empty") && e.contains("no .png"), "{e}");
+    std::fs::remove_dir(dir.join("empty")).unwrap();
+    std::fs::write(dir.join("dog").join("broken.png"), b"not a png").unwrap();
+    let e = err_of(folder::load(&dir, 8, None));
+    assert!(
+        e.contains("broken.png") && e.contains("cannot decode"),
+        "{e}"
+    );
+    let e = err_of(folder::load(&dir.join("nope"), 8, None));
+    assert!(e.contains("is not a folder"), "{e}");
+}
+
+#[test]
+fn shapes_world_is_deterministic_and_consistent() {
+    for size in [17usize, 32, 64] {
+        let w = ShapesWorld::new(size, 7);
+        let a = w.render_set(40);
+        let b = w.render_set(40);
+        assert_eq!(a.images, b.images);
+        assert_eq!(a.labels, b.labels);
+        let other = ShapesWorld::new(size, 8).render_set(40);
+        assert_ne!(a.images, other.images);
+        for i in 0..a.len() {
+            let mask = a.mask(i).unwrap();
+            // The label is the class with the most mask pixels.
+            let mut area = [0usize; 6];
+            for &k in mask {
+                if k > 0 {
+                    area[k as usize - 1] += 1;
+                }
+            }
+            let best = *area.iter().max().unwrap();
+            assert!(best > 0, "image {i} has no visible object");
+            assert_eq!(area[a.labels[i] as usize], best, "image {i}: label vs mask");
+            for bx in &a.boxes.as_ref().unwrap()[i] {
+                assert!(
+                    bx.x0 < bx.x1
+                        && bx.y0 < bx.y1
+                        && (bx.x1 as usize) <= size
+                        && (bx.y1 as usize) <= size
+                );
+                let inside = (bx.y0..bx.y1)
+                    .flat_map(|y| (bx.x0..bx.x1).map(move |x| (x, y)))
+                    .any(|(x, y)| mask[y as usize * size + x as usize] == bx.class as u8 + 1);
+                assert!(inside, "image {i}: box {bx:?} holds no pixel of its class");
+            }
+        }
+    }
+    // Every class shows up as a label in a modest sample.
+    let set = ShapesWorld::new(32, 0).render_set(300);
+    for c in 0..6 {
+        assert!(
+            set.labels.iter().filter(|&&l| l == c).count() > 20,
+            "class {c} is rare"
+        );
+    }
+}
+
+fn tiny_set() -> ImageSet {
+    ShapesWorld::new(9, 3).render_set(23)
+}
+
+#[test]
+fn loader_gpu_and_host_paths_agree() {
+    let g = gpu();
+    let set = tiny_set();
+    let (mean, std) = set.channel_stats();
+    let cfg = LoaderConfig {
+        batch_size: 5,
+        shuffle: true,
+        crop_pad: 2,
+        flip: true,
+        normalize: Some((mean, std)),
+        seed: 11,
+        drop_last: false,
+    };
+    let dev = Loader::new(&g, &set, cfg.clone()).unwrap();
+    let host = Loader::with_device_copy(&g, &set, cfg, false).unwrap();
+    assert!(dev.on_device() && !host.on_device());
+    assert_eq!(dev.batches_per_epoch(), 5);
+    for epoch in 0..2 {
+        let mut seen = Vec::new();
+        for (bd, bh) in dev.epoch(epoch).zip(host.epoch(epoch)) {
+            let (bd, bh) = (bd.unwrap(), bh.unwrap());
+            assert_eq!(bd.samples, bh.samples);
+            assert_eq!(
+                bd.labels.to_vec_u32().unwrap(),
+                bh.labels.to_vec_u32().unwrap()
+            );
+            // The GPU may fuse the scale and the mean subtraction into one FMA:
+            // allow 1e-6 (a few ulp of values of order 1).
+            common::assert_close(
+                &bd.images.to_vec().unwrap(),
+                &bh.images.to_vec().unwrap(),
+                1e-6,
+                1e-6,
+                "batch",
+            );
+            seen.extend(bd.samples.iter().map(|s| s.index));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            (0..23).collect::<Vec<u32>>(),
+            "epoch {epoch} must visit every image once"
+        );
+    }
+    assert_ne!(
+        dev.order(0),
+        dev.order(1),
+        "epochs are shuffled differently"
+    );
+    assert_eq!(
+        dev.order(3),
+        Loader::new(&g, &set, dev_cfg_seed(11)).unwrap().order(3)
+    );
+}
+
+fn dev_cfg_seed(seed: u64) -> LoaderConfig {
+    LoaderConfig {
+        batch_size: 5,
+        shuffle: true,
+        crop_pad: 2,
+        flip: true,
+        normalize: None,
+        seed,
+        drop_last: false,
+    }
+}
+
+#[test]
+fn crop_and_flip_semantics() {
+    // A 1-channel 3x3 image 1..9; pad 1.
+    let set = ImageSet {
+        name: "t".into(),
+        channels: 1,
+        height: 3,
+        width: 3,
+        images: (1..=9).collect(),
+        labels: vec![0],
+        classes: vec!["x".into()],
+        masks: None,
+        boxes: None,
+    };
+    let px = |spec: SampleSpec| -> Vec<f32> {
+        assemble(&set, &[spec], 1, &[0.0; 4], &[255.0; 4])
+            .iter()
+            .map(|v| v.round())
+            .collect()
+    };
+    let s = |dx, dy, flip| SampleSpec {
+        index: 0,
+        dx,
+        dy,
+        flip,
+    };
+    assert_eq!(px(s(1, 1, 0)), vec![1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+    // dx = 0: the window starts one pixel left of the image: a zero column enters.
+    assert_eq!(px(s(0, 1, 0)), vec![0., 1., 2., 0., 4., 5., 0., 7., 8.]);
+    assert_eq!(px(s(1, 2, 0)), vec![4., 5., 6., 7., 8., 9., 0., 0., 0.]);
+    assert_eq!(px(s(1, 1, 1)), vec![3., 2., 1., 6., 5., 4., 9., 8., 7.]);
+}
+
+#[test]
+fn loader_rejects_bad_config() {
+    let g = gpu();
+    let set = tiny_set();
+    let mut cfg = LoaderConfig::eval(0, None);
+    assert!(Loader::new(&g, &set, cfg.clone()).is_err());
+    cfg.batch_size = 4;
+    cfg.normalize = Some((vec![0.5], vec![0.2]));
+    let e = Loader::new(&g, &set, cfg.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("3 channels"), "{e}");
+    cfg.normalize = Some((vec![0.5; 3], vec![0.2, 0.0, 0.1]));
+    assert!(Loader::new(&g, &set, cfg).is_err());
+    let drop = LoaderConfig {
+        drop_last: true,
+        ..LoaderConfig::eval(5, None)
+    };
+    assert_eq!(Loader::new(&g, &set, drop).unwrap().batches_per_epoch(), 4);
+}
+
+#[test]
+fn real_fashion_mnist_when_installed() {
+    let dir = Path::new(idx::FASHION_MNIST_DIR);
+    if !dir.exists() {
+        // CI installs dataset-fashion-mnist; there its absence is a failure.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install dataset-fashion-mnist"
+        );
+        eprintln!("skipped: {} not installed", dir.display());
+        return;
+    }
+    let test = load("fashion-mnist", Split::Test, &DataOptions::default()).unwrap();
+    assert_eq!((test.len(), test.height, test.width), (10_000, 28, 28));
+    for c in 0..10 {
+        assert_eq!(test.labels.iter().filter(|&&l| l == c).count(), 1000);
+    }
+    let (mean, std) = test.channel_stats();
+    // Published statistics of Fashion-MNIST: mean 0.286, std 0.353.
+    assert!(
+        (mean[0] - 0.286).abs() < 0.01 && (std[0] - 0.353).abs() < 0.01,
+        "{mean:?} {std:?}"
+    );
+}
