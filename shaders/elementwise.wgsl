@@ -19,7 +19,7 @@ struct EwParams {
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 
-// Binary: 0 add, 1 sub, 2 mul, 3 div. Unary: 0 affine, 1 relu, 2 exp, 3 log.
+// Binary: 0 add, 1 sub, 2 mul, 3 div, 4 a where b > 0. Unary: 0 affine, 1 relu, 2 exp, 3 log.
 override OP: u32 = 0u;
 // False when both inputs have the output's shape: no index arithmetic.
 override BROADCAST: bool = true;
@@ -33,8 +33,10 @@ fn binop(x: f32, y: f32) -> f32 {
         return x - y;
     } else if OP == 2u {
         return x * y;
+    } else if OP == 3u {
+        return x / y;
     }
-    return x / y;
+    return select(0.0, x, y > 0.0);
 }
 
 fn unop(x: f32) -> f32 {

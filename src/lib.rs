@@ -1,6 +1,7 @@
 //! condenser: multi-path knowledge distillation on a GPU compute engine written
 //! from scratch on wgpu (Vulkan, Metal, DX12; llvmpipe in headless CI).
 
+pub mod autograd;
 pub mod bench;
 pub mod cpu;
 pub mod data;

@@ -29,6 +29,13 @@ pub fn binary(
             BinaryOp::Sub => x - y,
             BinaryOp::Mul => x * y,
             BinaryOp::Div => x / y,
+            BinaryOp::ReluMask => {
+                if y > 0.0 {
+                    x
+                } else {
+                    0.0
+                }
+            }
         });
     }
     Ok((out, v))

@@ -25,6 +25,13 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("matmul", &[MATMUL]),
     ("softmax", &[include_str!("../../shaders/softmax.wgsl")]),
     ("augment", &[include_str!("../../shaders/augment.wgsl")]),
+    ("conv", &[include_str!("../../shaders/conv.wgsl")]),
+    ("layout", &[include_str!("../../shaders/layout.wgsl")]),
+    ("pool", &[include_str!("../../shaders/pool.wgsl")]),
+    ("norm", &[include_str!("../../shaders/norm.wgsl")]),
+    ("losses", &[include_str!("../../shaders/losses.wgsl")]),
+    ("optim", &[include_str!("../../shaders/optim.wgsl")]),
+    ("resample", &[include_str!("../../shaders/resample.wgsl")]),
     // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
     (
         "matmul_subgroup",

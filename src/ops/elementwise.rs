@@ -17,6 +17,8 @@ pub enum BinaryOp {
     Sub,
     Mul,
     Div,
+    /// a where b > 0, else 0 (the backward of ReLU: a = dy, b = y).
+    ReluMask,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

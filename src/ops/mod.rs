@@ -1,9 +1,15 @@
 //! GPU ops: shape checks and kernel launches, one file per kernel family
 //! (its WGSL lives in shaders/, its reference in src/cpu/).
 
+pub mod conv;
 pub mod elementwise;
+pub mod layout;
+pub mod losses;
 pub mod matmul;
+pub mod norm;
+pub mod pool;
 pub mod reduce;
+pub mod resample;
 pub mod softmax;
 
 pub use elementwise::{BinaryOp, UnaryOp, add, div, exp, log, mul, relu, scale, sub};

@@ -1,0 +1,222 @@
+// 2D convolution, NCHW, weights [OC, C / groups, KH, KW].
+// groups == 1 runs as im2col + matmul (src/ops/conv.rs): `im2col` writes
+// cols[n][oh * OW + ow][c * KH * KW + kh * KW + kw]; `col2im` folds the gradient of
+// cols back onto the input by gathering (each input pixel sums the columns that
+// read it: no atomics). groups > 1 (depthwise included) runs the direct kernels.
+// Bindings: 0 params, 1 output, 2.. inputs.
+
+struct ConvParams {
+    n: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    oc: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    groups: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> in0: array<f32>;
+@group(0) @binding(3) var<storage, read> in1: array<f32>;
+
+const WG: u32 = 256u;
+
+fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return linear_wg(wid, nwg) * WG + li;
+}
+
+// Input row/column read by output position o at kernel offset k, or -1 if padding.
+fn src_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
+    let s = i32(o * stride + k * dil) - i32(pad);
+    if s < 0 || s >= i32(size) {
+        return -1;
+    }
+    return s;
+}
+
+// Output position that reads input position i at kernel offset k, or -1.
+fn dst_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
+    let t = i32(i + pad) - i32(k * dil);
+    if t < 0 || t % i32(stride) != 0 {
+        return -1;
+    }
+    let o = t / i32(stride);
+    if o >= i32(size) {
+        return -1;
+    }
+    return o;
+}
+
+// in0 = x; out = cols [N, OH*OW, C*KH*KW].
+@compute @workgroup_size(256)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    let kk = p.kh * p.kw;
+    let klen = p.c * kk;
+    let ohw = p.oh * p.ow;
+    if i >= p.n * ohw * klen {
+        return;
+    }
+    let col = i % klen;
+    let pix = (i / klen) % ohw;
+    let n = i / (klen * ohw);
+    let c = col / kk;
+    let ky = (col % kk) / p.kw;
+    let kx = col % p.kw;
+    let y = src_pos(pix / p.ow, ky, p.sh, p.ph, p.dh, p.h);
+    let x = src_pos(pix % p.ow, kx, p.sw, p.pw, p.dw, p.w);
+    var v = 0.0;
+    if y >= 0 && x >= 0 {
+        v = in0[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)];
+    }
+    out[i] = v;
+}
+
+// in0 = d cols; out = dx [N, C, H, W].
+@compute @workgroup_size(256)
+fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.n * p.c * p.h * p.w {
+        return;
+    }
+    let x = i % p.w;
+    let y = (i / p.w) % p.h;
+    let c = (i / (p.w * p.h)) % p.c;
+    let n = i / (p.w * p.h * p.c);
+    let kk = p.kh * p.kw;
+    let klen = p.c * kk;
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let oy = dst_pos(y, ky, p.sh, p.ph, p.dh, p.oh);
+        if oy < 0 {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let ox = dst_pos(x, kx, p.sw, p.pw, p.dw, p.ow);
+            if ox < 0 {
+                continue;
+            }
+            let pix = u32(oy) * p.ow + u32(ox);
+            acc += in0[(n * p.oh * p.ow + pix) * klen + c * kk + ky * p.kw + kx];
+        }
+    }
+    out[i] = acc;
+}
+
+// in0 = x, in1 = w; out = y [N, OC, OH, OW] (no bias: added by the caller).
+@compute @workgroup_size(256)
+fn direct_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.n * p.oc * p.oh * p.ow {
+        return;
+    }
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let o = (i / (p.ow * p.oh)) % p.oc;
+    let n = i / (p.ow * p.oh * p.oc);
+    let cg = p.c / p.groups;
+    let g = o / (p.oc / p.groups);
+    var acc = 0.0;
+    for (var ci = 0u; ci < cg; ci++) {
+        let c = g * cg + ci;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let y = src_pos(oy, ky, p.sh, p.ph, p.dh, p.h);
+            if y < 0 {
+                continue;
+            }
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let x = src_pos(ox, kx, p.sw, p.pw, p.dw, p.w);
+                if x < 0 {
+                    continue;
+                }
+                acc += in0[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)] *
+                       in1[((o * cg + ci) * p.kh + ky) * p.kw + kx];
+            }
+        }
+    }
+    out[i] = acc;
+}
+
+// in0 = dy, in1 = w; out = dx [N, C, H, W].
+@compute @workgroup_size(256)
+fn direct_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.n * p.c * p.h * p.w {
+        return;
+    }
+    let x = i % p.w;
+    let y = (i / p.w) % p.h;
+    let c = (i / (p.w * p.h)) % p.c;
+    let n = i / (p.w * p.h * p.c);
+    let cg = p.c / p.groups;
+    let ocg = p.oc / p.groups;
+    let g = c / cg;
+    let ci = c % cg;
+    var acc = 0.0;
+    for (var oo = 0u; oo < ocg; oo++) {
+        let o = g * ocg + oo;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let oy = dst_pos(y, ky, p.sh, p.ph, p.dh, p.oh);
+            if oy < 0 {
+                continue;
+            }
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let ox = dst_pos(x, kx, p.sw, p.pw, p.dw, p.ow);
+                if ox < 0 {
+                    continue;
+                }
+                acc += in0[((n * p.oc + o) * p.oh + u32(oy)) * p.ow + u32(ox)] *
+                       in1[((o * cg + ci) * p.kh + ky) * p.kw + kx];
+            }
+        }
+    }
+    out[i] = acc;
+}
+
+// in0 = dy, in1 = x; out = dw [OC, C / groups, KH, KW].
+@compute @workgroup_size(256)
+fn direct_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    let cg = p.c / p.groups;
+    if i >= p.oc * cg * p.kh * p.kw {
+        return;
+    }
+    let kx = i % p.kw;
+    let ky = (i / p.kw) % p.kh;
+    let ci = (i / (p.kw * p.kh)) % cg;
+    let o = i / (p.kw * p.kh * cg);
+    let c = (o / (p.oc / p.groups)) * cg + ci;
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        for (var oy = 0u; oy < p.oh; oy++) {
+            let y = src_pos(oy, ky, p.sh, p.ph, p.dh, p.h);
+            if y < 0 {
+                continue;
+            }
+            for (var ox = 0u; ox < p.ow; ox++) {
+                let x = src_pos(ox, kx, p.sw, p.pw, p.dw, p.w);
+                if x < 0 {
+                    continue;
+                }
+                acc += in0[((n * p.oc + o) * p.oh + oy) * p.ow + ox] *
+                       in1[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)];
+            }
+        }
+    }
+    out[i] = acc;
+}

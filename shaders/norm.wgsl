@@ -1,0 +1,167 @@
+// Batch normalisation over NCHW (statistics per channel over N, H, W).
+// Statistics in two stages without barriers: per (n, c) a mean and a sum of
+// squared deviations (two passes over the plane, no cancellation), then per c a
+// combination of the N partials (Chan et al.). `stats` holds (mean, 1/std) per c.
+
+struct NormParams {
+    n: u32,
+    c: u32,
+    hw: u32,
+    _p0: u32,
+    eps: f32,
+    momentum: f32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: NormParams;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(3) var<storage, read> in3: array<f32>;
+@group(0) @binding(4) var<storage, read> in4: array<f32>;
+@group(0) @binding(5) var<storage, read> in5: array<f32>;
+@group(0) @binding(6) var<storage, read> in6: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+
+// In training dx uses the batch statistics' dependence on x; in eval it does not.
+override TRAINING: bool = true;
+
+fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return linear_wg(wid, nwg) * 64u + li;
+}
+
+// out = partial [N*C][2] (mean, M2), in2 = x.
+@compute @workgroup_size(64)
+fn stats_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.n * p.c {
+        return;
+    }
+    let base = i * p.hw;
+    var s = 0.0;
+    for (var k = 0u; k < p.hw; k++) {
+        s += in2[base + k];
+    }
+    let mean = s / f32(p.hw);
+    var m2 = 0.0;
+    for (var k = 0u; k < p.hw; k++) {
+        let d = in2[base + k] - mean;
+        m2 += d * d;
+    }
+    out[2u * i] = mean;
+    out[2u * i + 1u] = m2;
+}
+
+// out = stats [C][2] (mean, 1/sqrt(var + eps)), in2 = partial; updates the
+// running statistics in place (unbiased variance, as PyTorch).
+@compute @workgroup_size(64)
+fn stats_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let c = gid(wid, nwg, li);
+    if c >= p.c {
+        return;
+    }
+    var mean = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        mean += in2[2u * (n * p.c + c)];
+    }
+    mean /= f32(p.n);
+    var m2 = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        let d = in2[2u * (n * p.c + c)] - mean;
+        m2 += in2[2u * (n * p.c + c) + 1u] + f32(p.hw) * d * d;
+    }
+    let count = f32(p.n * p.hw);
+    let var_b = m2 / count;
+    out[2u * c] = mean;
+    out[2u * c + 1u] = inverseSqrt(var_b + p.eps);
+    let unbiased = m2 / max(count - 1.0, 1.0);
+    running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
+    running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+}
+
+// Eval statistics from the running ones: out = stats, in2 = running mean, in3 = running var.
+@compute @workgroup_size(64)
+fn stats_eval(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let c = gid(wid, nwg, li);
+    if c >= p.c {
+        return;
+    }
+    out[2u * c] = in2[c];
+    out[2u * c + 1u] = inverseSqrt(in3[c] + p.eps);
+}
+
+// out = y, in2 = x, in3 = stats, in4 = gamma, in5 = beta.
+@compute @workgroup_size(64)
+fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.n * p.c * p.hw {
+        return;
+    }
+    let c = (i / p.hw) % p.c;
+    out[i] = (in2[i] - in3[2u * c]) * in3[2u * c + 1u] * in4[c] + in5[c];
+}
+
+// out = partial [N*C][2] (sum dy * xhat, sum dy), in2 = dy, in3 = x, in4 = stats.
+@compute @workgroup_size(64)
+fn backward_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.n * p.c {
+        return;
+    }
+    let c = i % p.c;
+    let mean = in4[2u * c];
+    let inv = in4[2u * c + 1u];
+    var sxh = 0.0;
+    var sdy = 0.0;
+    for (var k = 0u; k < p.hw; k++) {
+        let dy = in2[i * p.hw + k];
+        sxh += dy * (in3[i * p.hw + k] - mean) * inv;
+        sdy += dy;
+    }
+    out[2u * i] = sxh;
+    out[2u * i + 1u] = sdy;
+}
+
+// out = sums [C][2] (dgamma, dbeta), in2 = partial.
+@compute @workgroup_size(64)
+fn backward_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let c = gid(wid, nwg, li);
+    if c >= p.c {
+        return;
+    }
+    var a = 0.0;
+    var b = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        a += in2[2u * (n * p.c + c)];
+        b += in2[2u * (n * p.c + c) + 1u];
+    }
+    out[2u * c] = a;
+    out[2u * c + 1u] = b;
+}
+
+// out = dx, in2 = dy, in3 = x, in4 = stats, in5 = gamma, in6 = sums.
+@compute @workgroup_size(64)
+fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.n * p.c * p.hw {
+        return;
+    }
+    let c = (i / p.hw) % p.c;
+    let inv = in4[2u * c + 1u];
+    let k = in5[c] * inv;
+    if TRAINING {
+        let m = f32(p.n * p.hw);
+        let xhat = (in3[i] - in4[2u * c]) * inv;
+        out[i] = k * (in2[i] - in6[2u * c + 1u] / m - xhat * in6[2u * c] / m);
+    } else {
+        out[i] = k * in2[i];
+    }
+}

@@ -1,0 +1,166 @@
+// Pooling over NCHW planes: max (with the index of the winner), average
+// (padding counts as zeros, as PyTorch's count_include_pad), and the backward
+// of global average pooling. Backward kernels gather: each input pixel visits the
+// windows that contain it (no atomics).
+
+struct PoolParams {
+    planes: u32,  // N * C
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    _p0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> idx_out: array<u32>;
+@group(0) @binding(3) var<storage, read> x3: array<f32>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(3) var<storage, read> idx_in: array<u32>;
+
+fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return linear_wg(wid, nwg) * 256u + li;
+}
+
+// Outputs whose window covers input i: [lo, hi] (empty when lo > hi).
+fn covering(i: u32, k: u32, s: u32, pad: u32, size: u32) -> vec2<i32> {
+    let a = i32(i + pad) - i32(k) + 1;
+    var lo = 0;
+    if a > 0 {
+        lo = (a + i32(s) - 1) / i32(s);
+    }
+    let hi = min((i32(i + pad)) / i32(s), i32(size) - 1);
+    return vec2<i32>(lo, hi);
+}
+
+// out = y, idx_out = flat index in the plane of each max, x3 = x.
+@compute @workgroup_size(256)
+fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.planes * p.oh * p.ow {
+        return;
+    }
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let pl = i / (p.ow * p.oh);
+    var best = neg_inf();
+    var bi = 0u;
+    var found = false;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let y = i32(oy * p.sh + ky) - i32(p.ph);
+        if y < 0 || y >= i32(p.h) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let x = i32(ox * p.sw + kx) - i32(p.pw);
+            if x < 0 || x >= i32(p.w) {
+                continue;
+            }
+            let at = u32(y) * p.w + u32(x);
+            let v = x3[pl * p.h * p.w + at];
+            // First maximum wins; NaN propagates.
+            if !found || v > best || (is_nan(v) && !is_nan(best)) {
+                best = v;
+                bi = at;
+                found = true;
+            }
+        }
+    }
+    out[i] = best;
+    idx_out[i] = bi;
+}
+
+// out = dx, in2 = dy, idx_in = winners.
+@compute @workgroup_size(256)
+fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.planes * p.h * p.w {
+        return;
+    }
+    let x = i % p.w;
+    let y = (i / p.w) % p.h;
+    let pl = i / (p.w * p.h);
+    let me = y * p.w + x;
+    let ry = covering(y, p.kh, p.sh, p.ph, p.oh);
+    let rx = covering(x, p.kw, p.sw, p.pw, p.ow);
+    var acc = 0.0;
+    for (var oy = ry.x; oy <= ry.y; oy++) {
+        for (var ox = rx.x; ox <= rx.y; ox++) {
+            let o = (pl * p.oh + u32(oy)) * p.ow + u32(ox);
+            if idx_in[o] == me {
+                acc += in2[o];
+            }
+        }
+    }
+    out[i] = acc;
+}
+
+// out = y, in2 = x.
+@compute @workgroup_size(256)
+fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.planes * p.oh * p.ow {
+        return;
+    }
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let pl = i / (p.ow * p.oh);
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let y = i32(oy * p.sh + ky) - i32(p.ph);
+        if y < 0 || y >= i32(p.h) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let x = i32(ox * p.sw + kx) - i32(p.pw);
+            if x >= 0 && x < i32(p.w) {
+                acc += in2[(pl * p.h + u32(y)) * p.w + u32(x)];
+            }
+        }
+    }
+    out[i] = acc / f32(p.kh * p.kw);
+}
+
+// out = dx, in2 = dy.
+@compute @workgroup_size(256)
+fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    if i >= p.planes * p.h * p.w {
+        return;
+    }
+    let x = i % p.w;
+    let y = (i / p.w) % p.h;
+    let pl = i / (p.w * p.h);
+    let ry = covering(y, p.kh, p.sh, p.ph, p.oh);
+    let rx = covering(x, p.kw, p.sw, p.pw, p.ow);
+    var acc = 0.0;
+    for (var oy = ry.x; oy <= ry.y; oy++) {
+        for (var ox = rx.x; ox <= rx.y; ox++) {
+            acc += in2[(pl * p.oh + u32(oy)) * p.ow + u32(ox)];
+        }
+    }
+    out[i] = acc / f32(p.kh * p.kw);
+}
+
+// Global average pooling backward: out = dx [planes, h*w], in2 = dy [planes].
+@compute @workgroup_size(256)
+fn gap_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = gid(wid, nwg, li);
+    let hw = p.h * p.w;
+    if i >= p.planes * hw {
+        return;
+    }
+    out[i] = in2[i / hw] / f32(hw);
+}

@@ -1,0 +1,408 @@
+//! Differentiable ops: each runs the forward kernels of `ops` and records a
+//! closure with the backward kernels, keeping only what that closure needs.
+
+use super::Var;
+use crate::error::{Error, Result};
+use crate::ops::{self, conv, layout, losses, norm, pool, resample};
+use crate::tensor::Tensor;
+
+/// Sums `g` over the axes along which a tensor of `shape` was broadcast to g's shape.
+pub fn sum_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g.clone());
+    }
+    let rank = g.shape().len();
+    let padded: Vec<usize> = std::iter::repeat_n(1, rank - shape.len())
+        .chain(shape.iter().copied())
+        .collect();
+    let mut cur = g.clone();
+    for ax in 0..rank {
+        if padded[ax] == 1 && cur.shape()[ax] != 1 {
+            let mut keep = cur.shape().to_vec();
+            keep[ax] = 1;
+            cur = ops::sum(&cur, Some(ax))?.reshape(&keep)?;
+        }
+    }
+    cur.reshape(shape)
+}
+
+/// `t` broadcast to `shape` (materialised).
+pub fn broadcast_to(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    if t.shape() == shape {
+        return Ok(t.clone());
+    }
+    let ones = Tensor::full(t.gpu(), shape, 1.0)?;
+    ops::mul(&ones, t)
+}
+
+pub fn add(a: &Var, b: &Var) -> Result<Var> {
+    let y = ops::add(a.value(), b.value())?;
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    Ok(Var::from_op(
+        y,
+        "add",
+        vec![a.clone(), b.clone()],
+        Box::new(move |g| {
+            Ok(vec![
+                Some(sum_to_shape(g, &sa)?),
+                Some(sum_to_shape(g, &sb)?),
+            ])
+        }),
+    ))
+}
+
+pub fn sub(a: &Var, b: &Var) -> Result<Var> {
+    let y = ops::sub(a.value(), b.value())?;
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    Ok(Var::from_op(
+        y,
+        "sub",
+        vec![a.clone(), b.clone()],
+        Box::new(move |g| {
+            Ok(vec![
+                Some(sum_to_shape(g, &sa)?),
+                Some(sum_to_shape(&ops::scale(g, -1.0)?, &sb)?),
+            ])
+        }),
+    ))
+}
+
+pub fn mul(a: &Var, b: &Var) -> Result<Var> {
+    let y = ops::mul(a.value(), b.value())?;
+    let (av, bv) = (a.value().clone(), b.value().clone());
+    let (na, nb) = (a.requires_grad(), b.requires_grad());
+    Ok(Var::from_op(
+        y,
+        "mul",
+        vec![a.clone(), b.clone()],
+        Box::new(move |g| {
+            let ga = if na {
+                Some(sum_to_shape(&ops::mul(g, &bv)?, av.shape())?)
+            } else {
+                None
+            };
+            let gb = if nb {
+                Some(sum_to_shape(&ops::mul(g, &av)?, bv.shape())?)
+            } else {
+                None
+            };
+            Ok(vec![ga, gb])
+        }),
+    ))
+}
+
+/// alpha * x + beta.
+pub fn affine(x: &Var, alpha: f32, beta: f32) -> Result<Var> {
+    let y = ops::elementwise::unary(x.value(), ops::UnaryOp::Affine { alpha, beta })?;
+    Ok(Var::from_op(
+        y,
+        "affine",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(ops::scale(g, alpha)?)])),
+    ))
+}
+
+pub fn scale(x: &Var, s: f32) -> Result<Var> {
+    affine(x, s, 0.0)
+}
+
+pub fn relu(x: &Var) -> Result<Var> {
+    let y = ops::relu(x.value())?;
+    let yc = y.clone();
+    Ok(Var::from_op(
+        y,
+        "relu",
+        vec![x.clone()],
+        Box::new(move |g| {
+            Ok(vec![Some(ops::elementwise::binary(
+                g,
+                &yc,
+                ops::BinaryOp::ReluMask,
+            )?)])
+        }),
+    ))
+}
+
+pub fn exp(x: &Var) -> Result<Var> {
+    let y = ops::exp(x.value())?;
+    let yc = y.clone();
+    Ok(Var::from_op(
+        y,
+        "exp",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(ops::mul(g, &yc)?)])),
+    ))
+}
+
+pub fn reshape(x: &Var, shape: &[usize]) -> Result<Var> {
+    let y = x.value().reshape(shape)?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "reshape",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(g.reshape(&s)?)])),
+    ))
+}
+
+/// [N, ...] -> [N, rest].
+pub fn flatten(x: &Var) -> Result<Var> {
+    let n = x.shape().first().copied().unwrap_or(1);
+    let rest = x.value().numel() / n.max(1);
+    reshape(x, &[n, rest])
+}
+
+/// Sum of all elements (shape []).
+pub fn sum(x: &Var) -> Result<Var> {
+    let y = ops::sum(x.value(), None)?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "sum",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(broadcast_to(&g.reshape(&[1])?, &s)?)])),
+    ))
+}
+
+/// Mean of all elements (shape []).
+pub fn mean(x: &Var) -> Result<Var> {
+    let n = x.value().numel() as f32;
+    scale(&sum(x)?, 1.0 / n)
+}
+
+/// op(a) @ op(b), 2D or batched (see ops::matmul).
+pub fn matmul(a: &Var, b: &Var, ta: bool, tb: bool) -> Result<Var> {
+    let y = ops::matmul_t(a.value(), b.value(), ta, tb)?;
+    let (av, bv) = (a.value().clone(), b.value().clone());
+    let (na, nb) = (a.requires_grad(), b.requires_grad());
+    Ok(Var::from_op(
+        y,
+        "matmul",
+        vec![a.clone(), b.clone()],
+        Box::new(move |g| {
+            // C = A B: dA = G B^T, dB = A^T G; transposes swap the roles.
+            let ga = if na {
+                let d = if ta {
+                    ops::matmul_t(&bv, g, tb, true)?
+                } else {
+                    ops::matmul_t(g, &bv, false, !tb)?
+                };
+                Some(sum_batch(d, av.shape())?)
+            } else {
+                None
+            };
+            let gb = if nb {
+                let d = if tb {
+                    ops::matmul_t(g, &av, true, ta)?
+                } else {
+                    ops::matmul_t(&av, g, !ta, false)?
+                };
+                Some(sum_batch(d, bv.shape())?)
+            } else {
+                None
+            };
+            Ok(vec![ga, gb])
+        }),
+    ))
+}
+
+/// A batched gradient of a 2D operand sums over the batch.
+fn sum_batch(d: Tensor, shape: &[usize]) -> Result<Tensor> {
+    if d.shape().len() == 3 && shape.len() == 2 {
+        ops::sum(&d, Some(0))
+    } else {
+        Ok(d)
+    }
+}
+
+/// y = x @ w^T + b, with w [out, in] as PyTorch's Linear.
+pub fn linear(x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
+    let y = matmul(x, w, false, true)?;
+    match b {
+        Some(b) => add(&y, b),
+        None => Ok(y),
+    }
+}
+
+pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, cfg: conv::Conv2dConfig) -> Result<Var> {
+    let geom = conv::ConvGeom::new(x.shape(), w.shape(), cfg)?;
+    let y = conv::conv2d(x.value(), w.value(), None, cfg)?;
+    let (xv, wv) = (x.value().clone(), w.value().clone());
+    let (nx, nw) = (x.requires_grad(), w.requires_grad());
+    let y = Var::from_op(
+        y,
+        "conv2d",
+        vec![x.clone(), w.clone()],
+        Box::new(move |g| {
+            let gx = if nx {
+                Some(conv::conv2d_backward_input(g, &wv, &geom)?)
+            } else {
+                None
+            };
+            let gw = if nw {
+                Some(conv::conv2d_backward_weight(g, &xv, &geom)?)
+            } else {
+                None
+            };
+            Ok(vec![gx, gw])
+        }),
+    );
+    match b {
+        Some(b) => add(&y, &reshape(b, &[geom.oc, 1, 1])?),
+        None => Ok(y),
+    }
+}
+
+pub fn max_pool2d(x: &Var, cfg: pool::Pool2dConfig) -> Result<Var> {
+    let (y, idx) = pool::max_pool2d(x.value(), cfg)?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "max_pool2d",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(pool::max_pool2d_backward(g, &idx, &s, cfg)?)])),
+    ))
+}
+
+pub fn avg_pool2d(x: &Var, cfg: pool::Pool2dConfig) -> Result<Var> {
+    let y = pool::avg_pool2d(x.value(), cfg)?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "avg_pool2d",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(pool::avg_pool2d_backward(g, &s, cfg)?)])),
+    ))
+}
+
+/// [N, C, H, W] -> [N, C].
+pub fn global_avg_pool(x: &Var) -> Result<Var> {
+    let y = pool::global_avg_pool(x.value())?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "global_avg_pool",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(pool::global_avg_pool_backward(g, &s)?)])),
+    ))
+}
+
+/// Batch norm; `running_mean`/`running_var` are updated in place in training.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm(
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    training: bool,
+    momentum: f32,
+    eps: f32,
+) -> Result<Var> {
+    let (y, saved) = norm::batch_norm(
+        x.value(),
+        gamma.value(),
+        beta.value(),
+        running_mean,
+        running_var,
+        training,
+        momentum,
+        eps,
+    )?;
+    let (xv, gv) = (x.value().clone(), gamma.value().clone());
+    Ok(Var::from_op(
+        y,
+        "batch_norm",
+        vec![x.clone(), gamma.clone(), beta.clone()],
+        Box::new(move |g| {
+            let (dx, dg, db) = norm::batch_norm_backward(g, &xv, &gv, &saved)?;
+            Ok(vec![Some(dx), Some(dg), Some(db)])
+        }),
+    ))
+}
+
+pub fn concat(xs: &[&Var], axis: usize) -> Result<Var> {
+    let vals: Vec<&Tensor> = xs.iter().map(|v| v.value()).collect();
+    let y = layout::concat(&vals, axis)?;
+    let sizes: Vec<usize> = xs.iter().map(|v| v.shape()[axis]).collect();
+    Ok(Var::from_op(
+        y,
+        "concat",
+        xs.iter().map(|v| (*v).clone()).collect(),
+        Box::new(move |g| {
+            let mut start = 0;
+            let mut out = Vec::new();
+            for &len in &sizes {
+                out.push(Some(layout::slice(g, axis, start, len)?));
+                start += len;
+            }
+            Ok(out)
+        }),
+    ))
+}
+
+pub fn upsample(x: &Var, oh: usize, ow: usize, mode: resample::UpsampleMode) -> Result<Var> {
+    let y = resample::upsample(x.value(), oh, ow, mode)?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "upsample",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(resample::upsample_backward(g, &s, mode)?)])),
+    ))
+}
+
+/// Mean cross-entropy of logits [N, C, ...] against u32 labels [N, ...].
+pub fn cross_entropy(logits: &Var, labels: &Tensor, cfg: losses::CeConfig) -> Result<Var> {
+    let (loss, saved) = losses::cross_entropy(logits.value(), labels, cfg)?;
+    let (lv, lab) = (logits.value().clone(), labels.clone());
+    Ok(Var::from_op(
+        loss,
+        "cross_entropy",
+        vec![logits.clone()],
+        Box::new(move |g| {
+            Ok(vec![Some(losses::cross_entropy_backward(
+                g, &lv, &lab, cfg, &saved,
+            )?)])
+        }),
+    ))
+}
+
+/// Softmax (or log-softmax) at temperature `t` along the last axis.
+pub fn softmax(x: &Var, t: f32, log: bool) -> Result<Var> {
+    let y = ops::softmax::softmax_with(x.value(), t, log, None)?;
+    let yc = y.clone();
+    Ok(Var::from_op(
+        y,
+        if log { "log_softmax" } else { "softmax" },
+        vec![x.clone()],
+        Box::new(move |g| {
+            let s = yc.shape();
+            let last = s.len() - 1;
+            let mut keep = s.to_vec();
+            keep[last] = 1;
+            let dx = if log {
+                // dx = (g - softmax * sum(g)) / T
+                let p = ops::exp(&yc)?;
+                let sg = ops::sum(g, Some(last))?.reshape(&keep)?;
+                ops::sub(g, &ops::mul(&p, &sg)?)?
+            } else {
+                // dx = y * (g - sum(g * y)) / T
+                let sgy = ops::sum(&ops::mul(g, &yc)?, Some(last))?.reshape(&keep)?;
+                ops::mul(&yc, &ops::sub(g, &sgy)?)?
+            };
+            Ok(vec![Some(ops::scale(&dx, 1.0 / t)?)])
+        }),
+    ))
+}
+
+/// Checks that `v` is a one-element loss before an optimiser step.
+pub fn expect_scalar(v: &Var) -> Result<()> {
+    if v.value().numel() != 1 {
+        return Err(Error::shape(
+            "loss",
+            format!("must have one element, got {:?}", v.shape()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Data movement (shaders/layout.wgsl): axis swaps, concatenation and slicing
+//! along an axis.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{groups, u32_of};
+use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct LayoutParams {
+    a: u32,
+    b: u32,
+    c: u32,
+    _p0: u32,
+    outer: u32,
+    len: u32,
+    src_stride: u32,
+    src_off: u32,
+    dst_stride: u32,
+    dst_off: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+/// [a, b, c] -> [b, a, c].
+pub fn swap01(x: &Tensor) -> Result<Tensor> {
+    let &[a, b, c] = x.shape() else {
+        return Err(Error::shape(
+            "swap01",
+            format!("needs 3 axes, got {:?}", x.shape()),
+        ));
+    };
+    let out = Tensor::empty(x.gpu(), &[b, a, c], DType::F32)?;
+    if out.numel() == 0 {
+        return Ok(out);
+    }
+    let p = LayoutParams {
+        a: u32_of("swap01", a)?,
+        b: u32_of("swap01", b)?,
+        c: u32_of("swap01", c)?,
+        ..Default::default()
+    };
+    x.gpu().launch(
+        &KernelSpec::new("layout", "swap01"),
+        bytemuck::bytes_of(&p),
+        &[out.binding(), x.binding()],
+        groups(out.numel(), 256),
+    )?;
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_block(
+    src: &Tensor,
+    dst: &Tensor,
+    outer: usize,
+    len: usize,
+    src_stride: usize,
+    src_off: usize,
+    dst_stride: usize,
+    dst_off: usize,
+) -> Result<()> {
+    if outer * len == 0 {
+        return Ok(());
+    }
+    let u = |v| u32_of("copy_block", v);
+    let p = LayoutParams {
+        outer: u(outer)?,
+        len: u(len)?,
+        src_stride: u(src_stride)?,
+        src_off: u(src_off)?,
+        dst_stride: u(dst_stride)?,
+        dst_off: u(dst_off)?,
+        ..Default::default()
+    };
+    src.gpu().launch(
+        &KernelSpec::new("layout", "copy_block"),
+        bytemuck::bytes_of(&p),
+        &[dst.binding(), src.binding()],
+        groups(outer * len, 256),
+    )
+}
+
+/// Concatenates along `axis`; all other axes must agree.
+pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+    let first = xs
+        .first()
+        .ok_or_else(|| Error::shape("concat", "needs at least one tensor"))?;
+    let rank = first.shape().len();
+    if axis >= rank {
+        return Err(Error::shape(
+            "concat",
+            format!("axis {axis} out of range for {:?}", first.shape()),
+        ));
+    }
+    let mut total = 0;
+    for x in xs {
+        let s = x.shape();
+        if s.len() != rank
+            || s.iter()
+                .enumerate()
+                .any(|(i, &d)| i != axis && d != first.shape()[i])
+        {
+            return Err(Error::shape(
+                "concat",
+                format!("{:?} and {:?} differ outside axis {axis}", first.shape(), s),
+            ));
+        }
+        total += s[axis];
+    }
+    let mut shape = first.shape().to_vec();
+    shape[axis] = total;
+    let out = Tensor::empty(first.gpu(), &shape, DType::F32)?;
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut off = 0;
+    for x in xs {
+        let len = x.shape()[axis] * inner;
+        copy_block(x, &out, outer, len, len, 0, total * inner, off)?;
+        off += len;
+    }
+    Ok(out)
+}
+
+/// Elements [start, start + len) along `axis`.
+pub fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+    let s = x.shape();
+    if axis >= s.len() || start + len > s[axis] {
+        return Err(Error::shape(
+            "slice",
+            format!(
+                "[{start}, {}) along axis {axis} is outside {s:?}",
+                start + len
+            ),
+        ));
+    }
+    let mut shape = s.to_vec();
+    shape[axis] = len;
+    let out = Tensor::empty(x.gpu(), &shape, DType::F32)?;
+    let outer: usize = s[..axis].iter().product();
+    let inner: usize = s[axis + 1..].iter().product();
+    copy_block(
+        x,
+        &out,
+        outer,
+        len * inner,
+        s[axis] * inner,
+        start * inner,
+        len * inner,
+        0,
+    )?;
+    Ok(out)
+}

@@ -1,0 +1,165 @@
+//! Batch normalisation over NCHW (shaders/norm.wgsl).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{groups, u32_of};
+use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
+use crate::tensor::{DType, Tensor};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    n: u32,
+    c: u32,
+    hw: u32,
+    _p0: u32,
+    eps: f32,
+    momentum: f32,
+    _p1: u32,
+    _p2: u32,
+}
+
+/// What the backward pass needs from the forward.
+pub struct BnSaved {
+    /// (mean, 1/std) per channel, [C, 2].
+    pub stats: Tensor,
+    pub training: bool,
+}
+
+fn dims(x: &Tensor, gamma: &Tensor) -> Result<(usize, usize, usize)> {
+    x.expect_dtype("batch_norm", DType::F32)?;
+    let s = x.shape();
+    if s.len() < 2 {
+        return Err(Error::shape(
+            "batch_norm",
+            format!("input must be [N, C, ...], got {s:?}"),
+        ));
+    }
+    let (n, c) = (s[0], s[1]);
+    if gamma.shape() != [c] {
+        return Err(Error::shape(
+            "batch_norm",
+            format!("weight must be [{c}], got {:?}", gamma.shape()),
+        ));
+    }
+    Ok((n, c, s[2..].iter().product()))
+}
+
+fn params(n: usize, c: usize, hw: usize, eps: f32, momentum: f32) -> Result<NormParams> {
+    Ok(NormParams {
+        n: u32_of("batch_norm", n)?,
+        c: u32_of("batch_norm", c)?,
+        hw: u32_of("batch_norm", hw)?,
+        _p0: 0,
+        eps,
+        momentum,
+        _p1: 0,
+        _p2: 0,
+    })
+}
+
+fn launch(
+    entry: &'static str,
+    training: bool,
+    p: &NormParams,
+    args: &[&Tensor],
+    items: usize,
+) -> Result<()> {
+    let b: Vec<_> = args.iter().map(|t| t.binding()).collect();
+    let spec = KernelSpec::new("norm", entry).with("TRAINING", training as u8 as f64);
+    args[0]
+        .gpu()
+        .launch(&spec, bytemuck::bytes_of(p), &b, groups(items, 64))
+}
+
+/// y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel. In training the
+/// batch statistics are used and the running ones updated in place (momentum as
+/// PyTorch: running = (1 - m) * running + m * batch); in eval the running ones.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    training: bool,
+    momentum: f32,
+    eps: f32,
+) -> Result<(Tensor, BnSaved)> {
+    let (n, c, hw) = dims(x, gamma)?;
+    if n * hw == 0 {
+        return Err(Error::shape(
+            "batch_norm",
+            "needs at least one value per channel",
+        ));
+    }
+    let p = params(n, c, hw, eps, momentum)?;
+    let stats = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
+    if training {
+        let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
+        launch("stats_partial", true, &p, &[&partial, x], n * c)?;
+        launch(
+            "stats_combine",
+            true,
+            &p,
+            &[&stats, &partial, running_mean, running_var],
+            c,
+        )?;
+    } else {
+        launch(
+            "stats_eval",
+            false,
+            &p,
+            &[&stats, running_mean, running_var],
+            c,
+        )?;
+    }
+    let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
+    launch(
+        "apply",
+        training,
+        &p,
+        &[&y, x, &stats, gamma, beta],
+        y.numel(),
+    )?;
+    Ok((y, BnSaved { stats, training }))
+}
+
+/// Returns (dx, dgamma, dbeta).
+pub fn batch_norm_backward(
+    dy: &Tensor,
+    x: &Tensor,
+    gamma: &Tensor,
+    saved: &BnSaved,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (n, c, hw) = dims(x, gamma)?;
+    let p = params(n, c, hw, 0.0, 0.0)?;
+    let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
+    launch(
+        "backward_partial",
+        saved.training,
+        &p,
+        &[&partial, dy, x, &saved.stats],
+        n * c,
+    )?;
+    let sums = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
+    launch(
+        "backward_combine",
+        saved.training,
+        &p,
+        &[&sums, &partial],
+        c,
+    )?;
+    let dx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
+    launch(
+        "backward_input",
+        saved.training,
+        &p,
+        &[&dx, dy, x, &saved.stats, gamma, &sums],
+        dx.numel(),
+    )?;
+    let dgamma = super::layout::slice(&sums, 1, 0, 1)?.reshape(&[c])?;
+    let dbeta = super::layout::slice(&sums, 1, 1, 1)?.reshape(&[c])?;
+    Ok((dx, dgamma, dbeta))
+}

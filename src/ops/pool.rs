@@ -1,0 +1,208 @@
+//! Pooling (shaders/pool.wgsl): max with indices, average, global average.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{groups, u32_of};
+use crate::error::{Error, Result};
+use crate::gpu::KernelSpec;
+use crate::tensor::{DType, Tensor};
+
+/// Window, stride and padding (each (h, w)) of a pooling op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dConfig {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+impl Pool2dConfig {
+    pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
+        Pool2dConfig {
+            kernel: (kernel, kernel),
+            stride: (stride, stride),
+            padding: (padding, padding),
+        }
+    }
+
+    /// Output (OH, OW) for an input of (H, W) (floor mode, as PyTorch's default).
+    pub fn out_size(&self, op: &'static str, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (kh, kw) = self.kernel;
+        let (sh, sw) = self.stride;
+        let (ph, pw) = self.padding;
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
+            return Err(Error::shape(op, "kernel and stride must be at least 1"));
+        }
+        if ph * 2 > kh || pw * 2 > kw {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "padding {:?} must be at most half the kernel {:?}",
+                    self.padding, self.kernel
+                ),
+            ));
+        }
+        if h + 2 * ph < kh || w + 2 * pw < kw {
+            return Err(Error::shape(
+                op,
+                format!("a {kh}x{kw} window does not fit a {h}x{w} input"),
+            ));
+        }
+        Ok(((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1))
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PoolParams {
+    planes: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    _p0: u32,
+}
+
+fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    x.expect_dtype(op, DType::F32)?;
+    match *x.shape() {
+        [n, c, h, w] => Ok((n, c, h, w)),
+        _ => Err(Error::shape(
+            op,
+            format!("input must be [N, C, H, W], got {:?}", x.shape()),
+        )),
+    }
+}
+
+fn params(
+    op: &'static str,
+    planes: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    cfg: &Pool2dConfig,
+) -> Result<PoolParams> {
+    let u = |v| u32_of(op, v);
+    Ok(PoolParams {
+        planes: u(planes)?,
+        h: u(h)?,
+        w: u(w)?,
+        oh: u(oh)?,
+        ow: u(ow)?,
+        kh: u(cfg.kernel.0)?,
+        kw: u(cfg.kernel.1)?,
+        sh: u(cfg.stride.0)?,
+        sw: u(cfg.stride.1)?,
+        ph: u(cfg.padding.0)?,
+        pw: u(cfg.padding.1)?,
+        _p0: 0,
+    })
+}
+
+fn launch(entry: &'static str, p: &PoolParams, args: &[&Tensor], items: usize) -> Result<()> {
+    let b: Vec<_> = args.iter().map(|t| t.binding()).collect();
+    args[0].gpu().launch(
+        &KernelSpec::new("pool", entry),
+        bytemuck::bytes_of(p),
+        &b,
+        groups(items, 256),
+    )
+}
+
+/// Max pooling; returns the output and, per output, the flat index (y * W + x)
+/// of the winning input in its plane (padding never wins).
+pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<(Tensor, Tensor)> {
+    let (n, c, h, w) = nchw("max_pool2d", x)?;
+    let (oh, ow) = cfg.out_size("max_pool2d", h, w)?;
+    let y = Tensor::empty(x.gpu(), &[n, c, oh, ow], DType::F32)?;
+    let idx = Tensor::empty(x.gpu(), &[n, c, oh, ow], DType::U32)?;
+    if y.numel() > 0 {
+        let p = params("max_pool2d", n * c, h, w, oh, ow, &cfg)?;
+        launch("max_forward", &p, &[&y, &idx, x], y.numel())?;
+    }
+    Ok((y, idx))
+}
+
+pub fn max_pool2d_backward(
+    dy: &Tensor,
+    idx: &Tensor,
+    x_shape: &[usize],
+    cfg: Pool2dConfig,
+) -> Result<Tensor> {
+    let &[n, c, h, w] = x_shape else {
+        return Err(Error::shape(
+            "max_pool2d_backward",
+            format!("bad input shape {x_shape:?}"),
+        ));
+    };
+    let (oh, ow) = cfg.out_size("max_pool2d", h, w)?;
+    let dx = Tensor::empty(dy.gpu(), x_shape, DType::F32)?;
+    if dx.numel() > 0 {
+        let p = params("max_pool2d", n * c, h, w, oh, ow, &cfg)?;
+        launch("max_backward", &p, &[&dx, dy, idx], dx.numel())?;
+    }
+    Ok(dx)
+}
+
+/// Average pooling; padding counts as zeros (PyTorch's count_include_pad).
+pub fn avg_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
+    let (n, c, h, w) = nchw("avg_pool2d", x)?;
+    let (oh, ow) = cfg.out_size("avg_pool2d", h, w)?;
+    let y = Tensor::empty(x.gpu(), &[n, c, oh, ow], DType::F32)?;
+    if y.numel() > 0 {
+        let p = params("avg_pool2d", n * c, h, w, oh, ow, &cfg)?;
+        launch("avg_forward", &p, &[&y, x], y.numel())?;
+    }
+    Ok(y)
+}
+
+pub fn avg_pool2d_backward(dy: &Tensor, x_shape: &[usize], cfg: Pool2dConfig) -> Result<Tensor> {
+    let &[n, c, h, w] = x_shape else {
+        return Err(Error::shape(
+            "avg_pool2d_backward",
+            format!("bad input shape {x_shape:?}"),
+        ));
+    };
+    let (oh, ow) = cfg.out_size("avg_pool2d", h, w)?;
+    let dx = Tensor::empty(dy.gpu(), x_shape, DType::F32)?;
+    if dx.numel() > 0 {
+        let p = params("avg_pool2d", n * c, h, w, oh, ow, &cfg)?;
+        launch("avg_backward", &p, &[&dx, dy], dx.numel())?;
+    }
+    Ok(dx)
+}
+
+/// Global average pooling: [N, C, H, W] -> [N, C].
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = nchw("global_avg_pool", x)?;
+    super::mean(&x.reshape(&[n * c, h * w])?, Some(1))?.reshape(&[n, c])
+}
+
+pub fn global_avg_pool_backward(dy: &Tensor, x_shape: &[usize]) -> Result<Tensor> {
+    let &[n, c, h, w] = x_shape else {
+        return Err(Error::shape(
+            "global_avg_pool_backward",
+            format!("bad input shape {x_shape:?}"),
+        ));
+    };
+    let dx = Tensor::empty(dy.gpu(), x_shape, DType::F32)?;
+    if dx.numel() > 0 {
+        let p = params(
+            "global_avg_pool",
+            n * c,
+            h,
+            w,
+            1,
+            1,
+            &Pool2dConfig::new(1, 1, 0),
+        )?;
+        launch("gap_backward", &p, &[&dx, dy], dx.numel())?;
+    }
+    Ok(dx)
+}
