@@ -2,7 +2,7 @@
 //! Set CONDENSER_BENCH_FILTER to run a subset, CONDENSER_BENCH_RUNS for more runs.
 
 use condenser::Gpu;
-use condenser::bench::{BenchOptions, run_kernels};
+use condenser::bench::{BenchOptions, run_kernels, run_train_steps};
 
 fn main() {
     let gpu = match Gpu::new() {
@@ -25,7 +25,10 @@ fn main() {
         filter: std::env::var("CONDENSER_BENCH_FILTER").ok(),
         quick: false,
     };
-    if let Err(e) = run_kernels(&gpu, &opts, &mut |r| println!("{}", r.to_row())) {
+    let mut print = |r: &condenser::bench::BenchResult| println!("{}", r.to_row());
+    if let Err(e) =
+        run_kernels(&gpu, &opts, &mut print).and_then(|_| run_train_steps(&gpu, &opts, &mut print))
+    {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

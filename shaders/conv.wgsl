@@ -22,6 +22,12 @@ struct ConvParams {
     dh: u32,
     dw: u32,
     groups: u32,
+    // Row length of cols: C * KH * KW rounded up to a multiple of 4 so the
+    // matmuls get their vec4 kernels; the tail is zero.
+    klen_p: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -57,33 +63,46 @@ fn dst_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     return o;
 }
 
-// in0 = x; out = cols [N, OH*OW, C*KH*KW].
+// in0 = x; out = cols [N, OH*OW, klen_p]. One invocation per (n, pixel, channel)
+// writes that channel's KH*KW values, so the index arithmetic (integer division
+// is slow on CPU adapters) is shared by the whole kernel window.
 @compute @workgroup_size(256)
 fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
     let i = gid(wid, nwg, li);
-    let kk = p.kh * p.kw;
-    let klen = p.c * kk;
     let ohw = p.oh * p.ow;
-    if i >= p.n * ohw * klen {
+    if i >= p.n * ohw * p.c {
         return;
     }
-    let col = i % klen;
-    let pix = (i / klen) % ohw;
-    let n = i / (klen * ohw);
-    let c = col / kk;
-    let ky = (col % kk) / p.kw;
-    let kx = col % p.kw;
-    let y = src_pos(pix / p.ow, ky, p.sh, p.ph, p.dh, p.h);
-    let x = src_pos(pix % p.ow, kx, p.sw, p.pw, p.dw, p.w);
-    var v = 0.0;
-    if y >= 0 && x >= 0 {
-        v = in0[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)];
+    let c = i % p.c;
+    let pix = (i / p.c) % ohw;
+    let n = i / (p.c * ohw);
+    let kk = p.kh * p.kw;
+    let row = (n * ohw + pix) * p.klen_p;
+    let oy = pix / p.ow;
+    let ox = pix % p.ow;
+    let plane = (n * p.c + c) * p.h;
+    var o = row + c * kk;
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let y = src_pos(oy, ky, p.sh, p.ph, p.dh, p.h);
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let x = src_pos(ox, kx, p.sw, p.pw, p.dw, p.w);
+            var v = 0.0;
+            if y >= 0 && x >= 0 {
+                v = in0[(plane + u32(y)) * p.w + u32(x)];
+            }
+            out[o] = v;
+            o++;
+        }
     }
-    out[i] = v;
+    if c == p.c - 1u {
+        for (var t = p.c * kk; t < p.klen_p; t++) {
+            out[row + t] = 0.0;
+        }
+    }
 }
 
-// in0 = d cols; out = dx [N, C, H, W].
+// in0 = d cols [N, OH*OW, klen_p]; out = dx [N, C, H, W].
 @compute @workgroup_size(256)
 fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
@@ -96,7 +115,7 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let c = (i / (p.w * p.h)) % p.c;
     let n = i / (p.w * p.h * p.c);
     let kk = p.kh * p.kw;
-    let klen = p.c * kk;
+    let klen = p.klen_p;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
         let oy = dst_pos(y, ky, p.sh, p.ph, p.dh, p.oh);

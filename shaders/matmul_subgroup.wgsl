@@ -16,12 +16,13 @@ fn sg_a_scalar(i: u32) -> f32 {
 // Row `r` of op(A) at columns k..k+3.
 fn sg_a_row(abase: u32, r: u32, k: u32) -> vec4<f32> {
     if TRANS_A {
-        // A is [k, m]: the four values are m apart; neighbouring lanes read
-        // neighbouring addresses.
-        let i = abase + k * p.m + r;
-        return vec4<f32>(sg_a_scalar(i), sg_a_scalar(i + p.m), sg_a_scalar(i + 2u * p.m), sg_a_scalar(i + 3u * p.m));
+        // A is [k, m]: the four values are a row (a_cs) apart; neighbouring
+        // lanes read neighbouring addresses.
+        let i = abase + k * p.a_cs + r;
+        return vec4<f32>(sg_a_scalar(i), sg_a_scalar(i + p.a_cs), sg_a_scalar(i + 2u * p.a_cs),
+                         sg_a_scalar(i + 3u * p.a_cs));
     }
-    return a4[(abase + r * p.k + k) / 4u];
+    return a4[(abase + r * p.a_rs + k) / 4u];
 }
 
 // Rows k..k+3 of op(B) at columns c..c+3 (columns clamped to n - 1 one by one
@@ -30,12 +31,12 @@ fn sg_b_block(bbase: u32, c: u32, k: u32) -> mat4x4<f32> {
     if TRANS_B {
         let last = p.n - 1u;
         let q = (bbase + k) / 4u;
-        let s = p.k / 4u;
+        let s = p.b_cs / 4u;
         return transpose(mat4x4<f32>(b4[q + min(c, last) * s], b4[q + min(c + 1u, last) * s],
                                      b4[q + min(c + 2u, last) * s], b4[q + min(c + 3u, last) * s]));
     }
-    let q = (bbase + k * p.n + min(c, p.n - 4u)) / 4u;
-    let s = p.n / 4u;
+    let q = (bbase + k * p.b_rs + min(c, p.n - 4u)) / 4u;
+    let s = p.b_rs / 4u;
     return mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]);
 }
 

@@ -34,6 +34,7 @@ impl Default for BenchOptions {
 pub enum Rate {
     Gflops(f64),
     Gbps(f64),
+    ImagesPerSec(f64),
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +56,7 @@ impl BenchResult {
         match self.rate {
             Rate::Gflops(g) => o.insert("gflops".into(), round(g).into()),
             Rate::Gbps(g) => o.insert("gbps".into(), round(g).into()),
+            Rate::ImagesPerSec(g) => o.insert("images_per_s".into(), round(g).into()),
         };
         o.insert("median_ms".into(), round(self.median_ms).into());
         o.insert("clock".into(), self.clock.into());
@@ -66,6 +68,7 @@ impl BenchResult {
         let rate = match self.rate {
             Rate::Gflops(g) => format!("{g:9.2} GFLOP/s"),
             Rate::Gbps(g) => format!("{g:9.2} GB/s   "),
+            Rate::ImagesPerSec(g) => format!("{g:9.2} images/s"),
         };
         format!(
             "{:<28} {:<24} {rate} {:>10.3} ms ({})",
@@ -190,6 +193,86 @@ impl Ctx<'_> {
         self.record(name, shape, ms, clock, Rate::Gbps(bytes / ms / 1e6));
         Ok(())
     }
+}
+
+/// Training-step benchmarks: images/s of a full step (forward, loss, backward,
+/// SGD update) and the pool's memory before and after `steps` steps.
+pub fn run_train_steps(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    on_result: &mut dyn FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
+    use crate::autograd::Var;
+    use crate::nn::{self, ModelSpec, build_model};
+    use crate::ops::losses::CeConfig;
+    use crate::optim::Sgd;
+    use crate::tasks::classification::train_step;
+
+    let cases: &[(&str, usize, usize, usize)] = if opts.quick {
+        &[("cnn8", 1, 28, 16)]
+    } else {
+        &[
+            ("cnn8", 1, 28, 64),
+            ("resnet8", 3, 32, 64),
+            ("resnet8x4", 3, 32, 64),
+        ]
+    };
+    let mut out = Vec::new();
+    for &(arch, c, s, b) in cases {
+        let name = format!("train_step_{arch}");
+        if opts
+            .filter
+            .as_ref()
+            .is_some_and(|f| !name.contains(f.as_str()))
+        {
+            continue;
+        }
+        let m = build_model(
+            gpu,
+            &ModelSpec {
+                arch: arch.into(),
+                in_channels: c,
+                num_classes: 10,
+            },
+            0,
+        )?;
+        let mut opt = Sgd::new(nn::parameters(m.as_ref()), 0.9, false, 5e-4)?;
+        let x = Var::constant(Tensor::rand_uniform(gpu, &[b, c, s, s], -1.0, 1.0, 1)?);
+        let labels: Vec<u32> = (0..b as u32).map(|i| i % 10).collect();
+        let lab = Tensor::from_u32(gpu, &[b], &labels)?;
+        let mut step = || -> Result<()> {
+            train_step(m.as_ref(), &mut opt, &x, &lab, 0.01, CeConfig::default()).map(|_| ())
+        };
+        // Two warm-up steps: the first creates the optimiser state.
+        step()?;
+        step()?;
+        gpu.sync()?;
+        let before = gpu.pool_stats();
+        let mut times = Vec::new();
+        for _ in 0..opts.runs.max(1) {
+            let t0 = Instant::now();
+            step()?;
+            gpu.sync()?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let after = gpu.pool_stats();
+        let ms = median(&mut times);
+        let r = BenchResult {
+            name,
+            shape: format!(
+                "[{b}, {c}, {s}, {s}] pool {:.1}->{:.1} MiB",
+                before.reserved_bytes as f64 / 1048576.0,
+                after.reserved_bytes as f64 / 1048576.0
+            ),
+            rate: Rate::ImagesPerSec(b as f64 / (ms / 1e3)),
+            median_ms: ms,
+            clock: "wall",
+            adapter: gpu.adapter_name().to_string(),
+        };
+        on_result(&r);
+        out.push(r);
+    }
+    Ok(out)
 }
 
 /// Runs the kernel benchmarks; `on_result` sees each result as it is measured.

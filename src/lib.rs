@@ -8,10 +8,13 @@ pub mod data;
 pub mod error;
 pub mod fsutil;
 pub mod gpu;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod report;
 pub mod rng;
 pub mod shape;
+pub mod tasks;
 pub mod tensor;
 
 pub use error::{Error, Result};

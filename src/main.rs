@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use std::path::PathBuf;
 
-use condenser::bench::{BenchOptions, run_kernels};
+use condenser::bench::{BenchOptions, run_kernels, run_train_steps};
 use condenser::data::{DataOptions, Split};
 use condenser::{Gpu, Result};
 
@@ -25,7 +25,7 @@ enum Cmd {
     Info,
     /// Kernel benchmarks: GFLOP/s of matmul, GB/s of reductions and softmax.
     Bench {
-        /// One JSON object per result (fields name, shape, gflops|gbps, median_ms, adapter).
+        /// One JSON object per result (fields name, shape, gflops|gbps|images_per_s, median_ms, adapter).
         #[arg(long)]
         json: bool,
         /// Timed runs per case; the median is reported.
@@ -126,13 +126,15 @@ fn run(cli: Cli) -> Result<()> {
                 filter,
                 quick,
             };
-            run_kernels(&gpu, &opts, &mut |r| {
+            let mut print = |r: &condenser::bench::BenchResult| {
                 if json {
                     println!("{}", r.to_json());
                 } else {
                     println!("{}", r.to_row());
                 }
-            })?;
+            };
+            run_kernels(&gpu, &opts, &mut print)?;
+            run_train_steps(&gpu, &opts, &mut print)?;
             Ok(())
         }
         Cmd::Data {

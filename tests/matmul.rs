@@ -250,3 +250,17 @@ fn shape_errors_are_clear() {
     .to_string();
     assert!(e.contains("multiples of 4"), "{e}");
 }
+
+#[test]
+fn split_k_for_small_outputs_with_long_k() {
+    // A conv weight gradient's shape: a small output and a long k are cut into
+    // chunks computed as a batch and summed.
+    for kernel in KERNELS {
+        if kernel == MatmulKernel::CpuSubgroup && gpu().subgroup_size() != Some(8) {
+            continue;
+        }
+        check(1, false, false, 8, 12, 8192, false, false, kernel);
+        check(1, false, false, 8, 16, 4096, true, false, kernel);
+        check(1, false, false, 5, 8, 2052, false, true, kernel);
+    }
+}

@@ -272,7 +272,7 @@ impl Gpu {
     }
 
     /// Copies `data` into the start of `dst`.
-    pub(crate) fn write_buffer(&self, dst: &PooledBuffer, data: &[u8]) -> Result<()> {
+    pub fn write_buffer(&self, dst: &PooledBuffer, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }

@@ -137,11 +137,39 @@ impl ConvGeom {
             dh: u(self.cfg.dilation.0)?,
             dw: u(self.cfg.dilation.1)?,
             groups: u(self.cfg.groups)?,
+            klen_p: u(self.klen_padded())?,
+            _pad: [0; 3],
         })
     }
 
     fn klen(&self) -> usize {
         self.c * self.kh * self.kw
+    }
+
+    /// Images per im2col pass so that the column matrix fits one storage
+    /// buffer (at most 256 MiB, to bound memory).
+    fn batch_chunk(&self, gpu: &crate::gpu::Gpu) -> usize {
+        let per_image = (self.oh * self.ow * self.klen_padded() * 4).max(1) as u64;
+        let limit = gpu.limits().max_storage_buffer_binding_size.min(256 << 20);
+        ((limit / per_image) as usize).clamp(1, self.n.max(1))
+    }
+
+    fn with_batch(&self, n: usize) -> ConvGeom {
+        ConvGeom { n, ..*self }
+    }
+
+    /// Columns per im2col row: klen rounded up to 4 for the vec4 matmul kernels.
+    fn klen_padded(&self) -> usize {
+        self.klen().div_ceil(4) * 4
+    }
+
+    /// The weight as a [OC, klen_padded] matrix (zero-padded when klen % 4 != 0).
+    fn weight_matrix(&self, w: &Tensor) -> Result<Tensor> {
+        let w2 = w.reshape(&[self.oc, self.klen()])?;
+        if self.klen_padded() == self.klen() {
+            return Ok(w2);
+        }
+        super::layout::pad_last(&w2, self.klen_padded())
     }
 }
 
@@ -164,6 +192,8 @@ struct ConvParams {
     dh: u32,
     dw: u32,
     groups: u32,
+    klen_p: u32,
+    _pad: [u32; 3],
 }
 
 fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[&Tensor]) -> Result<()> {
@@ -179,8 +209,14 @@ fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[&Tensor]) -> Resu
 }
 
 fn im2col(g: &ConvGeom, x: &Tensor) -> Result<Tensor> {
-    let cols = Tensor::empty(x.gpu(), &[g.n, g.oh * g.ow, g.klen()], DType::F32)?;
-    run(g, "im2col", &cols, &[x])?;
+    let cols = Tensor::empty(x.gpu(), &[g.n, g.oh * g.ow, g.klen_padded()], DType::F32)?;
+    let params = g.params()?;
+    x.gpu().launch(
+        &KernelSpec::new("conv", "im2col"),
+        bytemuck::bytes_of(&params),
+        &[cols.binding(), x.binding()],
+        groups(g.n * g.oh * g.ow * g.c, 256),
+    )?;
     Ok(cols)
 }
 
@@ -198,10 +234,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
         ));
     }
     let y = if g.uses_gemm() {
-        // y[n] = W [OC, CKK] @ cols[n]^T [CKK, OHW]: already NCHW.
-        let cols = im2col(&g, x)?;
-        let w2 = w.reshape(&[g.oc, g.klen()])?;
-        gemm(&w2, &cols, None, false, true, 1.0, 0.0, None)?.reshape(&g.out_shape())?
+        let w2 = g.weight_matrix(w)?;
+        by_chunks(&g, x.gpu(), &[x], |gc, parts| {
+            // y[n] = W [OC, CKK] @ cols[n]^T [CKK, OHW]: already NCHW.
+            let cols = im2col(gc, parts[0])?;
+            gemm(&w2, &cols, None, false, true, 1.0, 0.0, None)?.reshape(&gc.out_shape())
+        })?
     } else {
         let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
         run(&g, "direct_forward", &y, &[x, w])?;
@@ -213,16 +251,44 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
     }
 }
 
+/// Runs `f` on batch chunks small enough for im2col (slicing `inputs` along
+/// the batch axis) and concatenates the results along the batch axis.
+fn by_chunks(
+    g: &ConvGeom,
+    gpu: &crate::gpu::Gpu,
+    inputs: &[&Tensor],
+    f: impl Fn(&ConvGeom, &[&Tensor]) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let chunk = g.batch_chunk(gpu);
+    if chunk >= g.n {
+        return f(g, inputs);
+    }
+    let mut outs = Vec::new();
+    for start in (0..g.n).step_by(chunk) {
+        let len = chunk.min(g.n - start);
+        let parts: Vec<Tensor> = inputs
+            .iter()
+            .map(|t| super::layout::slice(t, 0, start, len))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        outs.push(f(&g.with_batch(len), &refs)?);
+    }
+    let refs: Vec<&Tensor> = outs.iter().collect();
+    super::layout::concat(&refs, 0)
+}
+
 /// Gradient of the input, from dy [N, OC, OH, OW].
 pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
     if g.uses_gemm() {
-        // dcols[n] = dy[n]^T [OHW, OC] @ W [OC, CKK], then fold back onto x.
-        let dy3 = dy.reshape(&[g.n, g.oc, g.oh * g.ow])?;
-        let w2 = w.reshape(&[g.oc, g.klen()])?;
-        let dcols = gemm(&dy3, &w2, None, true, false, 1.0, 0.0, None)?;
-        let dx = Tensor::empty(dy.gpu(), &[g.n, g.c, g.h, g.w], DType::F32)?;
-        run(g, "col2im", &dx, &[&dcols])?;
-        Ok(dx)
+        let w2 = g.weight_matrix(w)?;
+        by_chunks(g, dy.gpu(), &[dy], |gc, parts| {
+            // dcols[n] = dy[n]^T [OHW, OC] @ W [OC, CKK], then fold back onto x.
+            let dy3 = parts[0].reshape(&[gc.n, gc.oc, gc.oh * gc.ow])?;
+            let dcols = gemm(&dy3, &w2, None, true, false, 1.0, 0.0, None)?;
+            let dx = Tensor::empty(dy.gpu(), &[gc.n, gc.c, gc.h, gc.w], DType::F32)?;
+            run(gc, "col2im", &dx, &[&dcols])?;
+            Ok(dx)
+        })
     } else {
         let dx = Tensor::empty(dy.gpu(), &[g.n, g.c, g.h, g.w], DType::F32)?;
         run(g, "direct_backward_input", &dx, &[dy, w])?;
@@ -234,20 +300,45 @@ pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Te
 pub fn conv2d_backward_weight(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<Tensor> {
     let wshape = [g.oc, g.c / g.cfg.groups, g.kh, g.kw];
     if g.uses_gemm() {
-        // dW [OC, CKK] = dy as [OC, N*OHW] @ cols as [N*OHW, CKK]: one GEMM over the batch.
-        let ohw = g.oh * g.ow;
-        let dy_t = super::layout::swap01(&dy.reshape(&[g.n, g.oc, ohw])?)?;
-        let cols = im2col(g, x)?;
-        let dw = gemm(
-            &dy_t.reshape(&[g.oc, g.n * ohw])?,
-            &cols.reshape(&[g.n * ohw, g.klen()])?,
-            None,
-            false,
-            false,
-            1.0,
-            0.0,
-            None,
-        )?;
+        // dW [OC, CKK] = dy as [OC, N*OHW] @ cols as [N*OHW, CKK]: one GEMM per
+        // batch chunk, summed.
+        let chunk = g.batch_chunk(dy.gpu());
+        let mut total: Option<Tensor> = None;
+        for start in (0..g.n).step_by(chunk) {
+            let len = chunk.min(g.n - start);
+            let gc = g.with_batch(len);
+            let (dyc, xc) = if len == g.n {
+                (dy.clone(), x.clone())
+            } else {
+                (
+                    super::layout::slice(dy, 0, start, len)?,
+                    super::layout::slice(x, 0, start, len)?,
+                )
+            };
+            let ohw = gc.oh * gc.ow;
+            let dy_t = super::layout::swap01(&dyc.reshape(&[len, gc.oc, ohw])?)?;
+            let cols = im2col(&gc, &xc)?;
+            let dw = gemm(
+                &dy_t.reshape(&[gc.oc, len * ohw])?,
+                &cols.reshape(&[len * ohw, gc.klen_padded()])?,
+                None,
+                false,
+                false,
+                1.0,
+                0.0,
+                None,
+            )?;
+            total = Some(match total {
+                Some(t) => super::add(&t, &dw)?,
+                None => dw,
+            });
+        }
+        let dw = total.ok_or_else(|| Error::shape("conv2d", "empty batch"))?;
+        let dw = if g.klen_padded() == g.klen() {
+            dw
+        } else {
+            super::layout::slice(&dw, 1, 0, g.klen())?
+        };
         dw.reshape(&wshape)
     } else {
         let dw = Tensor::empty(dy.gpu(), &wshape, DType::F32)?;

@@ -154,3 +154,22 @@ pub fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor
     )?;
     Ok(out)
 }
+
+/// [rows, len] -> [rows, new_len] with zeros after the original columns.
+pub fn pad_last(x: &Tensor, new_len: usize) -> Result<Tensor> {
+    let &[rows, len] = x.shape() else {
+        return Err(Error::shape(
+            "pad_last",
+            format!("needs 2 axes, got {:?}", x.shape()),
+        ));
+    };
+    if new_len < len {
+        return Err(Error::shape(
+            "pad_last",
+            format!("cannot pad {len} columns down to {new_len}"),
+        ));
+    }
+    let out = Tensor::zeros(x.gpu(), &[rows, new_len])?;
+    copy_block(x, &out, rows, len, len, 0, new_len, 0)?;
+    Ok(out)
+}

@@ -203,17 +203,39 @@ pub fn gemm(
         MatmulKernel::CpuVec4 | MatmulKernel::CpuScalar => 32,
     };
     let (tiles_m, tiles_n) = (d.m.div_ceil(tile), d.n.div_ceil(tile));
+    // Split-K: a small output with a long k (the weight gradient of a conv, a
+    // batch of pixels deep) would leave most of the device idle. Cut k into S
+    // equal chunks, computed as a batch over S, then sum the partial products.
+    let split = if c.is_none() && d.batch == 1 && !d.a_batched && !d.b_batched {
+        split_k(a.gpu(), tiles_m * tiles_n, d.k)
+    } else {
+        1
+    };
+    let kc = d.k / split;
+    let (a_bs, b_bs) = if split > 1 {
+        (kc * cs_a, kc * rs_b)
+    } else {
+        (
+            if d.a_batched { d.m * d.k } else { 0 },
+            if d.b_batched { d.k * d.n } else { 0 },
+        )
+    };
+    let target = if split > 1 {
+        Tensor::empty(a.gpu(), &[split, d.m, d.n], DType::F32)?
+    } else {
+        out.clone()
+    };
     let params = MmParams {
         m: u32_of(NAME, d.m)?,
         n: u32_of(NAME, d.n)?,
-        k: u32_of(NAME, d.k)?,
-        batch: u32_of(NAME, d.batch)?,
+        k: u32_of(NAME, kc)?,
+        batch: u32_of(NAME, d.batch * split)?,
         a_rs: u32_of(NAME, rs_a)?,
         a_cs: u32_of(NAME, cs_a)?,
-        a_bs: u32_of(NAME, if d.a_batched { d.m * d.k } else { 0 })?,
+        a_bs: u32_of(NAME, a_bs)?,
         b_rs: u32_of(NAME, rs_b)?,
         b_cs: u32_of(NAME, cs_b)?,
-        b_bs: u32_of(NAME, if d.b_batched { d.k * d.n } else { 0 })?,
+        b_bs: u32_of(NAME, b_bs)?,
         tiles_m: u32_of(NAME, tiles_m)?,
         tiles_n: u32_of(NAME, tiles_n)?,
         alpha,
@@ -233,8 +255,31 @@ pub fn gemm(
     a.gpu().launch(
         &spec,
         bytemuck::bytes_of(&params),
-        &[out.binding(), a.binding(), b.binding()],
-        (tiles_m * tiles_n * d.batch) as u64,
+        &[target.binding(), a.binding(), b.binding()],
+        (tiles_m * tiles_n * d.batch * split) as u64,
     )?;
+    if split > 1 {
+        let summed = super::sum(&target, Some(0))?;
+        a.gpu()
+            .copy_buffer(summed.buffer(), out.buffer(), out.bytes());
+    }
     Ok(out)
+}
+
+/// How many chunks to cut k into (1: none). Chunks are equal and multiples of 4
+/// (so every kernel variant still applies), at least 256 long.
+fn split_k(gpu: &Gpu, tiles: usize, k: usize) -> usize {
+    let want_wgs = match gpu.class() {
+        AdapterClass::Cpu => 32,
+        AdapterClass::Gpu => 256,
+    };
+    if tiles >= want_wgs || k < 2048 || !k.is_multiple_of(4) {
+        return 1;
+    }
+    let target = (want_wgs / tiles.max(1)).clamp(2, k / 256);
+    // The largest divisor of k / 4 not above the target.
+    (2..=target)
+        .rev()
+        .find(|s| (k / 4).is_multiple_of(*s))
+        .unwrap_or(1)
 }

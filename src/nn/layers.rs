@@ -1,0 +1,161 @@
+//! Conv2d, Linear and BatchNorm2d.
+
+use std::cell::Cell;
+
+use super::init::{Seeds, kaiming_normal_fan_out, uniform_fan_in};
+use super::{Entry, Module, join};
+use crate::autograd::{Var, functional as F};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::ops::conv::Conv2dConfig;
+use crate::tensor::Tensor;
+
+pub struct Conv2d {
+    pub weight: Var,
+    pub bias: Option<Var>,
+    pub cfg: Conv2dConfig,
+}
+
+impl Conv2d {
+    /// A square `k` x `k` convolution, Kaiming-initialised (fan-out), no bias by
+    /// default as in the ResNets.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gpu: &Gpu,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+        seeds: &mut Seeds,
+    ) -> Result<Conv2d> {
+        let w = kaiming_normal_fan_out(gpu, &[cout, cin, k, k], seeds.next_seed())?;
+        let b = if bias {
+            Some(Var::leaf(
+                uniform_fan_in(gpu, &[cout], cin * k * k, seeds.next_seed())?,
+                true,
+            ))
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight: Var::leaf(w, true),
+            bias: b,
+            cfg: Conv2dConfig::new(stride, pad),
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        F::conv2d(x, &self.weight, self.bias.as_ref(), self.cfg)
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.shape()[0]
+    }
+}
+
+impl Module for Conv2d {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        f(join(prefix, "weight"), Entry::Param(&self.weight));
+        if let Some(b) = &self.bias {
+            f(join(prefix, "bias"), Entry::Param(b));
+        }
+    }
+}
+
+pub struct Linear {
+    pub weight: Var,
+    pub bias: Option<Var>,
+}
+
+impl Linear {
+    /// PyTorch's default init: U(+-1/sqrt(in)) for weight and bias.
+    pub fn new(gpu: &Gpu, inp: usize, out: usize, seeds: &mut Seeds) -> Result<Linear> {
+        Ok(Linear {
+            weight: Var::leaf(
+                uniform_fan_in(gpu, &[out, inp], inp, seeds.next_seed())?,
+                true,
+            ),
+            bias: Some(Var::leaf(
+                uniform_fan_in(gpu, &[out], inp, seeds.next_seed())?,
+                true,
+            )),
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        F::linear(x, &self.weight, self.bias.as_ref())
+    }
+}
+
+impl Module for Linear {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        f(join(prefix, "weight"), Entry::Param(&self.weight));
+        if let Some(b) = &self.bias {
+            f(join(prefix, "bias"), Entry::Param(b));
+        }
+    }
+}
+
+pub struct BatchNorm2d {
+    pub weight: Var,
+    pub bias: Var,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub num_batches_tracked: Cell<i64>,
+    pub momentum: f32,
+    pub eps: f32,
+}
+
+impl BatchNorm2d {
+    pub fn new(gpu: &Gpu, c: usize) -> Result<BatchNorm2d> {
+        Ok(BatchNorm2d {
+            weight: Var::leaf(Tensor::full(gpu, &[c], 1.0)?, true),
+            bias: Var::leaf(Tensor::zeros(gpu, &[c])?, true),
+            running_mean: Tensor::zeros(gpu, &[c])?,
+            running_var: Tensor::full(gpu, &[c], 1.0)?,
+            num_batches_tracked: Cell::new(0),
+            momentum: 0.1,
+            eps: 1e-5,
+        })
+    }
+
+    pub fn forward(&self, x: &Var, train: bool) -> Result<Var> {
+        // As PyTorch: training uses the batch statistics and moves the running
+        // ones; eval (the teacher's mode) uses the running ones and changes nothing.
+        if train {
+            self.num_batches_tracked
+                .set(self.num_batches_tracked.get() + 1);
+        }
+        F::batch_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+            train,
+            self.momentum,
+            self.eps,
+        )
+    }
+}
+
+impl Module for BatchNorm2d {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        f(join(prefix, "weight"), Entry::Param(&self.weight));
+        f(join(prefix, "bias"), Entry::Param(&self.bias));
+        f(
+            join(prefix, "running_mean"),
+            Entry::Buffer(&self.running_mean),
+        );
+        f(
+            join(prefix, "running_var"),
+            Entry::Buffer(&self.running_var),
+        );
+        f(
+            join(prefix, "num_batches_tracked"),
+            Entry::Counter(&self.num_batches_tracked),
+        );
+    }
+}

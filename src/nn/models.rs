@@ -1,0 +1,406 @@
+//! Model definitions: a small plain CNN, the CIFAR ResNets the distillation
+//! literature uses (RepDistiller's resnet8x4, resnet32x4, resnet20, resnet56, ...)
+//! and wide ResNets (wrn-16-2, wrn-40-2, ...), from one configurable definition
+//! each, with PyTorch's parameter names.
+
+use super::init::Seeds;
+use super::layers::{BatchNorm2d, Conv2d, Linear};
+use super::{Entry, Model, ModelOutput, Module, join};
+use crate::autograd::{Var, functional as F};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::pool::Pool2dConfig;
+
+/// Which model to build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// `cnn<width>` (e.g. cnn16), `resnet<depth>[x4]`, or `wrn-<depth>-<widen>`.
+    pub arch: String,
+    pub in_channels: usize,
+    pub num_classes: usize,
+}
+
+/// Names `build_model` understands (any depth/width of these forms works).
+pub const ARCHS: &str = "cnn<width> (cnn8, cnn32), resnet<6n+2>[x4] (resnet8x4, resnet32x4, resnet20, resnet56), wrn-<6n+4>-<k> (wrn-16-2, wrn-40-2)";
+
+pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Model>> {
+    let bad = || {
+        Error::Invalid(format!(
+            "unknown model {:?}; known forms: {ARCHS}",
+            spec.arch
+        ))
+    };
+    let a = spec.arch.as_str();
+    let mut seeds = Seeds::new(seed);
+    if let Some(w) = a.strip_prefix("cnn") {
+        let width: usize = w.parse().map_err(|_| bad())?;
+        if width == 0 {
+            return Err(bad());
+        }
+        return Ok(Box::new(PlainCnn::new(gpu, spec, width, &mut seeds)?));
+    }
+    if let Some(rest) = a.strip_prefix("resnet") {
+        let (depth, x4) = match rest.strip_suffix("x4") {
+            Some(d) => (d, true),
+            None => (rest, false),
+        };
+        let depth: usize = depth.parse().map_err(|_| bad())?;
+        if depth < 8 || !(depth - 2).is_multiple_of(6) {
+            return Err(Error::Invalid(format!(
+                "resnet depth must be 6n + 2 (8, 14, 20, 32, 56, 110), got {depth}"
+            )));
+        }
+        let filters = if x4 {
+            [32, 64, 128, 256]
+        } else {
+            [16, 16, 32, 64]
+        };
+        return Ok(Box::new(CifarResNet::new(
+            gpu, spec, depth, filters, &mut seeds,
+        )?));
+    }
+    if let Some(rest) = a.strip_prefix("wrn-") {
+        let (d, k) = rest.split_once('-').ok_or_else(bad)?;
+        let depth: usize = d.parse().map_err(|_| bad())?;
+        let widen: usize = k.parse().map_err(|_| bad())?;
+        if depth < 10 || !(depth - 4).is_multiple_of(6) || widen == 0 {
+            return Err(Error::Invalid(format!(
+                "wrn depth must be 6n + 4 (16, 28, 40) and width >= 1, got {a}"
+            )));
+        }
+        return Ok(Box::new(WideResNet::new(
+            gpu, spec, depth, widen, &mut seeds,
+        )?));
+    }
+    Err(bad())
+}
+
+// ---- Plain CNN --------------------------------------------------------------------
+
+/// conv-bn-relu-maxpool x2, conv-bn-relu, global average pool, linear. Widths
+/// w, 2w, 4w.
+pub struct PlainCnn {
+    arch: String,
+    convs: Vec<(Conv2d, BatchNorm2d)>,
+    fc: Linear,
+}
+
+impl PlainCnn {
+    fn new(gpu: &Gpu, spec: &ModelSpec, w: usize, seeds: &mut Seeds) -> Result<Self> {
+        let chans = [spec.in_channels, w, 2 * w, 4 * w];
+        let mut convs = Vec::new();
+        for i in 0..3 {
+            convs.push((
+                Conv2d::new(gpu, chans[i], chans[i + 1], 3, 1, 1, false, seeds)?,
+                BatchNorm2d::new(gpu, chans[i + 1])?,
+            ));
+        }
+        Ok(PlainCnn {
+            arch: spec.arch.clone(),
+            convs,
+            fc: Linear::new(gpu, 4 * w, spec.num_classes, seeds)?,
+        })
+    }
+}
+
+impl Module for PlainCnn {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            c.visit(&join(prefix, &format!("conv{}", i + 1)), f);
+            b.visit(&join(prefix, &format!("bn{}", i + 1)), f);
+        }
+        self.fc.visit(&join(prefix, "fc"), f);
+    }
+}
+
+impl Model for PlainCnn {
+    fn forward(&self, x: &Var, train: bool) -> Result<ModelOutput> {
+        let mut h = x.clone();
+        let mut features = Vec::new();
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            h = F::relu(&b.forward(&c.forward(&h)?, train)?)?;
+            features.push(h.clone());
+            if i < 2 {
+                h = F::max_pool2d(&h, Pool2dConfig::new(2, 2, 0))?;
+            }
+        }
+        let pooled = F::global_avg_pool(&h)?;
+        Ok(ModelOutput {
+            logits: self.fc.forward(&pooled)?,
+            features,
+            pooled,
+        })
+    }
+    fn arch(&self) -> &str {
+        &self.arch
+    }
+    fn feature_channels(&self) -> Vec<usize> {
+        self.convs.iter().map(|(c, _)| c.out_channels()).collect()
+    }
+}
+
+// ---- CIFAR ResNet (post-activation basic blocks) ------------------------------------
+
+struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    downsample: Option<(Conv2d, BatchNorm2d)>,
+}
+
+impl BasicBlock {
+    fn new(gpu: &Gpu, cin: usize, cout: usize, stride: usize, seeds: &mut Seeds) -> Result<Self> {
+        let downsample = if stride != 1 || cin != cout {
+            Some((
+                Conv2d::new(gpu, cin, cout, 1, stride, 0, false, seeds)?,
+                BatchNorm2d::new(gpu, cout)?,
+            ))
+        } else {
+            None
+        };
+        Ok(BasicBlock {
+            conv1: Conv2d::new(gpu, cin, cout, 3, stride, 1, false, seeds)?,
+            bn1: BatchNorm2d::new(gpu, cout)?,
+            conv2: Conv2d::new(gpu, cout, cout, 3, 1, 1, false, seeds)?,
+            bn2: BatchNorm2d::new(gpu, cout)?,
+            downsample,
+        })
+    }
+
+    fn forward(&self, x: &Var, train: bool) -> Result<Var> {
+        let out = F::relu(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+        let out = self.bn2.forward(&self.conv2.forward(&out)?, train)?;
+        let res = match &self.downsample {
+            Some((c, b)) => b.forward(&c.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        F::relu(&F::add(&out, &res)?)
+    }
+}
+
+impl Module for BasicBlock {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        self.conv1.visit(&join(prefix, "conv1"), f);
+        self.bn1.visit(&join(prefix, "bn1"), f);
+        self.conv2.visit(&join(prefix, "conv2"), f);
+        self.bn2.visit(&join(prefix, "bn2"), f);
+        if let Some((c, b)) = &self.downsample {
+            c.visit(&join(prefix, "downsample.0"), f);
+            b.visit(&join(prefix, "downsample.1"), f);
+        }
+    }
+}
+
+/// RepDistiller's CIFAR ResNet: conv1 (3x3, filters[0]) -> bn -> relu -> three
+/// stages of (depth - 2) / 6 basic blocks with filters[1..4], strides 1, 2, 2 ->
+/// global average pool -> fc.
+pub struct CifarResNet {
+    arch: String,
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    layers: Vec<Vec<BasicBlock>>,
+    fc: Linear,
+    filters: [usize; 4],
+}
+
+impl CifarResNet {
+    fn new(
+        gpu: &Gpu,
+        spec: &ModelSpec,
+        depth: usize,
+        filters: [usize; 4],
+        seeds: &mut Seeds,
+    ) -> Result<Self> {
+        let n = (depth - 2) / 6;
+        let conv1 = Conv2d::new(gpu, spec.in_channels, filters[0], 3, 1, 1, false, seeds)?;
+        let bn1 = BatchNorm2d::new(gpu, filters[0])?;
+        let mut layers = Vec::new();
+        let mut cin = filters[0];
+        for (s, &cout) in filters[1..].iter().enumerate() {
+            let mut blocks = Vec::new();
+            for i in 0..n {
+                let stride = if s > 0 && i == 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(gpu, cin, cout, stride, seeds)?);
+                cin = cout;
+            }
+            layers.push(blocks);
+        }
+        Ok(CifarResNet {
+            arch: spec.arch.clone(),
+            conv1,
+            bn1,
+            layers,
+            fc: Linear::new(gpu, filters[3], spec.num_classes, seeds)?,
+            filters,
+        })
+    }
+}
+
+impl Module for CifarResNet {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        self.conv1.visit(&join(prefix, "conv1"), f);
+        self.bn1.visit(&join(prefix, "bn1"), f);
+        for (s, blocks) in self.layers.iter().enumerate() {
+            for (i, b) in blocks.iter().enumerate() {
+                b.visit(&join(prefix, &format!("layer{}.{i}", s + 1)), f);
+            }
+        }
+        self.fc.visit(&join(prefix, "fc"), f);
+    }
+}
+
+impl Model for CifarResNet {
+    fn forward(&self, x: &Var, train: bool) -> Result<ModelOutput> {
+        let mut h = F::relu(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+        let mut features = vec![h.clone()];
+        for blocks in &self.layers {
+            for b in blocks {
+                h = b.forward(&h, train)?;
+            }
+            features.push(h.clone());
+        }
+        let pooled = F::global_avg_pool(&h)?;
+        Ok(ModelOutput {
+            logits: self.fc.forward(&pooled)?,
+            features,
+            pooled,
+        })
+    }
+    fn arch(&self) -> &str {
+        &self.arch
+    }
+    fn feature_channels(&self) -> Vec<usize> {
+        self.filters.to_vec()
+    }
+}
+
+// ---- Wide ResNet (pre-activation blocks) --------------------------------------------
+
+struct WideBlock {
+    bn1: BatchNorm2d,
+    conv1: Conv2d,
+    bn2: BatchNorm2d,
+    conv2: Conv2d,
+    shortcut: Option<Conv2d>,
+}
+
+impl WideBlock {
+    fn new(gpu: &Gpu, cin: usize, cout: usize, stride: usize, seeds: &mut Seeds) -> Result<Self> {
+        Ok(WideBlock {
+            bn1: BatchNorm2d::new(gpu, cin)?,
+            conv1: Conv2d::new(gpu, cin, cout, 3, stride, 1, false, seeds)?,
+            bn2: BatchNorm2d::new(gpu, cout)?,
+            conv2: Conv2d::new(gpu, cout, cout, 3, 1, 1, false, seeds)?,
+            shortcut: if cin != cout {
+                Some(Conv2d::new(gpu, cin, cout, 1, stride, 0, false, seeds)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn forward(&self, x: &Var, train: bool) -> Result<Var> {
+        let a = F::relu(&self.bn1.forward(x, train)?)?;
+        let out = F::relu(&self.bn2.forward(&self.conv1.forward(&a)?, train)?)?;
+        let out = self.conv2.forward(&out)?;
+        // As the reference WRN: the shortcut of a widening block reads the activated input.
+        let res = match &self.shortcut {
+            Some(c) => c.forward(&a)?,
+            None => x.clone(),
+        };
+        F::add(&res, &out)
+    }
+}
+
+impl Module for WideBlock {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        self.bn1.visit(&join(prefix, "bn1"), f);
+        self.conv1.visit(&join(prefix, "conv1"), f);
+        self.bn2.visit(&join(prefix, "bn2"), f);
+        self.conv2.visit(&join(prefix, "conv2"), f);
+        if let Some(c) = &self.shortcut {
+            c.visit(&join(prefix, "convShortcut"), f);
+        }
+    }
+}
+
+/// WRN-d-k: conv1 (16) -> three groups of (d - 4) / 6 pre-activation blocks of
+/// widths 16k, 32k, 64k (strides 1, 2, 2) -> bn -> relu -> pool -> fc.
+pub struct WideResNet {
+    arch: String,
+    conv1: Conv2d,
+    blocks: Vec<Vec<WideBlock>>,
+    bn1: BatchNorm2d,
+    fc: Linear,
+    widths: [usize; 4],
+}
+
+impl WideResNet {
+    fn new(gpu: &Gpu, spec: &ModelSpec, depth: usize, k: usize, seeds: &mut Seeds) -> Result<Self> {
+        let n = (depth - 4) / 6;
+        let widths = [16, 16 * k, 32 * k, 64 * k];
+        let conv1 = Conv2d::new(gpu, spec.in_channels, 16, 3, 1, 1, false, seeds)?;
+        let mut blocks = Vec::new();
+        let mut cin = 16;
+        for (g, &cout) in widths[1..].iter().enumerate() {
+            let mut v = Vec::new();
+            for i in 0..n {
+                let stride = if g > 0 && i == 0 { 2 } else { 1 };
+                v.push(WideBlock::new(gpu, cin, cout, stride, seeds)?);
+                cin = cout;
+            }
+            blocks.push(v);
+        }
+        Ok(WideResNet {
+            arch: spec.arch.clone(),
+            conv1,
+            blocks,
+            bn1: BatchNorm2d::new(gpu, widths[3])?,
+            fc: Linear::new(gpu, widths[3], spec.num_classes, seeds)?,
+            widths,
+        })
+    }
+}
+
+impl Module for WideResNet {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        self.conv1.visit(&join(prefix, "conv1"), f);
+        for (g, v) in self.blocks.iter().enumerate() {
+            for (i, b) in v.iter().enumerate() {
+                b.visit(&join(prefix, &format!("block{}.layer.{i}", g + 1)), f);
+            }
+        }
+        self.bn1.visit(&join(prefix, "bn1"), f);
+        self.fc.visit(&join(prefix, "fc"), f);
+    }
+}
+
+impl Model for WideResNet {
+    fn forward(&self, x: &Var, train: bool) -> Result<ModelOutput> {
+        let mut h = self.conv1.forward(x)?;
+        let mut features = vec![h.clone()];
+        for (g, v) in self.blocks.iter().enumerate() {
+            for b in v {
+                h = b.forward(&h, train)?;
+            }
+            if g < 2 {
+                features.push(h.clone());
+            }
+        }
+        h = F::relu(&self.bn1.forward(&h, train)?)?;
+        features.push(h.clone());
+        let pooled = F::global_avg_pool(&h)?;
+        Ok(ModelOutput {
+            logits: self.fc.forward(&pooled)?,
+            features,
+            pooled,
+        })
+    }
+    fn arch(&self) -> &str {
+        &self.arch
+    }
+    fn feature_channels(&self) -> Vec<usize> {
+        self.widths.to_vec()
+    }
+}

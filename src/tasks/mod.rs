@@ -1,0 +1,3 @@
+//! Task-specific heads, losses and metrics.
+
+pub mod classification;
