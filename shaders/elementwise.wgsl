@@ -19,7 +19,7 @@ struct EwParams {
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 
-// Binary: 0 add, 1 sub, 2 mul, 3 div, 4 a where b > 0. Unary: 0 affine, 1 relu, 2 exp, 3 log.
+// Binary: 0 add, 1 sub, 2 mul, 3 div, 4 a where b > 0. Unary: 0 affine, 1 relu, 2 exp, 3 log, 4 sqrt.
 override OP: u32 = 0u;
 // False when both inputs have the output's shape: no index arithmetic.
 override BROADCAST: bool = true;
@@ -46,8 +46,10 @@ fn unop(x: f32) -> f32 {
         return max(x, 0.0);
     } else if OP == 2u {
         return exp(x);
+    } else if OP == 3u {
+        return log(x);
     }
-    return log(x);
+    return sqrt(x);
 }
 
 @compute @workgroup_size(256)

@@ -5,6 +5,7 @@ pub mod autograd;
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod distill;
 pub mod error;
 pub mod fsutil;
 pub mod gpu;

@@ -1,11 +1,13 @@
 //! The condenser command line: parses arguments and calls the library.
 
-use clap::{Parser, Subcommand};
-
 use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 use condenser::bench::{BenchOptions, run_kernels, run_train_steps};
 use condenser::data::{DataOptions, Split};
+use condenser::distill::compare::{CompareConfig, DEFAULT_RUNS, compare};
+use condenser::distill::trainer::{RunConfig, RunResult, load_model, run};
 use condenser::{Gpu, Result};
 
 #[derive(Parser)]
@@ -23,7 +25,7 @@ struct Cli {
 enum Cmd {
     /// Show the adapter condenser picks: name, backend, driver, limits, features.
     Info,
-    /// Kernel benchmarks: GFLOP/s of matmul, GB/s of reductions and softmax.
+    /// Kernel and training-step benchmarks: GFLOP/s, GB/s, images/s.
     Bench {
         /// One JSON object per result (fields name, shape, gflops|gbps|images_per_s, median_ms, adapter).
         #[arg(long)]
@@ -43,6 +45,75 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DataCmd,
     },
+    /// Train one model alone (a teacher, or a student baseline).
+    Train {
+        /// The architecture: cnn<w>, resnet<d>[x4], wrn-<d>-<k>.
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Distil a teacher into a student along several paths.
+    Distill {
+        #[arg(long)]
+        teacher_model: Option<String>,
+        #[arg(long)]
+        teacher_weights: Option<PathBuf>,
+        #[arg(long)]
+        student_model: Option<String>,
+        /// soft,hint,at,nst,logits (hint@2 picks a stage).
+        #[arg(long)]
+        paths: Option<String>,
+        /// equal | fixed[:w1,w2,..] | adaptive | gradnorm | dwa | pcgrad | mgda
+        #[arg(long)]
+        aggregate: Option<String>,
+        /// One path per stage for feature paths at several stages.
+        #[arg(long)]
+        layerwise: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Test accuracy of a saved model.
+    Eval {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        weights: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Several configurations against one teacher and the same seeds: a table and plots.
+    Compare {
+        #[arg(long)]
+        teacher_model: Option<String>,
+        /// Teacher weights; without them the teacher is trained first.
+        #[arg(long)]
+        teacher_weights: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        teacher_epochs: usize,
+        #[arg(long)]
+        student_model: Option<String>,
+        /// Runs to compare.
+        #[arg(long, default_value = DEFAULT_RUNS)]
+        runs: String,
+        /// Paths of the aggregated runs.
+        #[arg(long, default_value = "soft,hint,at")]
+        paths: String,
+        /// Seeds, comma-separated.
+        #[arg(long, default_value = "0")]
+        seeds: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// The demo: on the built-in shapes world, train a teacher and distil students
+    /// with each path and each aggregation; print the table, write plots.
+    Demo {
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        /// A smaller, faster demo (a smoke test).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -60,7 +131,7 @@ enum DataCmd {
     },
 }
 
-#[derive(clap::Args)]
+#[derive(Args)]
 struct DataArgs {
     /// fashion-mnist, mnist, cifar10, cifar100, shapes, or folder:<path>.
     #[arg(long, default_value = "shapes")]
@@ -96,15 +167,102 @@ impl DataArgs {
     }
 }
 
+/// Options shared by train, distill and compare; each overrides the config file.
+#[derive(Args)]
+struct RunArgs {
+    /// A TOML file with any RunConfig fields; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    train_limit: Option<usize>,
+    #[arg(long)]
+    test_limit: Option<usize>,
+    #[arg(long)]
+    image_size: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// sgd, adam or adamw
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// constant, cosine, step:<every>:<gamma>, multistep:<m1>,<m2>:<gamma>
+    #[arg(long)]
+    schedule: Option<String>,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output folder (checkpoint, metrics.jsonl, model.safetensors).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the checkpoint in the output folder.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(p) => RunConfig::from_toml(p)?,
+            None => RunConfig::default(),
+        };
+        macro_rules! set {
+            ($($f:ident => $t:ident),*) => { $(if let Some(v) = &self.$f { c.$t = v.clone().into(); })* };
+        }
+        set!(data => data, epochs => epochs, batch_size => batch_size, lr => lr, weight_decay => weight_decay,
+             optimizer => optimizer, schedule => schedule, temperature => temperature, seed => seed, out => out_dir);
+        if self.data_dir.is_some() {
+            c.data_dir = self.data_dir.clone();
+        }
+        if self.train_limit.is_some() {
+            c.train_limit = self.train_limit;
+        }
+        if self.test_limit.is_some() {
+            c.test_limit = self.test_limit;
+        }
+        if self.image_size.is_some() {
+            c.image_size = self.image_size;
+        }
+        c.resume |= self.resume;
+        c.progress = !self.quiet;
+        Ok(c)
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
+    if let Err(e) = dispatch(cli) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn report(r: &RunResult) {
+    let ag = r.agreement.map_or(String::new(), |a| {
+        format!(", agreement with teacher {:.2}%", a * 100.0)
+    });
+    println!(
+        "{:<14} test accuracy {:.2}%{ag} ({} params, {:.0} s)",
+        r.name,
+        r.test_acc * 100.0,
+        r.params,
+        r.seconds
+    );
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Info => info(),
         Cmd::Bench {
@@ -146,6 +304,147 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "wrote {} samples to {}",
                 count.min(set.len()),
+                out.display()
+            );
+            Ok(())
+        }
+        Cmd::Train { model, run: args } => {
+            let mut c = args.config()?;
+            if let Some(m) = model {
+                c.student_model = m;
+            }
+            c.teacher_model = None;
+            c.teacher_weights = None;
+            c.paths.clear();
+            if c.name.is_empty() {
+                c.name = c.student_model.clone();
+            }
+            let gpu = Gpu::new()?;
+            let r = run(&gpu, &c)?;
+            report(&r);
+            println!("weights: {}", c.out_dir.join("model.safetensors").display());
+            Ok(())
+        }
+        Cmd::Distill {
+            teacher_model,
+            teacher_weights,
+            student_model,
+            paths,
+            aggregate,
+            layerwise,
+            run: args,
+        } => {
+            let mut c = args.config()?;
+            c.teacher_model = teacher_model.or(c.teacher_model);
+            c.teacher_weights = teacher_weights.or(c.teacher_weights);
+            if let Some(s) = student_model {
+                c.student_model = s;
+            }
+            if let Some(p) = paths {
+                c.paths = p;
+            }
+            if let Some(a) = aggregate {
+                c.aggregate = a;
+            }
+            c.layerwise |= layerwise;
+            if c.name.is_empty() {
+                c.name = c.aggregate.clone();
+            }
+            let gpu = Gpu::new()?;
+            let r = run(&gpu, &c)?;
+            report(&r);
+            Ok(())
+        }
+        Cmd::Eval {
+            model,
+            weights,
+            data,
+        } => {
+            let gpu = Gpu::new()?;
+            let set = data.load()?;
+            let m = load_model(&gpu, &model, &weights, set.channels, set.num_classes())?;
+            // Normalisation comes from the training split, as in training.
+            let train = condenser::data::load(
+                &data.data,
+                Split::Train,
+                &DataOptions {
+                    data_dir: data.data_dir.clone(),
+                    limit: data.limit,
+                    size: data.size,
+                    seed: data.seed,
+                    count: None,
+                },
+            )?;
+            let loader = condenser::data::loader::Loader::new(
+                &gpu,
+                &set,
+                condenser::data::loader::LoaderConfig::eval(256, Some(train.channel_stats())),
+            )?;
+            let acc = condenser::tasks::classification::evaluate(m.as_ref(), &loader)?;
+            println!(
+                "{model} on {} ({} images): test accuracy {:.2}%",
+                data.data,
+                set.len(),
+                acc * 100.0
+            );
+            Ok(())
+        }
+        Cmd::Compare {
+            teacher_model,
+            teacher_weights,
+            teacher_epochs,
+            student_model,
+            runs,
+            paths,
+            seeds,
+            run: args,
+        } => {
+            let mut base = args.config()?;
+            base.teacher_model = teacher_model.or(base.teacher_model);
+            base.teacher_weights = teacher_weights.or(base.teacher_weights);
+            if let Some(s) = student_model {
+                base.student_model = s;
+            }
+            let seeds = seeds
+                .split(',')
+                .map(|s| {
+                    s.trim()
+                        .parse::<u64>()
+                        .map_err(|_| condenser::Error::Invalid(format!("bad seed {s:?}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let cc = CompareConfig {
+                out_dir: base.out_dir.clone(),
+                base,
+                runs: runs
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                seeds,
+                all_paths: paths,
+                teacher_epochs,
+            };
+            let gpu = Gpu::new()?;
+            let out = compare(&gpu, &cc, &mut report)?;
+            println!("\n{}", out.markdown);
+            println!("table, CSV and plots in {}", cc.out_dir.display());
+            Ok(())
+        }
+        Cmd::Demo { out, quick } => {
+            let gpu = Gpu::new()?;
+            let cc = condenser::distill::demo::config(&out, quick);
+            println!(
+                "demo: shapes world, teacher {} vs student {}; results in {}",
+                cc.base.teacher_model.as_deref().unwrap_or("?"),
+                cc.base.student_model,
+                out.display()
+            );
+            let res = compare(&gpu, &cc, &mut report)?;
+            println!("\n{}", res.markdown);
+            println!(
+                "plots: {}/accuracy.png, {}/weights_adaptive.png (and the other aggregators)",
+                out.display(),
                 out.display()
             );
             Ok(())

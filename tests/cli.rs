@@ -135,3 +135,42 @@ fn data_show_writes_a_grid_and_reports_missing_data() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn quick_demo_writes_table_and_plots() {
+    let dir = std::env::temp_dir().join(format!("condenser-demo-{}", std::process::id()));
+    let out = condenser()
+        .args(["demo", "--quick", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "| teacher (cnn32)",
+        "| student",
+        "| soft",
+        "| adaptive",
+        "| gradnorm",
+        "| dwa",
+    ] {
+        assert!(text.contains(row), "{row} missing from:\n{text}");
+    }
+    for f in [
+        "table.md",
+        "table.csv",
+        "accuracy.png",
+        "weights_adaptive.png",
+        "weights_gradnorm.png",
+    ] {
+        assert!(dir.join(f).exists(), "{f} not written");
+    }
+    let png = image::open(dir.join("accuracy.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (900, 520));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

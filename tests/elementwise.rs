@@ -55,7 +55,13 @@ fn binary_ops_with_broadcasting() {
         (&[2, 1, 2, 1, 2, 1, 2, 3], &[3, 1, 3]),
         (&[1000, 3], &[1000, 3]),
     ];
-    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+    for op in [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::ReluMask,
+    ] {
         for (sa, sb) in cases {
             check_binary(sa, sb, op);
             check_binary(sb, sa, op);
@@ -73,6 +79,7 @@ fn unary_ops() {
             (UnaryOp::Relu, &v),
             (UnaryOp::Exp, &v),
             (UnaryOp::Log, &pos),
+            (UnaryOp::Sqrt, &pos),
             (
                 UnaryOp::Affine {
                     alpha: -2.5,

@@ -406,3 +406,100 @@ pub fn expect_scalar(v: &Var) -> Result<()> {
     }
     Ok(())
 }
+
+/// Sum along `axis`, keeping it with size 1.
+pub fn sum_axis(x: &Var, axis: usize) -> Result<Var> {
+    let mut keep = x.shape().to_vec();
+    if axis >= keep.len() {
+        return Err(Error::shape(
+            "sum_axis",
+            format!("axis {axis} out of range for {keep:?}"),
+        ));
+    }
+    keep[axis] = 1;
+    let y = ops::sum(x.value(), Some(axis))?.reshape(&keep)?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "sum_axis",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(broadcast_to(g, &s)?)])),
+    ))
+}
+
+pub fn div(a: &Var, b: &Var) -> Result<Var> {
+    let y = ops::div(a.value(), b.value())?;
+    let (av, bv, yc) = (a.value().clone(), b.value().clone(), y.clone());
+    let (na, nb) = (a.requires_grad(), b.requires_grad());
+    Ok(Var::from_op(
+        y,
+        "div",
+        vec![a.clone(), b.clone()],
+        Box::new(move |g| {
+            let gq = ops::div(g, &bv)?;
+            let ga = if na {
+                Some(sum_to_shape(&gq, av.shape())?)
+            } else {
+                None
+            };
+            // d(a / b)/db = -(a / b) / b
+            let gb = if nb {
+                Some(sum_to_shape(
+                    &ops::scale(&ops::mul(&gq, &yc)?, -1.0)?,
+                    bv.shape(),
+                )?)
+            } else {
+                None
+            };
+            Ok(vec![ga, gb])
+        }),
+    ))
+}
+
+pub fn sqrt(x: &Var) -> Result<Var> {
+    let y = ops::elementwise::unary(x.value(), ops::UnaryOp::Sqrt)?;
+    let yc = y.clone();
+    Ok(Var::from_op(
+        y,
+        "sqrt",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(ops::scale(&ops::div(g, &yc)?, 0.5)?)])),
+    ))
+}
+
+/// x / sqrt(sum(x^2) + eps^2) along the last axis (a smooth L2 normalisation;
+/// eps = 1e-6 keeps all-zero rows finite).
+pub fn normalize_last(x: &Var) -> Result<Var> {
+    let last = x
+        .shape()
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| Error::shape("normalize", "needs an axis"))?;
+    let sq = mul(x, x)?;
+    let norm = sqrt(&affine(&sum_axis(&sq, last)?, 1.0, 1e-12)?)?;
+    div(x, &norm)
+}
+
+/// mean((a - b)^2) over all elements.
+pub fn mse(a: &Var, b: &Var) -> Result<Var> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(
+            "mse",
+            format!("{:?} vs {:?}", a.shape(), b.shape()),
+        ));
+    }
+    let d = sub(a, b)?;
+    mean(&mul(&d, &d)?)
+}
+
+/// Soft-target distillation loss T^2 * KL(p_t || p_s), mean over the batch, with
+/// the teacher's logits constant (fused kernel, shaders/kd.wgsl).
+pub fn soft_target(student: &Var, teacher: &Tensor, t: f32) -> Result<Var> {
+    let (loss, dz) = ops::kd::soft_target(student.value(), teacher, t)?;
+    Ok(Var::from_op(
+        loss,
+        "soft_target",
+        vec![student.clone()],
+        Box::new(move |g| Ok(vec![Some(ops::mul(&dz, &g.reshape(&[1, 1])?)?)])),
+    ))
+}

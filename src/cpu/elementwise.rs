@@ -48,6 +48,7 @@ pub fn unary(a: &[f32], op: UnaryOp) -> Vec<f32> {
             UnaryOp::Relu => x.max(0.0),
             UnaryOp::Exp => x.exp(),
             UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
         })
         .collect()
 }

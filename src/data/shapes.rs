@@ -1,7 +1,8 @@
 //! The shapes world: a procedural, seeded data set that ships with the program.
-//! Each image shows one large shape and up to three smaller distractors
+//! Each image shows one large shape and up to two small distractors
 //! (circles, squares, triangles, stars, crosses, hexagons) in random colours,
-//! sizes and rotations, over a textured, noisy background. The label is the class
+//! sizes, positions and small tilts (+-17 degrees), over a textured, noisy
+//! background; light shapes on dark ground or the reverse. The label is the class
 //! with the most visible pixels; the mask gives each pixel's class (0 for the
 //! background) and the boxes bound each visible object. The same (seed, index)
 //! always gives the same image, at any resolution.
@@ -104,8 +105,25 @@ impl ShapesWorld {
         let outlines = Self::outlines();
 
         // Background: two colours mixed by a random texture, plus noise.
-        let c0 = [rng.uniform(), rng.uniform(), rng.uniform()];
-        let c1 = [rng.uniform(), rng.uniform(), rng.uniform()];
+        // Dark backgrounds with light shapes or the reverse (chosen per image), so
+        // the shapes stand out by luminance whatever their hue; the second
+        // background colour stays near the first: texture, not camouflage.
+        let dark = rng.uniform() < 0.5;
+        let (bg_lo, bg_hi, fg_lo, fg_hi) = if dark {
+            (0.0, 0.45, 0.6, 1.0)
+        } else {
+            (0.55, 1.0, 0.0, 0.4)
+        };
+        let c0 = [
+            rng.range(bg_lo, bg_hi),
+            rng.range(bg_lo, bg_hi),
+            rng.range(bg_lo, bg_hi),
+        ];
+        let c1 = [
+            (c0[0] + rng.range(-0.15, 0.15)).clamp(0.0, 1.0),
+            (c0[1] + rng.range(-0.15, 0.15)).clamp(0.0, 1.0),
+            (c0[2] + rng.range(-0.15, 0.15)).clamp(0.0, 1.0),
+        ];
         let texture = rng.below(4);
         let freq = rng.range(1.5, 5.0);
         let dir = rng.range(0.0, std::f32::consts::TAU);
@@ -118,35 +136,24 @@ impl ShapesWorld {
                 )
             })
             .collect();
-        let noise = rng.range(0.03, 0.12);
+        let noise = rng.range(0.02, 0.08);
 
         // Objects: distractors first or last, so they may occlude or be occluded.
         let main_class = rng.below(CLASSES.len());
-        let n_distract = rng.below(4);
+        let n_distract = rng.below(3);
         let pick_color = |rng: &mut Rng| {
-            // Keep shapes visible against both background colours.
-            let mut best = [0.0; 3];
-            let mut best_d = -1.0;
-            for _ in 0..8 {
-                let c = [rng.uniform(), rng.uniform(), rng.uniform()];
-                let d = |b: &[f32; 3]| (0..3).map(|i| (c[i] - b[i]).abs()).sum::<f32>();
-                let dd = d(&c0).min(d(&c1));
-                if dd > best_d {
-                    best_d = dd;
-                    best = c;
-                }
-                if dd > 0.6 {
-                    break;
-                }
-            }
-            best
+            [
+                rng.range(fg_lo, fg_hi),
+                rng.range(fg_lo, fg_hi),
+                rng.range(fg_lo, fg_hi),
+            ]
         };
         let main = Shape {
             class: main_class,
             cx: rng.range(0.3, 0.7) * sf,
             cy: rng.range(0.3, 0.7) * sf,
-            r: rng.range(0.2, 0.34) * sf,
-            angle: rng.range(0.0, std::f32::consts::TAU),
+            r: rng.range(0.24, 0.4) * sf,
+            angle: rng.range(-0.3, 0.3),
             color: pick_color(&mut rng),
         };
         let mut shapes = Vec::new();
@@ -156,8 +163,8 @@ impl ShapesWorld {
                 class: rng.below(CLASSES.len()),
                 cx: rng.range(0.1, 0.9) * sf,
                 cy: rng.range(0.1, 0.9) * sf,
-                r: rng.range(0.08, 0.17) * sf,
-                angle: rng.range(0.0, std::f32::consts::TAU),
+                r: rng.range(0.07, 0.13) * sf,
+                angle: rng.range(-0.3, 0.3),
                 color: pick_color(&mut rng),
             };
             if rng.uniform() < 0.5 {

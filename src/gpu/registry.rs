@@ -32,6 +32,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("losses", &[include_str!("../../shaders/losses.wgsl")]),
     ("optim", &[include_str!("../../shaders/optim.wgsl")]),
     ("resample", &[include_str!("../../shaders/resample.wgsl")]),
+    ("kd", &[include_str!("../../shaders/kd.wgsl")]),
     // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
     (
         "matmul_subgroup",

@@ -12,12 +12,15 @@ use serde_json::{Map, Value, json};
 use super::{Entry, Module};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::tensor::Tensor;
 
-/// Saves a module's parameters and buffers (plus string metadata).
-pub fn save(m: &dyn Module, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
-    let mut tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)> = Vec::new();
+type Raw = (String, &'static str, Vec<usize>, Vec<u8>);
+
+/// A module's entries as (name, dtype, shape, little-endian bytes).
+fn module_entries(m: &dyn Module, prefix: &str) -> Result<Vec<Raw>> {
+    let mut tensors: Vec<Raw> = Vec::new();
     let mut err = None;
-    m.visit("", &mut |name, e| {
+    m.visit(prefix, &mut |name, e| {
         let item = match e {
             Entry::Param(v) => v
                 .value()
@@ -33,9 +36,10 @@ pub fn save(m: &dyn Module, path: &Path, metadata: &[(&str, String)]) -> Result<
             Err(e) => err = Some(e),
         }
     });
-    if let Some(e) = err {
-        return Err(e);
-    }
+    err.map_or(Ok(tensors), Err)
+}
+
+fn write_file(path: &Path, tensors: &[Raw], metadata: &[(&str, String)]) -> Result<()> {
     let mut header = Map::new();
     let meta: Map<String, Value> = metadata
         .iter()
@@ -45,7 +49,7 @@ pub fn save(m: &dyn Module, path: &Path, metadata: &[(&str, String)]) -> Result<
         header.insert("__metadata__".into(), Value::Object(meta));
     }
     let mut offset = 0usize;
-    for (name, dt, shape, bytes) in &tensors {
+    for (name, dt, shape, bytes) in tensors {
         header.insert(
             name.clone(),
             json!({"dtype": dt, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
@@ -60,10 +64,67 @@ pub fn save(m: &dyn Module, path: &Path, metadata: &[(&str, String)]) -> Result<
     let mut out = Vec::with_capacity(8 + h.len() + offset);
     out.extend_from_slice(&(h.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
-    for (_, _, _, bytes) in &tensors {
+    for (_, _, _, bytes) in tensors {
         out.extend_from_slice(bytes);
     }
     write_atomic(path, &out)
+}
+
+/// Saves a module's parameters and buffers (plus string metadata).
+pub fn save(m: &dyn Module, path: &Path, metadata: &[(&str, String)]) -> Result<()> {
+    write_file(path, &module_entries(m, "")?, metadata)
+}
+
+/// Saves several modules under prefixes plus loose f32 tensors, in one file:
+/// a checkpoint.
+pub fn save_checkpoint(
+    path: &Path,
+    modules: &[(&str, &dyn Module)],
+    tensors: &[(String, Tensor)],
+    metadata: &[(&str, String)],
+) -> Result<()> {
+    let mut all = Vec::new();
+    for (prefix, m) in modules {
+        all.extend(module_entries(*m, prefix)?);
+    }
+    for (name, t) in tensors {
+        let d = t.to_vec()?;
+        all.push((
+            name.clone(),
+            "F32",
+            t.shape().to_vec(),
+            bytemuck::cast_slice(&d).to_vec(),
+        ));
+    }
+    write_file(path, &all, metadata)
+}
+
+/// Loads the entries of `m` stored under `prefix` in a checkpoint.
+pub fn load_prefixed(m: &dyn Module, path: &Path, prefix: &str) -> Result<()> {
+    load_impl(m, path, prefix, false)
+}
+
+/// Every F32 tensor whose name starts with `prefix`, uploaded, with the prefix removed.
+pub fn load_tensors(gpu: &crate::Gpu, path: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+    let bytes = read(path)?;
+    let (stored, base) = parse(path, &bytes)?;
+    let mut out = Vec::new();
+    for (name, s) in &stored {
+        if let Some(rest) = name.strip_prefix(prefix)
+            && s.dtype == "F32"
+        {
+            let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[base + s.start..base + s.end]);
+            out.push((rest.to_string(), Tensor::from_slice(gpu, &s.shape, &data)?));
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 struct Stored {
@@ -149,14 +210,15 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(BTreeMap<String, Stored>, usize)>
 /// with the same shape; extra entries are an error too. Nothing is changed unless
 /// everything matches.
 pub fn load(m: &dyn Module, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    load_impl(m, path, "", true)
+}
+
+fn load_impl(m: &dyn Module, path: &Path, prefix: &str, exact: bool) -> Result<()> {
+    let bytes = read(path)?;
     let (stored, base) = parse(path, &bytes)?;
     let mut problems = Vec::new();
     let mut expected = Vec::new();
-    m.visit("", &mut |name, e| {
+    m.visit(prefix, &mut |name, e| {
         let (shape, want_dtype) = match &e {
             Entry::Param(v) => (v.shape().to_vec(), "F32"),
             Entry::Buffer(t) => (t.shape().to_vec(), "F32"),
@@ -175,9 +237,11 @@ pub fn load(m: &dyn Module, path: &Path) -> Result<()> {
         }
         expected.push(name);
     });
-    for name in stored.keys() {
-        if !expected.contains(name) {
-            problems.push(format!("unexpected {name} {:?}", stored[name].shape));
+    if exact {
+        for name in stored.keys() {
+            if !expected.contains(name) {
+                problems.push(format!("unexpected {name} {:?}", stored[name].shape));
+            }
         }
     }
     if !problems.is_empty() {
@@ -192,7 +256,7 @@ pub fn load(m: &dyn Module, path: &Path) -> Result<()> {
         ));
     }
     let mut err = None;
-    m.visit("", &mut |name, e| {
+    m.visit(prefix, &mut |name, e| {
         let s = &stored[&name];
         let raw = &bytes[base + s.start..base + s.end];
         let r = match e {
@@ -212,10 +276,7 @@ pub fn load(m: &dyn Module, path: &Path) -> Result<()> {
 
 /// The string metadata of a weights file.
 pub fn metadata(path: &Path) -> Result<BTreeMap<String, String>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    let bytes = read(path)?;
     parse(path, &bytes)?;
     let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("checked")) as usize;
     let header: Value = serde_json::from_slice(&bytes[8..8 + hlen])

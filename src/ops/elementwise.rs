@@ -31,6 +31,7 @@ pub enum UnaryOp {
     Relu,
     Exp,
     Log,
+    Sqrt,
 }
 
 #[repr(C)]
@@ -117,6 +118,7 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
         UnaryOp::Relu => (1, 0.0, 0.0),
         UnaryOp::Exp => (2, 0.0, 0.0),
         UnaryOp::Log => (3, 0.0, 0.0),
+        UnaryOp::Sqrt => (4, 0.0, 0.0),
     };
     let params = EwParams::flat(u32_of(NAME, n)?, alpha, beta);
     let spec = KernelSpec::new("elementwise", "unary").with("OP", code as f64);

@@ -34,6 +34,10 @@ pub trait Optimizer {
     /// Applies one update with learning rate `lr` to every parameter that has a gradient.
     fn step(&mut self, lr: f32) -> Result<()>;
     fn params(&self) -> &[Var];
+    /// Internal state (momentum, moments, step count) for checkpoints.
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restores what `state` returned (entries missing from `state` stay fresh).
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;
     /// Clears the gradients of all parameters.
     fn zero_grad(&self) {
         for p in self.params() {
@@ -110,6 +114,37 @@ impl Optimizer for Sgd {
     fn params(&self) -> &[Var] {
         &self.params
     }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.bufs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.as_ref().map(|b| (format!("momentum.{i}"), b.clone())))
+            .collect()
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        for (name, t) in state {
+            let i = name
+                .strip_prefix("momentum.")
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|&i| i < self.params.len())
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "optimizer state {name:?} does not belong to this run"
+                    ))
+                })?;
+            if t.shape() != self.params[i].shape() {
+                return Err(Error::Invalid(format!(
+                    "optimizer state {name}: shape {:?} vs parameter {:?}",
+                    t.shape(),
+                    self.params[i].shape()
+                )));
+            }
+            self.bufs[i] = Some(t.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Adam, or AdamW with `decoupled` weight decay.
@@ -180,5 +215,54 @@ impl Optimizer for Adam {
 
     fn params(&self) -> &[Var] {
         &self.params
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, st) in self.state.iter().enumerate() {
+            if let Some((m, v)) = st {
+                out.push((format!("m.{i}"), m.clone()));
+                out.push((format!("v.{i}"), v.clone()));
+            }
+        }
+        if let Some(p) = self.params.first()
+            && let Ok(t) = Tensor::full(p.value().gpu(), &[1], self.t as f32)
+        {
+            out.push(("t".into(), t));
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let mut ms = vec![None; self.params.len()];
+        let mut vs = vec![None; self.params.len()];
+        for (name, t) in state {
+            if name == "t" {
+                self.t = t.item()? as u32;
+                continue;
+            }
+            let (kind, i) = name
+                .split_once('.')
+                .ok_or_else(|| Error::Invalid(format!("bad Adam state {name:?}")))?;
+            let i: usize = i
+                .parse()
+                .map_err(|_| Error::Invalid(format!("bad Adam state {name:?}")))?;
+            if i >= self.params.len() || t.shape() != self.params[i].shape() {
+                return Err(Error::Invalid(format!(
+                    "Adam state {name} does not match this run's parameters"
+                )));
+            }
+            match kind {
+                "m" => ms[i] = Some(t.clone()),
+                "v" => vs[i] = Some(t.clone()),
+                _ => return Err(Error::Invalid(format!("bad Adam state {name:?}"))),
+            }
+        }
+        for (i, (m, v)) in ms.into_iter().zip(vs).enumerate() {
+            if let (Some(m), Some(v)) = (m, v) {
+                self.state[i] = Some((m, v));
+            }
+        }
+        Ok(())
     }
 }

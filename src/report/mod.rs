@@ -3,3 +3,5 @@
 pub mod canvas;
 pub mod font;
 pub mod grid;
+pub mod plot;
+pub mod table;

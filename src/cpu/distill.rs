@@ -1,0 +1,65 @@
+//! f64 references of the distillation losses.
+
+/// T^2 * mean over rows of KL(softmax(zt/T) || softmax(zs/T)), rows of length k.
+pub fn soft_target(zs: &[f64], zt: &[f64], k: usize, t: f64) -> f64 {
+    let n = zs.len() / k;
+    let log_softmax = |z: &[f64]| -> Vec<f64> {
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + z.iter().map(|v| ((v - m) / t).exp()).sum::<f64>().ln() * t;
+        z.iter().map(|v| (v - lse) / t).collect()
+    };
+    let mut total = 0.0;
+    for r in 0..n {
+        let ls = log_softmax(&zs[r * k..(r + 1) * k]);
+        let lt = log_softmax(&zt[r * k..(r + 1) * k]);
+        total += lt
+            .iter()
+            .zip(&ls)
+            .map(|(a, b)| a.exp() * (a - b))
+            .sum::<f64>();
+    }
+    t * t * total / n as f64
+}
+
+/// Attention map of [N, C, HW] features: mean over channels of f^2, L2-normalised
+/// over HW (with eps^2 = 1e-12 under the root, as functional::normalize_last).
+pub fn attention_map(f: &[f64], n: usize, c: usize, hw: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n * hw);
+    for i in 0..n {
+        let a: Vec<f64> = (0..hw)
+            .map(|p| {
+                (0..c)
+                    .map(|ch| f[(i * c + ch) * hw + p].powi(2))
+                    .sum::<f64>()
+                    / c as f64
+            })
+            .collect();
+        let norm = (a.iter().map(|v| v * v).sum::<f64>() + 1e-12).sqrt();
+        out.extend(a.iter().map(|v| v / norm));
+    }
+    out
+}
+
+/// Gram matrices of [N, C, HW] features after L2-normalising each channel: [N, C, C].
+pub fn gram(f: &[f64], n: usize, c: usize, hw: usize) -> Vec<f64> {
+    let mut fnorm = f.to_vec();
+    for row in fnorm.chunks_mut(hw) {
+        let norm = (row.iter().map(|v| v * v).sum::<f64>() + 1e-12).sqrt();
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
+    let mut g = vec![0f64; n * c * c];
+    for i in 0..n {
+        for a in 0..c {
+            for b in 0..c {
+                g[(i * c + a) * c + b] = (0..hw)
+                    .map(|p| fnorm[(i * c + a) * hw + p] * fnorm[(i * c + b) * hw + p])
+                    .sum();
+            }
+        }
+    }
+    g
+}
+
+pub fn mse(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64
+}

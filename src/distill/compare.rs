@@ -1,0 +1,206 @@
+//! `condenser compare` and `condenser demo`: several configurations against the
+//! same teacher and seeds, a results table (Markdown + CSV) and plots.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use super::trainer::{RunConfig, RunResult, run};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::report::plot::{LineChart, Series};
+use crate::report::table;
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct CompareConfig {
+    /// Data, student, schedule, ...; teacher_model names the teacher.
+    pub base: RunConfig,
+    /// Run names: student, soft, hint, at, nst, logits (one path, hand-tuned
+    /// weight), equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda (all paths).
+    pub runs: Vec<String>,
+    pub seeds: Vec<u64>,
+    /// Paths for the aggregated runs.
+    pub all_paths: String,
+    /// Epochs for training the teacher when no weights are given.
+    pub teacher_epochs: usize,
+    pub out_dir: PathBuf,
+}
+
+pub const DEFAULT_RUNS: &str = "student,soft,hint,at,equal,hand,adaptive,gradnorm,dwa";
+
+/// The configuration of one named run.
+pub fn variant(
+    base: &RunConfig,
+    run_name: &str,
+    all_paths: &str,
+    seed: u64,
+    out: &FsPath,
+) -> Result<RunConfig> {
+    let mut c = base.clone();
+    c.name = run_name.to_string();
+    c.seed = seed;
+    c.out_dir = out.join(format!("{run_name}-s{seed}"));
+    match run_name {
+        "student" => {
+            c.paths = String::new();
+            c.aggregate = "equal".into();
+        }
+        "soft" | "hint" | "at" | "nst" | "logits" => {
+            c.paths = run_name.into();
+            c.aggregate = "fixed".into();
+        }
+        "equal" | "adaptive" | "gradnorm" | "dwa" | "pcgrad" | "mgda" => {
+            c.paths = all_paths.into();
+            c.aggregate = run_name.into();
+        }
+        "hand" | "hand-tuned" | "fixed" => {
+            c.paths = all_paths.into();
+            c.aggregate = "fixed".into();
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "unknown run {other:?}; use student, soft, hint, at, nst, logits, equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda"
+            )));
+        }
+    }
+    Ok(c)
+}
+
+pub struct CompareOutput {
+    pub results: Vec<RunResult>,
+    pub teacher: Option<(String, f32, usize)>,
+    pub markdown: String,
+}
+
+/// Trains the teacher if needed, then every run for every seed; writes
+/// table.md, table.csv, results.json, accuracy.png and weights_<run>.png.
+pub fn compare(
+    gpu: &Gpu,
+    cc: &CompareConfig,
+    on_result: &mut dyn FnMut(&RunResult),
+) -> Result<CompareOutput> {
+    let mut base = cc.base.clone();
+    let teacher_arch = base
+        .teacher_model
+        .clone()
+        .ok_or_else(|| Error::Invalid("compare needs --teacher-model".into()))?;
+    let mut teacher_row = None;
+    if base.teacher_weights.is_none() {
+        let tcfg = RunConfig {
+            name: format!("teacher {teacher_arch}"),
+            student_model: teacher_arch.clone(),
+            teacher_model: None,
+            teacher_weights: None,
+            paths: String::new(),
+            aggregate: "equal".into(),
+            epochs: cc.teacher_epochs,
+            seed: 0,
+            out_dir: cc.out_dir.join("teacher"),
+            ..base.clone()
+        };
+        let r = run(gpu, &tcfg)?;
+        on_result(&r);
+        teacher_row = Some((teacher_arch.clone(), r.test_acc, r.params));
+        base.teacher_weights = Some(tcfg.out_dir.join("model.safetensors"));
+    }
+    let mut results = Vec::new();
+    for &seed in &cc.seeds {
+        for name in &cc.runs {
+            let cfg = variant(&base, name, &cc.all_paths, seed, &cc.out_dir)?;
+            let r = run(gpu, &cfg)?;
+            if teacher_row.is_none() {
+                teacher_row = r.teacher_acc.map(|a| (teacher_arch.clone(), a, 0));
+            }
+            on_result(&r);
+            results.push(r);
+        }
+    }
+    let rows = table::rows(&results);
+    let t = teacher_row.as_ref().map(|(n, a, p)| (n.as_str(), *a, *p));
+    let md = table::markdown(&rows, t);
+    let io = |p: &FsPath, data: &[u8]| crate::fsutil::write_atomic(p, data);
+    io(&cc.out_dir.join("table.md"), md.as_bytes())?;
+    io(
+        &cc.out_dir.join("table.csv"),
+        table::csv(&rows, t).as_bytes(),
+    )?;
+    io(
+        &cc.out_dir.join("results.json"),
+        serde_json::to_string_pretty(&results)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    plots(&results, &cc.out_dir)?;
+    Ok(CompareOutput {
+        results,
+        teacher: teacher_row,
+        markdown: md,
+    })
+}
+
+/// accuracy.png: mean test accuracy per epoch of each run (over seeds);
+/// weights_<run>.png: each path's weight over training (first seed).
+pub fn plots(results: &[RunResult], out: &FsPath) -> Result<()> {
+    let mut series: Vec<Series> = Vec::new();
+    for row in table::rows(results) {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.name == row.name).collect();
+        let epochs = runs.iter().map(|r| r.curve.len()).min().unwrap_or(0);
+        let points = (0..epochs)
+            .map(|e| {
+                (
+                    (e + 1) as f32,
+                    100.0 * runs.iter().map(|r| r.curve[e]).sum::<f32>() / runs.len() as f32,
+                )
+            })
+            .collect();
+        series.push(Series {
+            label: row.name.clone(),
+            points,
+        });
+    }
+    LineChart {
+        title: "Student test accuracy".into(),
+        x_label: "epoch".into(),
+        y_label: "test accuracy %".into(),
+        series,
+        log_y: false,
+    }
+    .render(900, 520)
+    .save_png(&out.join("accuracy.png"))?;
+    let mut done = Vec::new();
+    for r in results {
+        if done.contains(&r.name)
+            || r.path_names.is_empty()
+            || !matches!(r.name.as_str(), "adaptive" | "gradnorm" | "dwa" | "mgda")
+        {
+            continue;
+        }
+        done.push(r.name.clone());
+        let series = r
+            .path_names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| Series {
+                label: n.clone(),
+                points: r
+                    .weight_history
+                    .iter()
+                    .filter_map(|(s, w)| w.get(k).map(|&v| (*s as f32, v)))
+                    .collect(),
+            })
+            .collect();
+        LineChart {
+            title: format!("Path weights over training: {}", r.name),
+            x_label: "step".into(),
+            y_label: if r.name == "adaptive" {
+                "exp(-alpha)".into()
+            } else {
+                "weight".into()
+            },
+            series,
+            log_y: true,
+        }
+        .render(900, 520)
+        .save_png(&out.join(format!("weights_{}.png", r.name)))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Distillation: paths (one scalar loss each), aggregators (one total loss, or
+//! the combined gradient), and the teacher/student trainer.
+
+pub mod aggregate;
+pub mod compare;
+pub mod demo;
+pub mod paths;
+pub mod trainer;
+
+pub use aggregate::{AggregateSpec, Aggregator, build_aggregator};
+pub use paths::{Path, PathKind, build_paths, parse_paths};

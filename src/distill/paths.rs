@@ -1,0 +1,261 @@
+//! Distillation paths. Each turns the student's and the teacher's outputs into
+//! one scalar loss (see ../shared/METHOD.md):
+//! - soft: T^2 KL(softmax(z_t / T) || softmax(z_s / T)), fused kernel;
+//! - hint (FitNets): MSE(regressor(f_s), f_t), regressor = 1x1 conv + BN;
+//! - at (attention transfer): MSE of L2-normalised channel-mean f^2 maps, p = 2;
+//! - nst: MSE of the Gram matrices of channel-normalised features (student
+//!   features through a regressor to the teacher's channel count);
+//! - logits: MSE(z_s, z_t).
+//!
+//! Feature paths attach to stage outputs (`ModelOutput::features`). In
+//! layer-wise mode a feature path at several stages becomes one path per stage.
+
+use crate::autograd::{Var, functional as F};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::nn::init::Seeds;
+use crate::nn::{BatchNorm2d, Conv2d, Entry, ModelOutput, Module, join};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    Soft,
+    Hint,
+    Attention,
+    Nst,
+    Logits,
+}
+
+impl PathKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PathKind::Soft => "soft",
+            PathKind::Hint => "hint",
+            PathKind::Attention => "at",
+            PathKind::Nst => "nst",
+            PathKind::Logits => "logits",
+        }
+    }
+
+    /// The hand-tuned weight the field uses (CIFAR defaults, METHOD.md).
+    pub fn default_weight(self) -> f32 {
+        match self {
+            PathKind::Soft => 0.9,
+            PathKind::Hint => 100.0,
+            PathKind::Attention => 1000.0,
+            PathKind::Nst => 50.0,
+            PathKind::Logits => 1.0,
+        }
+    }
+}
+
+/// `soft,hint,at,nst,logits` (an optional `@<stage>` picks a feature stage).
+pub fn parse_paths(s: &str) -> Result<Vec<(PathKind, Option<usize>)>> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let (name, stage) = match item.split_once('@') {
+            Some((n, st)) => (
+                n,
+                Some(st.parse::<usize>().map_err(|_| {
+                    Error::Invalid(format!("bad stage in path {item:?}: use e.g. hint@2"))
+                })?),
+            ),
+            None => (item, None),
+        };
+        let kind = match name {
+            "soft" | "kd" => PathKind::Soft,
+            "hint" | "fitnet" => PathKind::Hint,
+            "at" | "attention" => PathKind::Attention,
+            "nst" => PathKind::Nst,
+            "logits" => PathKind::Logits,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "unknown distillation path {name:?}; known: soft, hint, at, nst, logits"
+                )));
+            }
+        };
+        out.push((kind, stage));
+    }
+    Ok(out)
+}
+
+/// A 1x1 conv + BN mapping student channels to teacher channels.
+pub struct Regressor {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+}
+
+impl Regressor {
+    fn forward(&self, x: &Var, train: bool) -> Result<Var> {
+        self.bn.forward(&self.conv.forward(x)?, train)
+    }
+}
+
+pub struct Path {
+    pub name: String,
+    pub kind: PathKind,
+    /// Feature stages the path reads (empty for soft/logits).
+    pub stages: Vec<usize>,
+    pub temperature: f32,
+    regressors: Vec<Regressor>,
+}
+
+impl Module for Path {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        for (r, &st) in self.regressors.iter().zip(&self.stages) {
+            let p = join(prefix, &format!("{}.regressor{st}", self.name));
+            r.conv.visit(&join(&p, "conv"), f);
+            r.bn.visit(&join(&p, "bn"), f);
+        }
+    }
+}
+
+/// Builds the paths for a student/teacher pair given their stage channels.
+/// Defaults: hint at the middle stage, AT at every stage after the stem, NST
+/// at the last stage.
+pub fn build_paths(
+    gpu: &Gpu,
+    kinds: &[(PathKind, Option<usize>)],
+    student_channels: &[usize],
+    teacher_channels: &[usize],
+    layerwise: bool,
+    temperature: f32,
+    seed: u64,
+) -> Result<Vec<Path>> {
+    let stages = student_channels.len().min(teacher_channels.len());
+    if stages == 0 {
+        return Err(Error::Invalid("models expose no feature stages".into()));
+    }
+    let mut seeds = Seeds::new(seed ^ 0xD157);
+    let mut out = Vec::new();
+    for &(kind, stage) in kinds {
+        let picked: Vec<usize> = match (kind, stage) {
+            (PathKind::Soft | PathKind::Logits, _) => vec![],
+            (_, Some(s)) if s >= stages => {
+                return Err(Error::Invalid(format!(
+                    "stage {s} does not exist: the models have stages 0..{}",
+                    stages - 1
+                )));
+            }
+            (_, Some(s)) => vec![s],
+            (PathKind::Hint, None) => vec![stages / 2],
+            (PathKind::Attention, None) => (1.max(stages.saturating_sub(3))..stages).collect(),
+            (PathKind::Nst, None) => vec![stages - 1],
+        };
+        let needs_reg = matches!(kind, PathKind::Hint | PathKind::Nst);
+        let make = |sts: &[usize], seeds: &mut Seeds| -> Result<Vec<Regressor>> {
+            if !needs_reg {
+                return Ok(vec![]);
+            }
+            sts.iter()
+                .map(|&s| {
+                    Ok(Regressor {
+                        conv: Conv2d::new(
+                            gpu,
+                            student_channels[s],
+                            teacher_channels[s],
+                            1,
+                            1,
+                            0,
+                            false,
+                            seeds,
+                        )?,
+                        bn: BatchNorm2d::new(gpu, teacher_channels[s])?,
+                    })
+                })
+                .collect()
+        };
+        if layerwise && picked.len() > 1 {
+            for &s in &picked {
+                out.push(Path {
+                    name: format!("{}{s}", kind.name()),
+                    kind,
+                    stages: vec![s],
+                    temperature,
+                    regressors: make(&[s], &mut seeds)?,
+                });
+            }
+        } else {
+            out.push(Path {
+                name: kind.name().to_string(),
+                kind,
+                regressors: make(&picked, &mut seeds)?,
+                stages: picked,
+                temperature,
+            });
+        }
+    }
+    let mut names: Vec<&str> = out.iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::Invalid(format!("a path is listed twice: {names:?}")));
+    }
+    Ok(out)
+}
+
+/// Channel-mean of f^2, flattened over H*W and L2-normalised: [N, H*W].
+pub fn attention(f: &Var) -> Result<Var> {
+    let s = f.shape().to_vec();
+    let [n, c, h, w] = s[..] else {
+        return Err(Error::shape(
+            "attention",
+            format!("needs [N, C, H, W], got {s:?}"),
+        ));
+    };
+    let sq = F::mul(f, f)?;
+    let a = F::scale(&F::sum_axis(&sq, 1)?, 1.0 / c as f32)?;
+    F::normalize_last(&F::reshape(&a, &[n, h * w])?)
+}
+
+/// Gram matrices of channel-normalised features: [N, C, C].
+pub fn gram(f: &Var) -> Result<Var> {
+    let s = f.shape().to_vec();
+    let [n, c, h, w] = s[..] else {
+        return Err(Error::shape(
+            "gram",
+            format!("needs [N, C, H, W], got {s:?}"),
+        ));
+    };
+    let fl = F::normalize_last(&F::reshape(f, &[n, c, h * w])?)?;
+    F::matmul(&fl, &fl, false, true)
+}
+
+fn same_spatial(name: &str, a: &Var, b: &Var) -> Result<()> {
+    if a.shape()[2..] != b.shape()[2..] || a.shape()[0] != b.shape()[0] {
+        return Err(Error::shape(
+            "distillation path",
+            format!(
+                "{name}: student feature {:?} and teacher feature {:?} differ in batch or spatial size; pick stages of equal resolution (path@stage)",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Path {
+    /// This path's loss. The teacher's outputs are constants (computed under no_grad).
+    pub fn loss(&self, s: &ModelOutput, t: &ModelOutput, train: bool) -> Result<Var> {
+        match self.kind {
+            PathKind::Soft => F::soft_target(&s.logits, t.logits.value(), self.temperature),
+            PathKind::Logits => F::mse(&s.logits, &t.logits),
+            PathKind::Hint | PathKind::Attention | PathKind::Nst => {
+                let mut total: Option<Var> = None;
+                for (i, &st) in self.stages.iter().enumerate() {
+                    let (fs, ft) = (&s.features[st], &t.features[st]);
+                    same_spatial(&self.name, fs, ft)?;
+                    let l = match self.kind {
+                        PathKind::Hint => F::mse(&self.regressors[i].forward(fs, train)?, ft)?,
+                        PathKind::Attention => F::mse(&attention(fs)?, &attention(ft)?)?,
+                        _ => F::mse(&gram(&self.regressors[i].forward(fs, train)?)?, &gram(ft)?)?,
+                    };
+                    total = Some(match total {
+                        Some(acc) => F::add(&acc, &l)?,
+                        None => l,
+                    });
+                }
+                total.ok_or_else(|| Error::Invalid(format!("path {} has no stages", self.name)))
+            }
+        }
+    }
+}
