@@ -152,7 +152,8 @@ fn grad_after(spec: &str, a: &[f32], bs: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
     let paths = build_paths(&gpu(), &kinds, &[1], &[1], false, 4.0, 0).unwrap();
     let spec: AggregateSpec = spec.parse().unwrap();
     let mut agg = build_aggregator(&spec, &paths, &gpu()).unwrap();
-    agg.backward(&ce, &ls, &[p.clone()], &p).unwrap();
+    agg.backward(&ce, &ls, std::slice::from_ref(&p), &p)
+        .unwrap();
     (p.grad().unwrap().to_vec().unwrap(), agg.weights().unwrap())
 }
 
@@ -197,7 +198,8 @@ fn adaptive_alpha_gradient_is_one_minus_weighted_loss() {
     let l1 = F::reshape(&l1, &[]).unwrap();
     let l2 = F::reshape(&l2, &[]).unwrap();
     let ce = F::reshape(&ce, &[]).unwrap();
-    agg.backward(&ce, &[l1, l2], &[p.clone()], &p).unwrap();
+    agg.backward(&ce, &[l1, l2], std::slice::from_ref(&p), &p)
+        .unwrap();
     // d/d alpha_k [exp(-alpha_k) L_k + alpha_k] at alpha = 0 is 1 - L_k.
     let alpha = &agg.params()[0];
     common::assert_close(
