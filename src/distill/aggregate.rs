@@ -364,6 +364,28 @@ fn task_gradients(tasks: &[&Var], params: &[Var]) -> Result<Vec<Vec<Option<Tenso
     Ok(out)
 }
 
+/// The gradients of the tasks (CE first, then each path) and their Gram matrix.
+type Grads = Vec<Vec<Option<Tensor>>>;
+fn task_gradients_and_gram(
+    ce: &Var,
+    paths: &[Var],
+    params: &[Var],
+) -> Result<(Grads, Vec<Vec<f32>>)> {
+    let mut tasks: Vec<&Var> = vec![ce];
+    tasks.extend(paths.iter());
+    let grads = task_gradients(&tasks, params)?;
+    let n = grads.len();
+    let mut gram = vec![vec![0f32; n]; n];
+    for i in 0..n {
+        for j in i..n {
+            let d = dot(&grads[i], &grads[j])?;
+            gram[i][j] = d;
+            gram[j][i] = d;
+        }
+    }
+    Ok((grads, gram))
+}
+
 /// Sum over parameters of <a, b> (read back).
 fn dot(a: &[Option<Tensor>], b: &[Option<Tensor>]) -> Result<f32> {
     let mut parts = Vec::new();
@@ -403,17 +425,8 @@ struct PcGrad {
 
 impl Aggregator for PcGrad {
     fn backward(&mut self, ce: &Var, paths: &[Var], params: &[Var], _: &Var) -> Result<()> {
-        let mut tasks: Vec<&Var> = vec![ce];
-        tasks.extend(paths.iter());
-        let grads = task_gradients(&tasks, params)?;
+        let (grads, gram) = task_gradients_and_gram(ce, paths, params)?;
         let n = grads.len();
-        let gram: Vec<Vec<f32>> = (0..n)
-            .map(|i| {
-                (0..n)
-                    .map(|j| dot(&grads[i], &grads[j]))
-                    .collect::<Result<_>>()
-            })
-            .collect::<Result<_>>()?;
         // g_i' = g_i - sum_j c_ij g_j, with projections applied in a seeded random
         // order; expressed as coefficients over the original gradients, updated
         // with the Gram matrix (no extra GPU passes).
@@ -480,17 +493,8 @@ struct Mgda {
 
 impl Aggregator for Mgda {
     fn backward(&mut self, ce: &Var, paths: &[Var], params: &[Var], _: &Var) -> Result<()> {
-        let mut tasks: Vec<&Var> = vec![ce];
-        tasks.extend(paths.iter());
-        let grads = task_gradients(&tasks, params)?;
+        let (grads, gram) = task_gradients_and_gram(ce, paths, params)?;
         let n = grads.len();
-        let gram: Vec<Vec<f32>> = (0..n)
-            .map(|i| {
-                (0..n)
-                    .map(|j| dot(&grads[i], &grads[j]))
-                    .collect::<Result<_>>()
-            })
-            .collect::<Result<_>>()?;
         let a = min_norm_weights(&gram);
         // Scale so the weights sum to the number of tasks, as equal weighting would.
         let coef: Vec<f32> = a.iter().map(|x| x * n as f32).collect();
