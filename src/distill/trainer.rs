@@ -567,3 +567,39 @@ pub fn run(gpu: &Gpu, cfg: &RunConfig) -> Result<RunResult> {
     result.seconds += t0.elapsed().as_secs_f32();
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RunConfig;
+
+    #[test]
+    fn the_shipped_config_parses_and_typos_are_refused() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/distill-fmnist.toml"
+        ));
+        let c = RunConfig::from_toml(path).unwrap();
+        assert_eq!(
+            (c.student_model.as_str(), c.aggregate.as_str(), c.epochs),
+            ("cnn8", "adaptive", 4)
+        );
+        assert!(c.schedule().is_ok());
+        let bad: Result<RunConfig, _> = toml::from_str("epoch = 3");
+        assert!(bad.unwrap_err().to_string().contains("unknown field"));
+        let c = RunConfig {
+            schedule: "multistep:60,120:0.2".into(),
+            ..RunConfig::default()
+        };
+        assert!(c.schedule().is_ok());
+        let c = RunConfig {
+            schedule: "sometimes".into(),
+            ..RunConfig::default()
+        };
+        assert!(
+            c.schedule()
+                .unwrap_err()
+                .to_string()
+                .contains("bad schedule")
+        );
+    }
+}
