@@ -23,7 +23,7 @@ fn fmt_tick(v: f32) -> String {
         "0".into()
     } else if !(0.01..10000.0).contains(&a) {
         format!("{v:.0E}")
-    } else if a >= 100.0 {
+    } else if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if a >= 1.0 {
         format!("{v:.1}")
@@ -92,9 +92,14 @@ impl LineChart {
             1,
             BLACK,
         );
-        for i in 0..=5 {
-            let f = i as f32 / 5.0;
-            let xv = x0 + f * (x1 - x0);
+        // Whole-number x data (epochs) over a short range gets a tick per number.
+        let integral = pts.iter().all(|p| p.0.fract() == 0.0) && x1 - x0 <= 12.0;
+        let x_ticks: Vec<f32> = if integral {
+            (x0 as i64..=x1 as i64).map(|v| v as f32).collect()
+        } else {
+            (0..=5).map(|i| x0 + i as f32 / 5.0 * (x1 - x0)).collect()
+        };
+        for xv in x_ticks {
             let xp = px(xv) as usize;
             cv.line(
                 xp as f32,
@@ -112,6 +117,9 @@ impl LineChart {
                 1,
                 BLACK,
             );
+        }
+        for i in 0..=5 {
+            let f = i as f32 / 5.0;
             let yv = y0 + f * (y1 - y0);
             let yp = py(yv) as usize;
             cv.line(
