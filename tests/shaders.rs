@@ -58,3 +58,36 @@ fn a_broken_shader_is_rejected() {
             .is_none()
     );
 }
+
+#[test]
+fn every_entry_point_uses_its_parameter_block() {
+    // Gpu::launch always binds the parameters at binding 0; an entry point that
+    // never reads them gets a layout without binding 0 and fails at submit.
+    for (name, _) in SHADERS {
+        let src = shader_source(name).unwrap();
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
+        )
+        .validate(&module)
+        .unwrap();
+        let params = module
+            .global_variables
+            .iter()
+            .find(|(_, g)| {
+                g.binding
+                    .as_ref()
+                    .is_some_and(|b| b.group == 0 && b.binding == 0)
+            })
+            .map(|(h, _)| h)
+            .unwrap_or_else(|| panic!("{name}: no parameter block at binding 0"));
+        for (i, ep) in module.entry_points.iter().enumerate() {
+            assert!(
+                !info.get_entry_point(i)[params].is_empty(),
+                "{name}::{} never reads its parameters",
+                ep.name
+            );
+        }
+    }
+}
