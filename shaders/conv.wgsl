@@ -35,12 +35,6 @@ struct ConvParams {
 @group(0) @binding(2) var<storage, read> in0: array<f32>;
 @group(0) @binding(3) var<storage, read> in1: array<f32>;
 
-const WG: u32 = 256u;
-
-fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wid, nwg) * WG + li;
-}
-
 // Input row/column read by output position o at kernel offset k, or -1 if padding.
 fn src_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     let s = i32(o * stride + k * dil) - i32(pad);
@@ -69,7 +63,7 @@ fn dst_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
 @compute @workgroup_size(256)
 fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     let ohw = p.oh * p.ow;
     if i >= p.n * ohw * p.c {
         return;
@@ -106,7 +100,7 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.n * p.c * p.h * p.w {
         return;
     }
@@ -138,7 +132,7 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn direct_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.n * p.oc * p.oh * p.ow {
         return;
     }
@@ -173,7 +167,7 @@ fn direct_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(256)
 fn direct_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.n * p.c * p.h * p.w {
         return;
     }
@@ -210,7 +204,7 @@ fn direct_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
 @compute @workgroup_size(256)
 fn direct_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     let cg = p.c / p.groups;
     if i >= p.oc * cg * p.kh * p.kw {
         return;

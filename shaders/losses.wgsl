@@ -26,10 +26,6 @@ struct CeParams {
 @group(0) @binding(2) var<storage, read> num2: array<f32>;
 @group(0) @binding(3) var<storage, read> den3: array<f32>;
 
-fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wid, nwg) * 64u + li;
-}
-
 fn skip(label: u32) -> bool {
     return label == p.ignore || label >= p.c;
 }
@@ -38,7 +34,7 @@ fn skip(label: u32) -> bool {
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 64u);
     if i >= p.n * p.s {
         return;
     }
@@ -82,7 +78,7 @@ fn mean_of(@builtin(local_invocation_index) li: u32) {
 @compute @workgroup_size(64)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 64u);
     if i >= p.n * p.s {
         return;
     }

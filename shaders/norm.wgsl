@@ -27,15 +27,11 @@ struct NormParams {
 // In training dx uses the batch statistics' dependence on x; in eval it does not.
 override TRAINING: bool = true;
 
-fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wid, nwg) * 64u + li;
-}
-
 // out = partial [N*C][2] (mean, M2), in2 = x.
 @compute @workgroup_size(64)
 fn stats_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 64u);
     if i >= p.n * p.c {
         return;
     }
@@ -59,7 +55,7 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(64)
 fn stats_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let c = gid(wid, nwg, li);
+    let c = global_id(wid, nwg, li, 64u);
     if c >= p.c {
         return;
     }
@@ -86,7 +82,7 @@ fn stats_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(64)
 fn stats_eval(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-    let c = gid(wid, nwg, li);
+    let c = global_id(wid, nwg, li, 64u);
     if c >= p.c {
         return;
     }
@@ -98,7 +94,7 @@ fn stats_eval(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 @compute @workgroup_size(64)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 64u);
     if i >= p.n * p.c * p.hw {
         return;
     }
@@ -110,7 +106,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(64)
 fn backward_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 64u);
     if i >= p.n * p.c {
         return;
     }
@@ -132,7 +128,7 @@ fn backward_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(64)
 fn backward_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
-    let c = gid(wid, nwg, li);
+    let c = global_id(wid, nwg, li, 64u);
     if c >= p.c {
         return;
     }
@@ -150,7 +146,7 @@ fn backward_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(64)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 64u);
     if i >= p.n * p.c * p.hw {
         return;
     }

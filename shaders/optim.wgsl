@@ -25,14 +25,10 @@ struct OptParams {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wid, nwg) * 256u + li;
-}
-
 @compute @workgroup_size(256)
 fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.n {
         return;
     }
@@ -52,7 +48,7 @@ fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 @compute @workgroup_size(256)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.n {
         return;
     }

@@ -25,10 +25,6 @@ struct PoolParams {
 @group(0) @binding(2) var<storage, read> in2: array<f32>;
 @group(0) @binding(3) var<storage, read> idx_in: array<u32>;
 
-fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wid, nwg) * 256u + li;
-}
-
 // Outputs whose window covers input i: [lo, hi] (empty when lo > hi).
 fn covering(i: u32, k: u32, s: u32, pad: u32, size: u32) -> vec2<i32> {
     let a = i32(i + pad) - i32(k) + 1;
@@ -44,7 +40,7 @@ fn covering(i: u32, k: u32, s: u32, pad: u32, size: u32) -> vec2<i32> {
 @compute @workgroup_size(256)
 fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.planes * p.oh * p.ow {
         return;
     }
@@ -82,7 +78,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(256)
 fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.planes * p.h * p.w {
         return;
     }
@@ -108,7 +104,7 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.planes * p.oh * p.ow {
         return;
     }
@@ -135,7 +131,7 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(256)
 fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.planes * p.h * p.w {
         return;
     }
@@ -157,7 +153,7 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn gap_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     let hw = p.h * p.w;
     if i >= p.planes * hw {
         return;

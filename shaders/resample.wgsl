@@ -20,10 +20,6 @@ struct ResampleParams {
 
 override BILINEAR: bool = true;
 
-fn gid(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return linear_wg(wid, nwg) * 256u + li;
-}
-
 // The two source taps of output o along an axis and the weight of the second.
 struct Taps {
     i0: u32,
@@ -46,7 +42,7 @@ fn taps(o: u32, insz: u32, outsz: u32) -> Taps {
 @compute @workgroup_size(256)
 fn up_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.planes * p.oh * p.ow {
         return;
     }
@@ -85,7 +81,7 @@ fn out_range(i: u32, insz: u32, outsz: u32) -> vec2<u32> {
 @compute @workgroup_size(256)
 fn up_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let i = gid(wid, nwg, li);
+    let i = global_id(wid, nwg, li, 256u);
     if i >= p.planes * p.h * p.w {
         return;
     }
