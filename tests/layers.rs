@@ -138,10 +138,8 @@ fn linear_and_matmul() {
             &[input(&sa, 4), input(&sb, 5)],
             &|v| F::matmul(&v[0], &v[1], ta, tb).unwrap(),
             &|xs| {
-                let a: Vec<f32> = xs[0].iter().map(|&v| v as f32).collect();
-                let b: Vec<f32> = xs[1].iter().map(|&v| v as f32).collect();
-                // The f32 reference is exact enough here: 5-term sums.
-                let _ = (&a, &b);
+                // In f64 here: cpu::matmul takes f32 inputs, which would round
+                // away the 1e-6 finite-difference step.
                 let mut c = vec![0f64; 12];
                 for i in 0..3 {
                     for j in 0..4 {
@@ -438,8 +436,7 @@ fn softmax_with_temperature() {
                 &[input(&[3, 5], 61)],
                 &|v| F::softmax(&v[0], t, log).unwrap(),
                 &|xs| {
-                    let f: Vec<f32> = xs[0].iter().map(|&v| v as f32).collect();
-                    let _ = f;
+                    // In f64 (cpu::softmax takes f32; see the matmul case).
                     let mut out = Vec::new();
                     for row in xs[0].chunks(5) {
                         let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
