@@ -43,7 +43,8 @@ fn unop(x: f32) -> f32 {
     if OP == 0u {
         return p.alpha * x + p.beta;
     } else if OP == 1u {
-        return max(x, 0.0);
+        // NaN stays NaN, as in PyTorch and ONNX (max(NaN, 0) may give 0).
+        return select(max(x, 0.0), x, is_nan(x));
     } else if OP == 2u {
         return exp(x);
     } else if OP == 3u {

@@ -44,12 +44,54 @@ pub enum Error {
     Invalid(String),
 
     /// A data set that is missing, truncated or corrupt: where, what, and what to do.
-    #[error("data set error in {path}: {msg}{}", if hint.is_empty() { String::new() } else { format!("\n  {hint}") })]
+    #[error("data set error in {path}: {msg}{}", hint_line(hint))]
     Data {
         path: String,
         msg: String,
         hint: String,
     },
+
+    /// A weights file (a model to load): where, what, and what to do.
+    #[error("weights file {path}: {msg}{}", hint_line(hint))]
+    Weights {
+        path: String,
+        msg: String,
+        hint: String,
+    },
+
+    /// A run's checkpoint that cannot be resumed: where, what, and what to do.
+    #[error("checkpoint {path}: {msg}{}", hint_line(hint))]
+    Checkpoint {
+        path: String,
+        msg: String,
+        hint: String,
+    },
+
+    /// A value out of its valid range (a flag, a config field, an environment variable).
+    #[error("{what} = {value} is out of range: {range}")]
+    Range {
+        what: String,
+        value: String,
+        range: String,
+    },
+
+    /// Training produced a non-finite number.
+    #[error("{0}")]
+    Diverged(String),
+
+    /// The output folder holds a run and the user did not say to resume or replace it.
+    #[error(
+        "{path} already holds a run ({found}); nothing was changed.\n  \
+         Pass --resume to continue it, --overwrite to replace it, or choose another --out"
+    )]
+    RunExists { path: String, found: String },
+
+    /// Another process holds the run folder's lock.
+    #[error(
+        "{path} is in use by another condenser run ({holder}); wait for it to finish, \
+         or choose another --out"
+    )]
+    Busy { path: String, holder: String },
 
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -61,6 +103,24 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+fn hint_line(hint: &str) -> String {
+    if hint.is_empty() {
+        String::new()
+    } else {
+        format!("\n  {hint}")
+    }
+}
+
+/// A path for a message: absolute when it names a file system entry, so the
+/// message is unambiguous; a data set's bare name (`cifar10`) stays as it is.
+fn where_(path: &std::path::Path) -> String {
+    if path.exists() || path.parent().is_some_and(|p| !p.as_os_str().is_empty()) {
+        crate::fsutil::shown(path)
+    } else {
+        path.display().to_string()
+    }
+}
+
 impl Error {
     pub(crate) fn data(
         path: impl AsRef<std::path::Path>,
@@ -68,9 +128,46 @@ impl Error {
         hint: impl Into<String>,
     ) -> Self {
         Error::Data {
-            path: path.as_ref().display().to_string(),
+            path: where_(path.as_ref()),
             msg: msg.into(),
             hint: hint.into(),
+        }
+    }
+
+    pub(crate) fn weights(
+        path: impl AsRef<std::path::Path>,
+        msg: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Weights {
+            path: where_(path.as_ref()),
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub(crate) fn checkpoint(
+        path: impl AsRef<std::path::Path>,
+        msg: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Checkpoint {
+            path: where_(path.as_ref()),
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// `what = value` outside `range` (say the valid range in words).
+    pub fn range(
+        what: impl Into<String>,
+        value: impl std::fmt::Display,
+        range: impl Into<String>,
+    ) -> Self {
+        Error::Range {
+            what: what.into(),
+            value: value.to_string(),
+            range: range.into(),
         }
     }
 

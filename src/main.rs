@@ -108,8 +108,15 @@ enum Cmd {
     /// The demo: on the built-in shapes world, train a teacher and distil students
     /// with each path and each aggregation; print the table, write plots.
     Demo {
-        #[arg(long, default_value = "runs/demo")]
-        out: PathBuf,
+        /// Output folder (default: runs/demo, or runs/demo-2, ... if that holds an earlier demo).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted demo in --out.
+        #[arg(long)]
+        resume: bool,
+        /// Replace the demo that --out holds.
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// A smaller, faster demo (a smoke test).
         #[arg(long)]
         quick: bool,
@@ -139,9 +146,9 @@ struct DataArgs {
     /// Folder of the data files (default: the data set's usual place).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// train or test.
-    #[arg(long, default_value = "train")]
-    split: String,
+    /// train or test (default: test for eval, train otherwise).
+    #[arg(long)]
+    split: Option<String>,
     /// Image side for image folders and the shapes world.
     #[arg(long)]
     size: Option<usize>,
@@ -154,16 +161,22 @@ struct DataArgs {
 }
 
 impl DataArgs {
-    fn load(&self) -> Result<condenser::data::ImageSet> {
-        let split: Split = self.split.parse()?;
-        let opts = DataOptions {
+    fn split(&self, default: Split) -> Result<Split> {
+        self.split.as_deref().map_or(Ok(default), str::parse)
+    }
+
+    fn options(&self, limit: Option<usize>) -> DataOptions {
+        DataOptions {
             data_dir: self.data_dir.clone(),
-            limit: self.limit,
+            limit,
             size: self.size,
             seed: self.seed,
             count: None,
-        };
-        condenser::data::load(&self.data, split, &opts)
+        }
+    }
+
+    fn load(&self, split: Split) -> Result<condenser::data::ImageSet> {
+        condenser::data::load(&self.data, split, &self.options(self.limit))
     }
 }
 
@@ -201,12 +214,16 @@ struct RunArgs {
     temperature: Option<f32>,
     #[arg(long)]
     seed: Option<u64>,
-    /// Output folder (checkpoint, metrics.jsonl, model.safetensors).
+    /// Output folder (checkpoint, metrics.jsonl, model.safetensors); default: a new
+    /// folder under runs/ (runs/<name>, runs/<name>-2, ...), never an earlier run's.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from the checkpoint in the output folder.
     #[arg(long)]
     resume: bool,
+    /// Replace the run that the output folder already holds.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -236,6 +253,7 @@ impl RunArgs {
             c.image_size = self.image_size;
         }
         c.resume |= self.resume;
+        c.overwrite |= self.overwrite;
         c.progress = !self.quiet;
         Ok(c)
     }
@@ -298,7 +316,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Data {
             cmd: DataCmd::Show { data, out, count },
         } => {
-            let set = data.load()?;
+            if count == 0 {
+                return Err(condenser::Error::range("--count", 0, "at least 1 sample"));
+            }
+            let set = data.load(data.split(Split::Train)?)?;
             println!("{}", set.describe());
             condenser::report::grid::sample_grid(&set, count, 8).save_png(&out)?;
             println!(
@@ -322,7 +343,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             let gpu = Gpu::new()?;
             let r = run(&gpu, &c)?;
             report(&r);
-            println!("weights: {}", c.out_dir.join("model.safetensors").display());
+            println!(
+                "weights: {}",
+                condenser::distill::trainer::model_path(&r.out_dir).display()
+            );
             Ok(())
         }
         Cmd::Distill {
@@ -353,42 +377,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             let gpu = Gpu::new()?;
             let r = run(&gpu, &c)?;
             report(&r);
+            println!("run folder: {}", r.out_dir.display());
             Ok(())
         }
         Cmd::Eval {
             model,
             weights,
             data,
-        } => {
-            let gpu = Gpu::new()?;
-            let set = data.load()?;
-            let m = load_model(&gpu, &model, &weights, set.channels, set.num_classes())?;
-            // Normalisation comes from the training split, as in training.
-            let train = condenser::data::load(
-                &data.data,
-                Split::Train,
-                &DataOptions {
-                    data_dir: data.data_dir.clone(),
-                    limit: data.limit,
-                    size: data.size,
-                    seed: data.seed,
-                    count: None,
-                },
-            )?;
-            let loader = condenser::data::loader::Loader::new(
-                &gpu,
-                &set,
-                condenser::data::loader::LoaderConfig::eval(256, Some(train.channel_stats())),
-            )?;
-            let acc = condenser::tasks::classification::evaluate(m.as_ref(), &loader)?;
-            println!(
-                "{model} on {} ({} images): test accuracy {:.2}%",
-                data.data,
-                set.len(),
-                acc * 100.0
-            );
-            Ok(())
-        }
+        } => eval(&model, &weights, &data),
         Cmd::Compare {
             teacher_model,
             teacher_weights,
@@ -428,28 +424,68 @@ fn dispatch(cli: Cli) -> Result<()> {
             let gpu = Gpu::new()?;
             let out = compare(&gpu, &cc, &mut report)?;
             println!("\n{}", out.markdown);
-            println!("table, CSV and plots in {}", cc.out_dir.display());
+            println!("table, CSV and plots in {}", out.out_dir.display());
             Ok(())
         }
-        Cmd::Demo { out, quick } => {
+        Cmd::Demo {
+            out,
+            resume,
+            overwrite,
+            quick,
+        } => {
             let gpu = Gpu::new()?;
-            let cc = condenser::distill::demo::config(&out, quick);
+            let mut cc = condenser::distill::demo::config(out.as_deref(), quick);
+            if resume && out.is_none() {
+                return Err(condenser::Error::Invalid(
+                    "demo --resume needs --out <the folder of the demo to continue>".into(),
+                ));
+            }
+            (cc.base.resume, cc.base.overwrite) = (resume, overwrite);
             println!(
                 "demo: shapes world, teacher {} vs student {}; results in {}",
                 cc.base.teacher_model.as_deref().unwrap_or("?"),
                 cc.base.student_model,
-                out.display()
+                cc.out_dir.display()
             );
             let res = compare(&gpu, &cc, &mut report)?;
             println!("\n{}", res.markdown);
             println!(
                 "plots: {}/accuracy.png, {}/weights_adaptive.png (and the other aggregators)",
-                out.display(),
-                out.display()
+                res.out_dir.display(),
+                res.out_dir.display()
             );
             Ok(())
         }
     }
+}
+
+fn eval(model: &str, weights: &std::path::Path, data: &DataArgs) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let split = data.split(Split::Test)?;
+    let set = data.load(split)?;
+    // Files without a stored normalisation: the whole training split's statistics.
+    let input = condenser::distill::trainer::input_of(weights, || {
+        condenser::data::load(&data.data, Split::Train, &data.options(None))
+    })?;
+    input.check_data(&set, weights)?;
+    let m = load_model(&gpu, model, weights, set.channels, set.num_classes())?;
+    let loader = condenser::data::loader::Loader::new(
+        &gpu,
+        &set,
+        condenser::data::loader::LoaderConfig::eval(256, Some(input.norm())),
+    )?;
+    let acc = condenser::tasks::classification::evaluate(m.model.as_ref(), &loader)?;
+    let split_name = match split {
+        Split::Train => "train",
+        Split::Test => "test",
+    };
+    println!(
+        "{model} on {} {split_name} split ({} images): accuracy {:.2}%",
+        data.data,
+        set.len(),
+        acc * 100.0
+    );
+    Ok(())
 }
 
 fn info() -> Result<()> {

@@ -35,10 +35,12 @@ pub fn numel(shape: &[usize]) -> usize {
 impl Tensor {
     /// A tensor with undefined contents (kernels overwrite it).
     pub fn empty(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        let n = numel(shape);
-        let bytes = (n as u64).checked_mul(4).ok_or_else(|| {
-            Error::Invalid(format!("tensor of shape {shape:?} is too large to address"))
-        })?;
+        let bytes = shape
+            .iter()
+            .try_fold(4u64, |a, &d| a.checked_mul(d as u64))
+            .ok_or_else(|| {
+                Error::Invalid(format!("tensor of shape {shape:?} is too large to address"))
+            })?;
         Ok(Tensor {
             gpu: gpu.clone(),
             buf: Rc::new(gpu.alloc(bytes)?),
@@ -76,8 +78,12 @@ impl Tensor {
     /// Uniform in [lo, hi), drawn on the host from `seed` so the values are the
     /// same on every adapter.
     pub fn rand_uniform(gpu: &Gpu, shape: &[usize], lo: f32, hi: f32, seed: u64) -> Result<Tensor> {
+        // The device buffer first: it checks the size against the adapter's
+        // limits before the host is asked for memory it may not have.
+        let t = Tensor::empty(gpu, shape, DType::F32)?;
         let v = Rng::new(seed).vec_uniform(numel(shape), lo, hi);
-        Tensor::from_slice(gpu, shape, &v)
+        gpu.write_buffer(&t.buf, bytemuck::cast_slice(&v))?;
+        Ok(t)
     }
 
     /// Normal(mean, std), drawn on the host from `seed`.
@@ -88,8 +94,10 @@ impl Tensor {
         std: f32,
         seed: u64,
     ) -> Result<Tensor> {
+        let t = Tensor::empty(gpu, shape, DType::F32)?;
         let v = Rng::new(seed).vec_normal(numel(shape), mean, std);
-        Tensor::from_slice(gpu, shape, &v)
+        gpu.write_buffer(&t.buf, bytemuck::cast_slice(&v))?;
+        Ok(t)
     }
 
     pub fn shape(&self) -> &[usize] {

@@ -102,6 +102,25 @@ fn unary_ops() {
 }
 
 #[test]
+fn unary_ops_propagate_nan_and_keep_infinities() {
+    let g = gpu();
+    let v = [f32::NAN, -1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY, -0.0];
+    let want = cpu::elementwise::unary(&v, UnaryOp::Relu);
+    assert!(want[0].is_nan(), "the reference must keep NaN: {want:?}");
+    let t = Tensor::from_slice(&g, &[v.len()], &v).unwrap();
+    for op in [UnaryOp::Relu, UnaryOp::Exp] {
+        let got = unary(&t, op).unwrap().to_vec().unwrap();
+        assert_close(
+            &got,
+            &cpu::elementwise::unary(&v, op),
+            0.0,
+            1e-6,
+            &format!("{op:?} specials"),
+        );
+    }
+}
+
+#[test]
 fn past_65535_workgroups() {
     // 256 invocations a workgroup: 17M elements need 66,407 workgroups, which the
     // dispatcher folds into a 2D grid.

@@ -45,6 +45,8 @@ pub fn unary(a: &[f32], op: UnaryOp) -> Vec<f32> {
     a.iter()
         .map(|&x| match op {
             UnaryOp::Affine { alpha, beta } => alpha * x + beta,
+            // NaN propagates (f32::max would return 0), as in PyTorch and ONNX.
+            UnaryOp::Relu if x.is_nan() => x,
             UnaryOp::Relu => x.max(0.0),
             UnaryOp::Exp => x.exp(),
             UnaryOp::Log => x.ln(),

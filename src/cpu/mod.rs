@@ -4,6 +4,7 @@
 pub mod conv;
 pub mod distill;
 pub mod elementwise;
+pub mod health;
 pub mod losses;
 pub mod matmul;
 pub mod norm;

@@ -60,10 +60,8 @@ pub fn load(dir: &Path, cifar100: bool, split: Split, limit: Option<usize>) -> R
     let mut labels = Vec::new();
     let n_classes = if cifar100 { 100 } else { 10 };
     for path in files(dir, cifar100, split)? {
-        let bytes = std::fs::read(&path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        // A CIFAR batch is 30 MB; anything far larger is not one.
+        let bytes = crate::fsutil::read_regular(&path, 1 << 30)?;
         if bytes.is_empty() || bytes.len() % record != 0 {
             return Err(Error::data(
                 &path,
@@ -120,7 +118,7 @@ fn fine_label_names(dir: &Path) -> Option<Vec<String>> {
         dir.join("fine_label_names.txt"),
         dir.join("cifar-100-binary/fine_label_names.txt"),
     ] {
-        if let Ok(text) = std::fs::read_to_string(&p) {
+        if let Ok(text) = crate::fsutil::read_text(&p, 1 << 20) {
             let names: Vec<String> = text
                 .lines()
                 .map(str::trim)

@@ -31,31 +31,45 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads a whole file, gunzipping it if it starts with the gzip magic.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::data(
-                    path,
-                    format!("the gzip stream is corrupt or truncated ({e})"),
-                    "download the file again",
-                )
-            })?;
-        Ok(out)
+/// The most data one IDX file may declare (bytes): far above any image set
+/// that fits in memory here, far below what a corrupt header can claim.
+pub const MAX_IDX_BYTES: u64 = 8 << 30;
+
+/// Reads and parses an IDX file, gunzipping it if it starts with the gzip
+/// magic. Never reads more than the header declares: a gzip bomb or a file of
+/// endless data is an error, not an allocation.
+pub fn read(path: &Path) -> Result<IdxArray> {
+    let (mut f, _) = crate::fsutil::open_regular(path)?;
+    let mut magic = [0u8; 2];
+    let n = read_up_to(&mut f, &mut magic).map_err(|e| crate::fsutil::io_error(path, e))?;
+    let head = std::io::Cursor::new(magic[..n].to_vec());
+    let gz = magic[..n] == [0x1f, 0x8b];
+    let stream: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(head.chain(f)))
     } else {
-        Ok(raw)
+        Box::new(head.chain(f))
+    };
+    parse_from(stream, path, gz)
+}
+
+/// Fills `buf` as far as the stream allows; returns how much was read.
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..])? {
+            0 => break,
+            k => got += k,
+        }
     }
+    Ok(got)
 }
 
 /// Parses IDX bytes: magic 0x0000 0x08 (u8 data) <ndims>, big-endian u32 sizes, data.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    parse_from(bytes, path, false)
+}
+
+fn parse_from(mut r: impl Read, path: &Path, gz: bool) -> Result<IdxArray> {
     let corrupt = |msg: String| {
         Error::data(
             path,
@@ -63,39 +77,68 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray> {
             "the file is not an IDX file or is damaged; download it again",
         )
     };
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+    let stream_err = |e: std::io::Error| {
+        if gz {
+            corrupt(format!("the gzip stream is corrupt or truncated ({e})"))
+        } else {
+            crate::fsutil::io_error(path, e)
+        }
+    };
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut r, &mut magic).map_err(stream_err)?;
+    if n < 4 || magic[0] != 0 || magic[1] != 0 {
         return Err(corrupt(
             "bad magic number (an IDX file starts with 0x00 0x00)".into(),
         ));
     }
-    if bytes[2] != 0x08 {
+    if magic[2] != 0x08 {
         return Err(corrupt(format!(
             "element type 0x{:02x} is not supported (only unsigned bytes, 0x08)",
-            bytes[2]
+            magic[2]
         )));
     }
-    let nd = bytes[3] as usize;
-    let header = 4 + 4 * nd;
-    if nd == 0 || bytes.len() < header {
+    let nd = magic[3] as usize;
+    let mut sizes = vec![0u8; 4 * nd];
+    if nd == 0 || read_up_to(&mut r, &mut sizes).map_err(stream_err)? < sizes.len() {
         return Err(corrupt(format!("header of {nd} dimensions is truncated")));
     }
-    let dims: Vec<usize> = (0..nd)
-        .map(|i| {
-            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
-        })
+    let dims: Vec<usize> = sizes
+        .chunks(4)
+        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")) as usize)
         .collect();
-    let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    match want {
-        Some(n) if bytes.len() - header == n => Ok(IdxArray {
-            dims,
-            data: bytes[header..].to_vec(),
-        }),
-        Some(n) => Err(corrupt(format!(
-            "dimensions {dims:?} need {n} bytes of data, the file has {} (truncated?)",
-            bytes.len() - header
-        ))),
-        None => Err(corrupt(format!("dimensions {dims:?} overflow"))),
+    let want = dims
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .filter(|&n| n <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            corrupt(format!(
+                "dimensions {dims:?} declare more than {MAX_IDX_BYTES} bytes of data"
+            ))
+        })?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(want as usize).map_err(|_| {
+        corrupt(format!(
+            "dimensions {dims:?} need {want} bytes, more memory than is free"
+        ))
+    })?;
+    let got = r
+        .by_ref()
+        .take(want)
+        .read_to_end(&mut data)
+        .map_err(stream_err)?;
+    let mut extra = [0u8; 1];
+    let trailing = read_up_to(&mut r, &mut extra).map_err(stream_err)?;
+    if got as u64 != want || trailing != 0 {
+        let has = if trailing != 0 {
+            "more".to_string()
+        } else {
+            got.to_string()
+        };
+        return Err(corrupt(format!(
+            "dimensions {dims:?} need {want} bytes of data, the file has {has} (truncated or damaged?)"
+        )));
     }
+    Ok(IdxArray { dims, data })
 }
 
 /// Finds `<stem>` or `<stem>.gz` in `dir`.
@@ -135,13 +178,13 @@ pub fn load_mnist_like(
     };
     let img_path = find(dir, &format!("{prefix}-images-idx3-ubyte"), name)?;
     let lab_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"), name)?;
-    let images = parse(&read_maybe_gz(&img_path)?, &img_path)?;
-    let labels = parse(&read_maybe_gz(&lab_path)?, &lab_path)?;
-    if images.dims.len() != 3 {
+    let images = read(&img_path)?;
+    let labels = read(&lab_path)?;
+    if images.dims.len() != 3 || images.dims[1] == 0 || images.dims[2] == 0 {
         return Err(Error::data(
             &img_path,
             format!(
-                "images must have 3 dimensions (count, rows, cols), got {:?}",
+                "images must have 3 dimensions (count, rows, cols), none of the sides 0; got {:?}",
                 images.dims
             ),
             "",

@@ -148,6 +148,19 @@ impl ImageSet {
     /// Checks the invariants every reader must establish.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::data(&self.name, msg, ""));
+        if self.is_empty() {
+            return Err(Error::data(
+                &self.name,
+                "holds no images",
+                "check the files, --limit and --size",
+            ));
+        }
+        if self.channels == 0 || self.height == 0 || self.width == 0 {
+            return bad(format!(
+                "images of {}x{}x{} (C x H x W) have no pixels",
+                self.channels, self.height, self.width
+            ));
+        }
         if self.images.len() != self.len() * self.image_len() {
             return bad(format!(
                 "{} image bytes for {} labels of {} bytes each",
@@ -170,6 +183,39 @@ impl ImageSet {
     }
 }
 
+fn load_shapes(split: Split, opts: &DataOptions) -> Result<ImageSet> {
+    let size = opts.size.unwrap_or(shapes::DEFAULT_SIZE);
+    if !(MIN_SHAPES_SIDE..=MAX_SIDE).contains(&size) {
+        return Err(Error::range(
+            "shapes image size",
+            size,
+            format!("{MIN_SHAPES_SIDE}..={MAX_SIDE} pixels"),
+        ));
+    }
+    let train = opts.count.unwrap_or(shapes::DEFAULT_COUNT);
+    let (count, seed) = match split {
+        Split::Train => (train, opts.seed),
+        // A disjoint stream of the same world.
+        Split::Test => (train.div_ceil(4), opts.seed ^ 0x7E57_7E57),
+    };
+    let count = opts.limit.map_or(count, |l| l.min(count));
+    // Image (3 bytes a pixel) and mask (1 byte a pixel), before anything is allocated.
+    let bytes = (count as u64)
+        .checked_mul(4 * (size * size) as u64)
+        .filter(|&b| b <= MAX_SET_BYTES);
+    if bytes.is_none() {
+        return Err(Error::range(
+            "shapes images x size",
+            format!("{count} x {size}x{size}"),
+            format!(
+                "at most {} GiB of pixels in memory; use fewer images or a smaller size",
+                MAX_SET_BYTES >> 30
+            ),
+        ));
+    }
+    Ok(shapes::ShapesWorld::new(size, seed).render_set(count))
+}
+
 /// Where and how to find a data set.
 #[derive(Clone, Debug, Default)]
 pub struct DataOptions {
@@ -185,32 +231,54 @@ pub struct DataOptions {
     pub count: Option<usize>,
 }
 
+/// The largest image side any reader makes (pixels).
+pub const MAX_SIDE: usize = 4096;
+/// The most bytes of images (and masks) one data set may take in memory.
+pub const MAX_SET_BYTES: u64 = 8 << 30;
+/// The smallest side the shapes world can draw its shapes at.
+pub const MIN_SHAPES_SIDE: usize = 8;
+
+impl DataOptions {
+    /// Refuses values no data set can honour, with the valid range.
+    pub fn check(&self) -> Result<()> {
+        if self.limit == Some(0) {
+            return Err(Error::range("--limit", 0, "at least 1 image"));
+        }
+        if self.count == Some(0) {
+            return Err(Error::range("shapes image count", 0, "at least 1 image"));
+        }
+        if let Some(s) = self.size
+            && (s == 0 || s > MAX_SIDE)
+        {
+            return Err(Error::range(
+                "image size",
+                s,
+                format!("1..={MAX_SIDE} pixels"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The names `load` accepts.
 pub const DATA_SETS: &str = "fashion-mnist, mnist, cifar10, cifar100, shapes, folder:<path>";
 
 /// Loads a data set by name: `fashion-mnist`, `mnist`, `cifar10`, `cifar100`,
 /// `shapes` (procedural, built in) or `folder:<path>` (one sub-folder per class).
 pub fn load(name: &str, split: Split, opts: &DataOptions) -> Result<ImageSet> {
+    opts.check()?;
     let set = match name {
-        "fashion-mnist" => {
+        "fashion-mnist" | "mnist" => {
+            let (default_dir, classes) = if name == "mnist" {
+                (idx::MNIST_DIR, idx::DIGITS)
+            } else {
+                (idx::FASHION_MNIST_DIR, idx::FASHION_CLASSES)
+            };
             let dir = opts
                 .data_dir
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(idx::FASHION_MNIST_DIR));
-            idx::load_mnist_like(
-                &dir,
-                split,
-                idx::FASHION_CLASSES,
-                "fashion-mnist",
-                opts.limit,
-            )?
-        }
-        "mnist" => {
-            let dir = opts
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(idx::MNIST_DIR));
-            idx::load_mnist_like(&dir, split, idx::DIGITS, "mnist", opts.limit)?
+                .unwrap_or_else(|| PathBuf::from(default_dir));
+            idx::load_mnist_like(&dir, split, classes, name, opts.limit)?
         }
         "cifar10" | "cifar100" => {
             let dir = opts.data_dir.clone().ok_or_else(|| {
@@ -223,31 +291,22 @@ pub fn load(name: &str, split: Split, opts: &DataOptions) -> Result<ImageSet> {
             })?;
             cifar::load(&dir, name == "cifar100", split, opts.limit)?
         }
-        "shapes" => {
-            let size = opts.size.unwrap_or(shapes::DEFAULT_SIZE);
-            let train = opts.count.unwrap_or(shapes::DEFAULT_COUNT);
-            let (count, seed) = match split {
-                Split::Train => (train, opts.seed),
-                // A disjoint stream of the same world.
-                Split::Test => (train.div_ceil(4), opts.seed ^ 0x7E57_7E57),
-            };
-            let count = opts.limit.map_or(count, |l| l.min(count));
-            shapes::ShapesWorld::new(size, seed).render_set(count)
-        }
+        "shapes" => load_shapes(split, opts)?,
         other => match other.strip_prefix("folder:") {
             Some(root) => {
-                let root = Path::new(root);
-                let sub = match split {
-                    Split::Train => "train",
-                    Split::Test => "test",
-                };
-                // root/train/<class> and root/test/<class> if present, else root/<class>.
-                let dir = if root.join(sub).is_dir() {
-                    root.join(sub)
-                } else {
-                    root.to_path_buf()
-                };
-                folder::load(&dir, opts.size.unwrap_or(32), opts.limit)?
+                let set = folder::load_split(
+                    Path::new(root),
+                    split,
+                    opts.size.unwrap_or(32),
+                    opts.limit,
+                )?;
+                if split == Split::Test && set.name.contains("held-out") {
+                    eprintln!(
+                        "warning: {root} has no test/ folder: the test split is the held-out fifth \
+                         of each class (chosen by file name), never used for training"
+                    );
+                }
+                set
             }
             None => {
                 return Err(Error::Invalid(format!(
@@ -256,6 +315,19 @@ pub fn load(name: &str, split: Split, opts: &DataOptions) -> Result<ImageSet> {
             }
         },
     };
+    if let Some(s) = opts.size
+        && (set.height, set.width) != (s, s)
+    {
+        return Err(Error::range(
+            "--size / --image-size",
+            s,
+            format!(
+                "{name} images are {}x{} and are not resized; leave the size out \
+                 (it applies to the shapes world and image folders)",
+                set.height, set.width
+            ),
+        ));
+    }
     set.validate()?;
     Ok(set)
 }

@@ -103,11 +103,12 @@ pub trait Aggregator {
     }
     /// Called with each epoch's mean path losses.
     fn end_epoch(&mut self, _mean_losses: &[f32]) {}
-    /// State to checkpoint (name, values) and restore.
-    fn state(&self) -> Result<Vec<f32>> {
-        self.weights()
+    /// Everything beyond the optimiser's tensors that a resumed run needs to
+    /// continue exactly as an uninterrupted one (a JSON value in the checkpoint).
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
     }
-    fn load_state(&mut self, _v: &[f32]) -> Result<()> {
+    fn load_state(&mut self, _v: &serde_json::Value) -> Result<()> {
         Ok(())
     }
 }
@@ -165,6 +166,12 @@ pub fn build_aggregator(
     })
 }
 
+/// An aggregator's saved state, or an error naming the aggregator.
+fn from_state<T: serde::de::DeserializeOwned>(v: &serde_json::Value, who: &str) -> Result<T> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| Error::Invalid(format!("the saved {who} state is malformed ({e})")))
+}
+
 /// sum_k w_k L_k + w_ce CE as one Var.
 fn weighted_sum(ce: &Var, ce_w: f32, paths: &[Var], w: &[f32]) -> Result<Var> {
     let mut total = F::scale(ce, ce_w)?;
@@ -220,10 +227,11 @@ impl Aggregator for Adaptive {
     fn params(&self) -> Vec<Var> {
         vec![self.alpha.clone()]
     }
-    fn state(&self) -> Result<Vec<f32>> {
-        self.alpha.value().to_vec()
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!(self.alpha.value().to_vec()?))
     }
-    fn load_state(&mut self, v: &[f32]) -> Result<()> {
+    fn load_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        let v: Vec<f32> = from_state(v, "adaptive")?;
         let a = self.alpha.value();
         if v.len() != a.numel() {
             return Err(Error::Invalid(format!(
@@ -232,7 +240,7 @@ impl Aggregator for Adaptive {
                 a.numel()
             )));
         }
-        a.gpu().write_buffer(a.buffer(), bytemuck::cast_slice(v))
+        a.gpu().write_buffer(a.buffer(), bytemuck::cast_slice(&v))
     }
 }
 
@@ -262,22 +270,23 @@ impl Aggregator for Dwa {
             self.w = e.iter().map(|v| k * v / s).collect();
         }
     }
-    fn state(&self) -> Result<Vec<f32>> {
-        let mut v = self.w.clone();
-        for h in &self.history {
-            v.extend_from_slice(h);
-        }
-        Ok(v)
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({"w": self.w, "history": self.history}))
     }
-    fn load_state(&mut self, v: &[f32]) -> Result<()> {
-        let k = self.w.len().max(1);
-        if !v.len().is_multiple_of(k) || v.len() < k {
+    fn load_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct S {
+            w: Vec<f32>,
+            history: Vec<Vec<f32>>,
+        }
+        let s: S = from_state(v, "dwa")?;
+        let k = self.w.len();
+        if s.w.len() != k || s.history.iter().any(|h| h.len() != k) {
             return Err(Error::Invalid(
                 "DWA state does not match the number of paths".into(),
             ));
         }
-        self.w = v[..k].to_vec();
-        self.history = v[k..].chunks(k).map(|c| c.to_vec()).collect();
+        (self.w, self.history) = (s.w, s.history);
         Ok(())
     }
 }
@@ -340,10 +349,24 @@ impl Aggregator for GradNorm {
     fn weights(&self) -> Result<Vec<f32>> {
         Ok(self.w.clone())
     }
-    fn load_state(&mut self, v: &[f32]) -> Result<()> {
-        if v.len() == self.w.len() {
-            self.w = v.to_vec();
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({"w": self.w, "initial": self.initial, "step": self.step}))
+    }
+    fn load_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct S {
+            w: Vec<f32>,
+            initial: Option<Vec<f32>>,
+            step: usize,
         }
+        let s: S = from_state(v, "gradnorm")?;
+        let k = self.w.len();
+        if s.w.len() != k || s.initial.as_ref().is_some_and(|i| i.len() != k) {
+            return Err(Error::Invalid(
+                "GradNorm state does not match the number of paths".into(),
+            ));
+        }
+        (self.w, self.initial, self.step) = (s.w, s.initial, s.step);
         Ok(())
     }
 }
@@ -453,6 +476,16 @@ impl Aggregator for PcGrad {
     fn weights(&self) -> Result<Vec<f32>> {
         Ok(Vec::new())
     }
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({"step": self.step}))
+    }
+    fn load_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        self.step = from_state::<serde_json::Value>(v, "pcgrad")?
+            .get("step")
+            .and_then(|s| s.as_u64())
+            .ok_or_else(|| Error::Invalid("PCGrad state has no step".into()))?;
+        Ok(())
+    }
 }
 
 /// Min-norm point of the convex hull of vectors with Gram matrix `m`
@@ -503,6 +536,19 @@ impl Aggregator for Mgda {
     }
     fn weights(&self) -> Result<Vec<f32>> {
         Ok(self.last[1..].to_vec())
+    }
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!(self.last))
+    }
+    fn load_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        let last: Vec<f32> = from_state(v, "mgda")?;
+        if last.len() != self.last.len() {
+            return Err(Error::Invalid(
+                "MGDA state does not match the number of paths".into(),
+            ));
+        }
+        self.last = last;
+        Ok(())
     }
 }
 

@@ -69,6 +69,101 @@ pub struct CompareOutput {
     pub results: Vec<RunResult>,
     pub teacher: Option<(String, f32, usize)>,
     pub markdown: String,
+    /// Where the table, plots and runs are.
+    pub out_dir: PathBuf,
+}
+
+impl CompareConfig {
+    /// Every run name, seed and resulting configuration checked before anything
+    /// is trained: a typo in the last run name must not cost the first runs' hours.
+    pub fn validate(&self) -> Result<()> {
+        if self.runs.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no runs to compare; name some, e.g. --runs {DEFAULT_RUNS}"
+            )));
+        }
+        if self.seeds.is_empty() {
+            return Err(Error::Invalid("no seeds given; e.g. --seeds 0,1,2".into()));
+        }
+        if let Some(d) = first_duplicate(&self.runs) {
+            return Err(Error::Invalid(format!(
+                "run {d:?} is named twice in --runs"
+            )));
+        }
+        if let Some(d) = first_duplicate(&self.seeds) {
+            return Err(Error::Invalid(format!(
+                "seed {d} is named twice in --seeds"
+            )));
+        }
+        let teacher = self
+            .base
+            .teacher_model
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("compare needs --teacher-model".into()))?;
+        if self.base.teacher_weights.is_none() && self.teacher_epochs == 0 {
+            return Err(Error::range(
+                "teacher epochs",
+                0,
+                "at least 1 (or pass --teacher-weights)",
+            ));
+        }
+        let mut base = self.base.clone();
+        // Stand-in weights path so that the teacher check passes before it is trained.
+        base.teacher_weights
+            .get_or_insert_with(|| PathBuf::from(format!("{teacher}.safetensors")));
+        for name in &self.runs {
+            variant(
+                &base,
+                name,
+                &self.all_paths,
+                self.seeds[0],
+                FsPath::new("."),
+            )?
+            .validate()
+            .map_err(|e| Error::Invalid(format!("run {name:?}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn first_duplicate<T: PartialEq + Clone>(v: &[T]) -> Option<T> {
+    v.iter()
+        .enumerate()
+        .find(|(i, x)| v[..*i].contains(x))
+        .map(|(_, x)| x.clone())
+}
+
+/// The files `compare` writes at the top of its folder.
+const OUTPUTS: &[&str] = &["table.md", "table.csv", "results.json"];
+
+/// Locks the comparison's folder; refuses one that holds an earlier comparison
+/// unless resuming or overwriting.
+fn open_compare_dir(cc: &CompareConfig, out: &FsPath) -> Result<crate::fsutil::DirLock> {
+    let lock = crate::fsutil::DirLock::acquire(out)?;
+    let mut found: Vec<String> = OUTPUTS
+        .iter()
+        .filter(|f| out.join(f).exists())
+        .map(|f| f.to_string())
+        .collect();
+    if out.join("teacher").exists() {
+        found.push("teacher/".into());
+    }
+    for seed in &cc.seeds {
+        for r in &cc.runs {
+            let d = format!("{r}-s{seed}");
+            if out.join(&d).exists() {
+                found.push(format!("{d}/"));
+            }
+        }
+    }
+    if !found.is_empty() && !cc.base.resume && !cc.base.overwrite {
+        found.truncate(6);
+        return Err(Error::RunExists {
+            path: crate::fsutil::shown(out),
+            found: found.join(", "),
+        });
+    }
+    Ok(lock)
 }
 
 /// Trains the teacher if needed, then every run for every seed; writes
@@ -78,6 +173,17 @@ pub fn compare(
     cc: &CompareConfig,
     on_result: &mut dyn FnMut(&RunResult),
 ) -> Result<CompareOutput> {
+    cc.validate()?;
+    let out_dir = if cc.out_dir.as_os_str().is_empty() {
+        crate::fsutil::fresh_dir(FsPath::new("runs/compare"))
+    } else {
+        cc.out_dir.clone()
+    };
+    let _lock = open_compare_dir(cc, &out_dir)?;
+    let cc = &CompareConfig {
+        out_dir: out_dir.clone(),
+        ..cc.clone()
+    };
     let mut base = cc.base.clone();
     let teacher_arch = base
         .teacher_model
@@ -98,6 +204,9 @@ pub fn compare(
             ..base.clone()
         };
         let r = run(gpu, &tcfg)?;
+        if r.epochs_done < tcfg.epochs {
+            return Err(stopped(&r));
+        }
         on_result(&r);
         teacher_row = Some((teacher_arch.clone(), r.test_acc, r.params));
         base.teacher_weights = Some(tcfg.out_dir.join("model.safetensors"));
@@ -107,6 +216,9 @@ pub fn compare(
         for name in &cc.runs {
             let cfg = variant(&base, name, &cc.all_paths, seed, &cc.out_dir)?;
             let r = run(gpu, &cfg)?;
+            if r.epochs_done < cfg.epochs {
+                return Err(stopped(&r));
+            }
             if teacher_row.is_none() {
                 teacher_row = r.teacher_acc.map(|a| (teacher_arch.clone(), a, 0));
             }
@@ -134,7 +246,15 @@ pub fn compare(
         results,
         teacher: teacher_row,
         markdown: md,
+        out_dir,
     })
+}
+
+fn stopped(r: &RunResult) -> Error {
+    Error::Invalid(format!(
+        "run {} stopped after {} epochs; continue the comparison with --resume",
+        r.name, r.epochs_done
+    ))
 }
 
 /// accuracy.png: mean test accuracy per epoch of each run (over seeds);

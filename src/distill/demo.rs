@@ -6,7 +6,14 @@ use std::path::Path;
 use super::compare::{CompareConfig, DEFAULT_RUNS};
 use super::trainer::RunConfig;
 
-pub fn config(out: &Path, quick: bool) -> CompareConfig {
+/// The demo's comparison, written to `out` (None: a new folder under runs/
+/// that holds no earlier demo).
+pub fn config(out: Option<&Path>, quick: bool) -> CompareConfig {
+    let out = out.map_or_else(
+        || crate::fsutil::fresh_dir(Path::new("runs/demo")),
+        Path::to_path_buf,
+    );
+    let out = out.as_path();
     let base = RunConfig {
         data: "shapes".into(),
         image_size: Some(24),

@@ -2,7 +2,9 @@
 //! the combined gradient), and the teacher/student trainer.
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod compare;
+pub mod config;
 pub mod demo;
 pub mod paths;
 pub mod trainer;

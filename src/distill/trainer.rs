@@ -1,210 +1,71 @@
-//! The teacher/student trainer. One configuration (`RunConfig`, from the CLI or
-//! a TOML file) describes a run: data, teacher (optional: without one the
-//! student trains alone), student, paths, aggregation, schedule, seed, output.
+//! The teacher/student trainer, in parts a reader can name: `setup` (data,
+//! teacher, student, paths, aggregator, optimiser), `resume` (or a fresh
+//! start), `train_epoch` (the steps), `finish_epoch` (evaluation, health check,
+//! checkpoint) and `save_model`.
 //!
 //! Per step: the teacher's forward in eval mode under no_grad (no graph, no
 //! gradient memory), the student's forward, CE and path losses, the aggregator's
 //! backward, one SGD (or Adam) step over student, regressors and aggregator
-//! parameters. Every epoch: test accuracy, teacher-student agreement, a
-//! checkpoint written atomically (`--resume` continues from it). A JSON-lines
-//! log holds losses, weights, lr and images/s; everything is seeded.
+//! parameters. Every watched number (teacher outputs, CE, each path, and at log
+//! points every parameter) is checked on the device each step for NaN,
+//! infinities and runaway magnitudes; the marks are read back only at log
+//! points and before a checkpoint, so a diverged state is never saved.
 
-use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-use super::aggregate::{AggregateSpec, build_aggregator};
-use super::paths::{build_paths, parse_paths};
+use super::aggregate::{Aggregator, build_aggregator};
+use super::checkpoint::{
+    CHECKPOINT, CheckpointMeta, Log, METRICS, MODEL, as_checkpoint, file_sha256, open_run_dir,
+    resolve_out_dir,
+};
+use super::config::OptimizerKind;
+use super::paths::{Path, build_paths, parse_paths};
 use crate::autograd::{Var, functional as F, no_grad};
+use crate::data::ImageSet;
 use crate::data::loader::{Loader, LoaderConfig};
-use crate::data::{DataOptions, ImageSet, Split, load};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::{self, Model, ModelSpec, Module, build_model, safetensors};
+use crate::nn::{self, InputSpec, Model, ModelSpec, Module, build_model, safetensors};
 use crate::ops::losses::CeConfig;
 use crate::optim::{Adam, Optimizer, Schedule, Sgd};
-use crate::tasks::classification::checked_loss;
+use crate::tensor::Tensor;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RunConfig {
-    /// A name for tables and plots.
-    pub name: String,
-    pub data: String,
-    pub data_dir: Option<PathBuf>,
-    /// Training images to use (None: all).
-    pub train_limit: Option<usize>,
-    pub test_limit: Option<usize>,
-    /// Image side for the shapes world and image folders.
-    pub image_size: Option<usize>,
-    /// Images of the shapes world's training split.
-    pub shapes_count: Option<usize>,
-    pub teacher_model: Option<String>,
-    pub teacher_weights: Option<PathBuf>,
-    pub student_model: String,
-    /// Distillation paths: `soft,hint,at,nst,logits` (empty: none).
-    pub paths: String,
-    /// equal, fixed[:w,..], adaptive, gradnorm, dwa, pcgrad, mgda.
-    pub aggregate: String,
-    /// One path per stage for feature paths at several stages.
-    pub layerwise: bool,
-    pub temperature: f32,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    /// sgd or adam
-    pub optimizer: String,
-    /// constant, cosine, step:<every>:<gamma>, multistep:<m1>,<m2>..:<gamma>
-    pub schedule: String,
-    pub warmup_epochs: f32,
-    pub crop_pad: usize,
-    pub flip: bool,
-    pub label_smoothing: f32,
-    pub seed: u64,
-    pub out_dir: PathBuf,
-    /// Read losses back and log every this many steps.
-    pub log_every: usize,
-    pub resume: bool,
-    /// Progress bars on the terminal.
-    pub progress: bool,
+pub use super::checkpoint::RunResult;
+pub use super::config::RunConfig;
+
+/// A loss, output or weight larger than this in magnitude counts as diverged
+/// (as NaN and infinities do): no trained network has such values, and past
+/// it squares overflow f32.
+pub const DIVERGED_ABOVE: f32 = 1e18;
+
+/// A model read from a weights file, with the input it expects when the file says.
+pub struct Loaded {
+    pub model: Box<dyn Model>,
+    pub input: Option<InputSpec>,
 }
 
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            name: String::new(),
-            data: "shapes".into(),
-            data_dir: None,
-            train_limit: None,
-            test_limit: None,
-            image_size: None,
-            shapes_count: None,
-            teacher_model: None,
-            teacher_weights: None,
-            student_model: "cnn8".into(),
-            paths: String::new(),
-            aggregate: "equal".into(),
-            layerwise: false,
-            temperature: 4.0,
-            epochs: 10,
-            batch_size: 64,
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            optimizer: "sgd".into(),
-            schedule: "cosine".into(),
-            warmup_epochs: 0.0,
-            crop_pad: 0,
-            flip: false,
-            label_smoothing: 0.0,
-            seed: 0,
-            out_dir: PathBuf::from("runs/run"),
-            log_every: 10,
-            resume: false,
-            progress: true,
-        }
-    }
-}
-
-impl RunConfig {
-    pub fn from_toml(path: &FsPath) -> Result<RunConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        toml::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
-    }
-
-    pub fn schedule(&self) -> Result<Schedule> {
-        let s = self.schedule.as_str();
-        let bad = || {
-            Error::Invalid(format!(
-                "bad schedule {s:?}: use constant, cosine, step:<every>:<gamma> or multistep:<m1>,<m2>:<gamma>"
-            ))
-        };
-        let parts: Vec<&str> = s.split(':').collect();
-        Ok(match parts[..] {
-            ["constant"] => Schedule::Constant,
-            ["cosine"] => Schedule::Cosine {
-                total: self.epochs,
-                min_lr: 0.0,
-            },
-            ["step", every, gamma] => Schedule::Step {
-                every: every.parse().map_err(|_| bad())?,
-                gamma: gamma.parse().map_err(|_| bad())?,
-            },
-            ["multistep", ms, gamma] => Schedule::MultiStep {
-                milestones: ms
-                    .split(',')
-                    .map(|m| m.parse().map_err(|_| bad()))
-                    .collect::<Result<_>>()?,
-                gamma: gamma.parse().map_err(|_| bad())?,
-            },
-            _ => return Err(bad()),
-        })
-    }
-
-    fn data_options(&self, limit: Option<usize>) -> DataOptions {
-        DataOptions {
-            data_dir: self.data_dir.clone(),
-            limit,
-            size: self.image_size,
-            seed: 0,
-            count: self.shapes_count,
-        }
-    }
-
-    pub fn load_data(&self) -> Result<(ImageSet, ImageSet)> {
-        Ok((
-            load(
-                &self.data,
-                Split::Train,
-                &self.data_options(self.train_limit),
-            )?,
-            load(&self.data, Split::Test, &self.data_options(self.test_limit))?,
-        ))
-    }
-}
-
-/// What a finished run reports.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunResult {
-    pub name: String,
-    pub test_acc: f32,
-    pub agreement: Option<f32>,
-    pub teacher_acc: Option<f32>,
-    /// Test accuracy after each epoch.
-    pub curve: Vec<f32>,
-    pub path_names: Vec<String>,
-    /// Path weights at each logged step: (step, weights).
-    pub weight_history: Vec<(usize, Vec<f32>)>,
-    pub params: usize,
-    pub seconds: f32,
-}
-
-/// A trained model with the data shape it expects, from a weights file.
+/// A trained model from a weights file. The file's architecture must be `arch`;
+/// weights holding NaN or infinities are refused.
 pub fn load_model(
     gpu: &Gpu,
     arch: &str,
     weights: &FsPath,
     in_channels: usize,
     num_classes: usize,
-) -> Result<Box<dyn Model>> {
+) -> Result<Loaded> {
     let meta = safetensors::metadata(weights)?;
     if let Some(a) = meta.get("arch")
         && a != arch
     {
-        return Err(Error::data(
+        return Err(Error::weights(
             weights,
             format!("holds a {a} but the model asked for is {arch}"),
-            format!("pass --teacher-model {a}, or the weights of a {arch}"),
+            format!("pass --teacher-model {a} (or --model {a}), or the weights of a {arch}"),
         ));
     }
-    let m = build_model(
+    let input = InputSpec::from_meta(&meta, weights)?;
+    let model = build_model(
         gpu,
         &ModelSpec {
             arch: arch.into(),
@@ -213,8 +74,8 @@ pub fn load_model(
         },
         0,
     )?;
-    safetensors::load(m.as_ref(), weights)?;
-    Ok(m)
+    safetensors::load(model.as_ref(), weights)?;
+    Ok(Loaded { model, input })
 }
 
 /// Argmax predictions of a model on a loader (eval mode, no graph).
@@ -234,89 +95,95 @@ fn accuracy(p: &[u32], l: &[u32]) -> f32 {
     p.iter().zip(l).filter(|(a, b)| a == b).count() as f32 / l.len().max(1) as f32
 }
 
-struct Log {
-    file: std::fs::File,
+struct Teacher {
+    model: Box<dyn Model>,
+    sha256: String,
 }
 
-impl Log {
-    fn open(path: &FsPath, append: bool) -> Result<Log> {
-        let io = |e| Error::Io {
-            path: path.display().to_string(),
-            source: e,
-        };
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(io)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(path)
-            .map_err(io)?;
-        Ok(Log { file })
+/// The teacher named by the configuration, checked against the data.
+fn load_teacher(
+    gpu: &Gpu,
+    cfg: &RunConfig,
+    train: &ImageSet,
+) -> Result<Option<(Teacher, Option<InputSpec>)>> {
+    let (Some(arch), Some(w)) = (&cfg.teacher_model, &cfg.teacher_weights) else {
+        return Ok(None);
+    };
+    let loaded = load_model(gpu, arch, w, train.channels, train.num_classes())?;
+    if let Some(spec) = &loaded.input {
+        spec.check_data(train, w)?;
     }
-    fn write(&mut self, v: serde_json::Value) -> Result<()> {
-        writeln!(self.file, "{v}").map_err(|e| Error::Io {
-            path: "metrics.jsonl".into(),
-            source: e,
-        })
-    }
+    let teacher = Teacher {
+        model: loaded.model,
+        sha256: file_sha256(w)?,
+    };
+    Ok(Some((teacher, loaded.input)))
 }
 
-/// Runs one configuration to the end (or from its checkpoint with `resume`).
-pub fn run(gpu: &Gpu, cfg: &RunConfig) -> Result<RunResult> {
-    let t0 = Instant::now();
-    if cfg.epochs == 0 || cfg.batch_size == 0 {
-        return Err(Error::Invalid(
-            "epochs and batch size must be at least 1".into(),
-        ));
-    }
-    let (train, test) = cfg.load_data()?;
-    let norm = train.channel_stats();
-    let (cin, classes) = (train.channels, train.num_classes());
+/// Everything the steps train or read.
+struct Parts<'d> {
+    teacher: Option<Teacher>,
+    student: Box<dyn Model>,
+    paths: Vec<Path>,
+    agg: Box<dyn Aggregator>,
+    opt: Box<dyn Optimizer>,
+    params: Vec<Var>,
+    /// The student's first layer (GradNorm's shared weights).
+    shared: Var,
+    /// What each parameter is, for the health report.
+    param_names: Vec<String>,
+    input: InputSpec,
+    loader: Loader<'d>,
+    test_loader: Loader<'d>,
+    schedule: Schedule,
+    /// The teacher's test predictions, for its accuracy and the agreement.
+    teacher_pred: Option<Vec<u32>>,
+    teacher_acc: Option<f32>,
+}
+
+fn build_optimizer(cfg: &RunConfig, params: &[Var]) -> Result<Box<dyn Optimizer>> {
+    let p = params.to_vec();
+    Ok(match cfg.optimizer()? {
+        OptimizerKind::Sgd => Box::new(Sgd::new(p, cfg.momentum, false, cfg.weight_decay)?),
+        OptimizerKind::Adam => Box::new(Adam::new(p, cfg.weight_decay, false)?),
+        OptimizerKind::AdamW => Box::new(Adam::new(p, cfg.weight_decay, true)?),
+    })
+}
+
+fn setup<'d>(
+    gpu: &Gpu,
+    cfg: &RunConfig,
+    train: &'d ImageSet,
+    test: &'d ImageSet,
+) -> Result<Parts<'d>> {
+    cfg.validate_for(train)?;
+    let (teacher, teacher_input) = match load_teacher(gpu, cfg, train)? {
+        Some((t, i)) => (Some(t), i),
+        None => (None, None),
+    };
+    // The teacher sees its inputs as it was trained to; the student shares them.
+    let input = teacher_input.unwrap_or_else(|| InputSpec::new(train, train.channel_stats()));
     let loader = Loader::new(
         gpu,
-        &train,
+        train,
         LoaderConfig {
             batch_size: cfg.batch_size,
             shuffle: true,
             crop_pad: cfg.crop_pad,
             flip: cfg.flip,
-            normalize: Some(norm.clone()),
+            normalize: Some(input.norm()),
             seed: cfg.seed,
             drop_last: train.len() > cfg.batch_size,
         },
     )?;
-    let test_loader = Loader::new(gpu, &test, LoaderConfig::eval(256, Some(norm.clone())))?;
-
-    let teacher = match (&cfg.teacher_model, &cfg.teacher_weights) {
-        (Some(arch), Some(w)) => Some(load_model(gpu, arch, w, cin, classes)?),
-        (Some(_), None) => {
-            return Err(Error::Invalid(
-                "--teacher-model needs --teacher-weights (train one with `condenser train`)".into(),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(Error::Invalid(
-                "--teacher-weights needs --teacher-model".into(),
-            ));
-        }
-        (None, None) => None,
-    };
+    let test_loader = Loader::new(gpu, test, LoaderConfig::eval(256, Some(input.norm())))?;
     let kinds = parse_paths(&cfg.paths)?;
-    if teacher.is_none() && !kinds.is_empty() {
-        return Err(Error::Invalid(format!(
-            "paths {:?} need a teacher (--teacher-model, --teacher-weights)",
-            cfg.paths
-        )));
-    }
     let student = build_model(
         gpu,
         &ModelSpec {
             arch: cfg.student_model.clone(),
-            in_channels: cin,
-            num_classes: classes,
+            in_channels: train.channels,
+            num_classes: train.num_classes(),
         },
         cfg.seed,
     )?;
@@ -325,281 +192,476 @@ pub fn run(gpu: &Gpu, cfg: &RunConfig) -> Result<RunResult> {
             gpu,
             &kinds,
             &student.feature_channels(),
-            &t.feature_channels(),
+            &t.model.feature_channels(),
             cfg.layerwise,
             cfg.temperature,
             cfg.seed,
         )?,
         None => Vec::new(),
     };
-    let spec: AggregateSpec = cfg.aggregate.parse()?;
-    let mut agg = build_aggregator(&spec, &paths, gpu)?;
-    let mut params = nn::parameters(student.as_ref());
-    let shared = params
+    let agg = build_aggregator(&cfg.aggregate_spec()?, &paths, gpu)?;
+    let mut named: Vec<(String, Var)> = nn::named_parameters(student.as_ref())
+        .into_iter()
+        .map(|(n, v)| (format!("student {n}"), v))
+        .collect();
+    let shared = named
         .first()
-        .cloned()
+        .map(|(_, v)| v.clone())
         .ok_or_else(|| Error::Invalid("the student has no parameters".into()))?;
     for p in &paths {
-        params.extend(nn::parameters(p));
+        named.extend(
+            nn::named_parameters(p)
+                .into_iter()
+                .map(|(n, v)| (format!("path {} {n}", p.name), v)),
+        );
     }
-    params.extend(agg.params());
-    let mut opt: Box<dyn Optimizer> = match cfg.optimizer.as_str() {
-        "sgd" => Box::new(Sgd::new(
-            params.clone(),
-            cfg.momentum,
-            false,
-            cfg.weight_decay,
-        )?),
-        "adam" => Box::new(Adam::new(params.clone(), cfg.weight_decay, false)?),
-        "adamw" => Box::new(Adam::new(params.clone(), cfg.weight_decay, true)?),
-        o => {
-            return Err(Error::Invalid(format!(
-                "unknown optimizer {o:?}: use sgd, adam or adamw"
-            )));
-        }
-    };
-    let schedule = cfg.schedule()?;
-    let ce_cfg = CeConfig {
-        label_smoothing: cfg.label_smoothing,
-        ignore_index: None,
-    };
-    let path_names: Vec<String> = paths.iter().map(|p| p.name.clone()).collect();
-
-    // The teacher's test predictions, once.
+    named.extend(
+        agg.params()
+            .into_iter()
+            .map(|v| ("the aggregator's weights".to_string(), v)),
+    );
+    let (param_names, params): (Vec<String>, Vec<Var>) = named.into_iter().unzip();
+    let opt = build_optimizer(cfg, &params)?;
     let (teacher_acc, teacher_pred) = match &teacher {
         Some(t) => {
-            let (p, l) = predictions(t.as_ref(), &test_loader)?;
+            let (p, l) = predictions(t.model.as_ref(), &test_loader)?;
             (Some(accuracy(&p, &l)), Some(p))
         }
         None => (None, None),
     };
-
-    let ckpt = cfg.out_dir.join("checkpoint.safetensors");
-    let mut start_epoch = 0;
-    let mut result = RunResult {
-        name: if cfg.name.is_empty() {
-            cfg.aggregate.clone()
-        } else {
-            cfg.name.clone()
-        },
-        test_acc: 0.0,
-        agreement: None,
+    Ok(Parts {
+        teacher,
+        student,
+        paths,
+        agg,
+        opt,
+        params,
+        shared,
+        param_names,
+        input,
+        loader,
+        test_loader,
+        schedule: cfg.schedule()?,
+        teacher_pred,
         teacher_acc,
-        curve: Vec::new(),
-        path_names: path_names.clone(),
-        weight_history: Vec::new(),
-        params: nn::param_count(student.as_ref()),
-        seconds: 0.0,
-    };
-    if cfg.resume && ckpt.exists() {
-        let meta = safetensors::metadata(&ckpt)?;
-        let saved: RunConfig = serde_json::from_str(
-            meta.get("config").map(String::as_str).unwrap_or("{}"),
-        )
-        .map_err(|e| {
-            Error::data(
-                &ckpt,
-                format!("bad config in checkpoint: {e}"),
-                "delete it to start over",
-            )
-        })?;
-        if (RunConfig {
-            epochs: cfg.epochs,
-            resume: cfg.resume,
-            progress: cfg.progress,
-            ..saved.clone()
-        }) != *cfg
-        {
-            return Err(Error::data(
-                &ckpt,
-                "was written by a different configuration",
-                "use another --out directory, or drop --resume to start over",
-            ));
-        }
-        safetensors::load_prefixed(student.as_ref(), &ckpt, "student")?;
-        for p in &paths {
-            safetensors::load_prefixed(p, &ckpt, "paths")?;
-        }
-        opt.load_state(&safetensors::load_tensors(gpu, &ckpt, "optim.")?)?;
-        let agg_state: Vec<f32> =
-            serde_json::from_str(meta.get("aggregator").map(String::as_str).unwrap_or("[]"))
-                .unwrap_or_default();
-        agg.load_state(&agg_state)?;
-        let prev: RunResult = serde_json::from_str::<serde_json::Value>(
-            meta.get("result").map(String::as_str).unwrap_or("{}"),
-        )
-        .ok()
-        .and_then(|v| {
-            Some(RunResult {
-                curve: serde_json::from_value(v.get("curve")?.clone()).ok()?,
-                weight_history: serde_json::from_value(v.get("weight_history")?.clone()).ok()?,
-                ..result.clone()
-            })
-        })
-        .unwrap_or(result.clone());
-        result = prev;
-        start_epoch = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-    }
-    let mut log = Log::open(&cfg.out_dir.join("metrics.jsonl"), start_epoch > 0)?;
+    })
+}
 
-    let steps_per_epoch = loader.batches_per_epoch();
-    let bar = if cfg.progress {
-        let b = indicatif::ProgressBar::new((cfg.epochs * steps_per_epoch) as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>14} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b.set_prefix(result.name.clone());
-        b.set_position((start_epoch * steps_per_epoch) as u64);
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+/// Device-side marks of the first step at which a watched number went bad.
+struct Health {
+    marks: Tensor,
+    labels: Vec<String>,
+    paths: usize,
+}
 
-    for epoch in start_epoch..cfg.epochs {
-        let mut sums = vec![0f32; paths.len()];
-        let mut samples = 0usize;
-        let mut t_log = Instant::now();
-        for (b, batch) in loader.epoch(epoch).enumerate() {
-            let batch = batch?;
-            let step = epoch * steps_per_epoch + b;
-            let lr = schedule.lr(
-                cfg.lr,
-                epoch as f32 + b as f32 / steps_per_epoch as f32,
-                cfg.warmup_epochs,
-            );
-            let x = Var::constant(batch.images);
-            // Without paths the teacher is only there for the agreement metric.
-            let t_out = match teacher.as_ref().filter(|_| !paths.is_empty()) {
-                Some(t) => {
-                    let _ng = no_grad();
-                    Some(t.forward(&x, false)?)
-                }
-                None => None,
-            };
-            let s_out = student.forward(&x, true)?;
-            let ce = F::cross_entropy(&s_out.logits, &batch.labels, ce_cfg)?;
-            let losses: Vec<Var> = match &t_out {
-                Some(t) => paths
-                    .iter()
-                    .map(|p| p.loss(&s_out, t, true))
-                    .collect::<Result<_>>()?,
-                None => Vec::new(),
-            };
-            opt.zero_grad();
-            agg.backward(&ce, &losses, &params, &shared)?;
-            opt.step(lr)?;
-            if step % cfg.log_every.max(1) == 0 || b + 1 == steps_per_epoch {
-                let ce_v = checked_loss(&ce, step)?;
-                let mut lv = Vec::new();
-                for l in &losses {
-                    lv.push(checked_loss(l, step)?);
-                }
-                for (s, v) in sums.iter_mut().zip(&lv) {
-                    *s += v;
-                }
-                samples += 1;
-                let w = agg.weights()?;
-                let ips = (cfg.log_every.max(1) * cfg.batch_size) as f32
-                    / t_log.elapsed().as_secs_f32().max(1e-6);
-                t_log = Instant::now();
-                result.weight_history.push((step, w.clone()));
-                log.write(serde_json::json!({
-                    "type": "step", "step": step, "epoch": epoch, "lr": lr, "ce": ce_v,
-                    "losses": path_names.iter().cloned().zip(lv.iter().map(|&x| serde_json::json!(x))).collect::<serde_json::Map<String, serde_json::Value>>(),
-                    "weights": path_names.iter().cloned().zip(w.iter().map(|&x| serde_json::json!(x))).collect::<serde_json::Map<String, serde_json::Value>>(),
-                    "images_per_s": ips,
-                }))?;
-                bar.set_message(format!(
-                    "ce {ce_v:.3} acc {:.3}",
-                    result.curve.last().copied().unwrap_or(0.0)
-                ));
-            }
-            bar.inc(1);
-        }
-        let means: Vec<f32> = sums.iter().map(|s| s / samples.max(1) as f32).collect();
-        agg.end_epoch(&means);
-        let (pred, labels) = predictions(student.as_ref(), &test_loader)?;
-        let acc = accuracy(&pred, &labels);
-        let agreement = teacher_pred.as_ref().map(|tp| accuracy(&pred, tp));
-        result.curve.push(acc);
-        result.test_acc = acc;
-        result.agreement = agreement;
-        log.write(serde_json::json!({"type": "epoch", "epoch": epoch, "test_acc": acc, "agreement": agreement, "teacher_acc": teacher_acc}))?;
-        // Checkpoint: student, regressors, optimiser and aggregator state, config.
-        let mut tensors: Vec<(String, crate::Tensor)> = opt
-            .state()
-            .into_iter()
-            .map(|(k, v)| (format!("optim.{k}"), v))
-            .collect();
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut modules: Vec<(&str, &dyn Module)> =
-            vec![("student", student.as_ref() as &dyn Module)];
-        for p in &paths {
-            modules.push(("paths", p as &dyn Module));
-        }
-        let meta = [
-            ("epoch", (epoch + 1).to_string()),
-            ("config", serde_json::to_string(cfg).unwrap_or_default()),
-            (
-                "aggregator",
-                serde_json::to_string(&agg.state()?).unwrap_or_default(),
-            ),
-            ("result", serde_json::to_string(&result).unwrap_or_default()),
-            ("arch", cfg.student_model.clone()),
+impl Health {
+    const TEACHER: usize = 0;
+    const CE: usize = 1;
+
+    fn new(gpu: &Gpu, parts: &Parts<'_>) -> Result<Health> {
+        let mut labels = vec![
+            "the teacher's outputs".to_string(),
+            "the cross-entropy loss".to_string(),
         ];
-        safetensors::save_checkpoint(&ckpt, &modules, &tensors, &meta)?;
+        labels.extend(
+            parts
+                .paths
+                .iter()
+                .map(|p| format!("the {} path's loss", p.name)),
+        );
+        labels.extend(
+            parts
+                .param_names
+                .iter()
+                .map(|n| format!("the parameter {n}")),
+        );
+        let marks = Tensor::from_u32(gpu, &[labels.len()], &vec![0; labels.len()])?;
+        Ok(Health {
+            marks,
+            labels,
+            paths: parts.paths.len(),
+        })
+    }
+
+    fn mark(&self, slot: usize, v: &Tensor, step: usize) -> Result<()> {
+        crate::ops::health::mark_bad(&self.marks, slot, v, step, DIVERGED_ABOVE)
+    }
+
+    fn mark_step(
+        &self,
+        step: usize,
+        teacher: Option<&Var>,
+        ce: &Var,
+        losses: &[Var],
+    ) -> Result<()> {
+        if let Some(t) = teacher {
+            self.mark(Self::TEACHER, t.value(), step)?;
+        }
+        self.mark(Self::CE, ce.value(), step)?;
+        for (k, l) in losses.iter().enumerate() {
+            self.mark(2 + k, l.value(), step)?;
+        }
+        Ok(())
+    }
+
+    fn mark_params(&self, step: usize, params: &[Var]) -> Result<()> {
+        for (i, p) in params.iter().enumerate() {
+            self.mark(2 + self.paths + i, p.value(), step)?;
+        }
+        Ok(())
+    }
+
+    /// Fails, naming the first number that went bad and where to go from here.
+    fn check(&self, cfg: &RunConfig, steps_per_epoch: usize, saved_epochs: usize) -> Result<()> {
+        let marks = self.marks.to_vec_u32()?;
+        let Some((slot, &m)) = marks
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m != 0)
+            .min_by_key(|(i, m)| (**m, *i))
+        else {
+            return Ok(());
+        };
+        let step = (m - 1) as usize;
+        let last = if saved_epochs > 0 {
+            format!(
+                "{} holds the last good state (after epoch {saved_epochs}); nothing diverged was saved",
+                crate::fsutil::shown(&cfg.out_dir.join(CHECKPOINT))
+            )
+        } else {
+            "no checkpoint had been written yet".to_string()
+        };
+        Err(Error::Diverged(format!(
+            "training diverged: {} became NaN, infinite or larger than {DIVERGED_ABOVE:e} at step {step} \
+             (epoch {}). Lower the learning rate (--lr {}), check the input data and the teacher, \
+             then start again with --overwrite; {last}",
+            self.labels[slot],
+            step / steps_per_epoch.max(1),
+            cfg.lr
+        )))
+    }
+}
+
+/// Where a run starts: epoch, result so far, and the log's valid length.
+struct Start {
+    epoch: usize,
+    result: RunResult,
+    log_bytes: u64,
+}
+
+fn resume(cfg: &RunConfig, parts: &mut Parts<'_>, gpu: &Gpu) -> Result<Option<Start>> {
+    let ckpt = cfg.out_dir.join(CHECKPOINT);
+    if !(cfg.resume && ckpt.exists()) {
+        return Ok(None);
+    }
+    let sha = parts.teacher.as_ref().map(|t| t.sha256.as_str());
+    let meta = CheckpointMeta::read(&ckpt, cfg, sha)?;
+    if meta.epoch > cfg.epochs {
+        return Err(Error::checkpoint(
+            &ckpt,
+            format!(
+                "holds {} epochs, more than --epochs {}",
+                meta.epoch, cfg.epochs
+            ),
+            "resume with the run's own number of epochs",
+        ));
+    }
+    let load = |m: &dyn Module, prefix| {
+        safetensors::load_prefixed(m, &ckpt, prefix).map_err(as_checkpoint)
+    };
+    load(parts.student.as_ref(), "student")?;
+    for p in &parts.paths {
+        load(p, "paths")?;
+    }
+    let opt_state = safetensors::load_tensors(gpu, &ckpt, "optim.").map_err(as_checkpoint)?;
+    parts.opt.load_state(&opt_state)?;
+    parts.agg.load_state(&meta.aggregator)?;
+    Ok(Some(Start {
+        epoch: meta.epoch,
+        result: meta.result,
+        log_bytes: meta.log_bytes,
+    }))
+}
+
+/// Runs one configuration to the end (or from its checkpoint with `resume`).
+pub fn run(gpu: &Gpu, cfg: &RunConfig) -> Result<RunResult> {
+    let t0 = Instant::now();
+    cfg.validate()?;
+    let mut cfg = cfg.clone();
+    resolve_out_dir(&mut cfg)?;
+    let _lock = open_run_dir(&cfg)?;
+    let (train, test) = cfg.load_data()?;
+    let mut parts = setup(gpu, &cfg, &train, &test)?;
+    let start = match resume(&cfg, &mut parts, gpu)? {
+        Some(s) => s,
+        None => Start {
+            epoch: 0,
+            result: RunResult {
+                name: if cfg.name.is_empty() {
+                    cfg.aggregate.clone()
+                } else {
+                    cfg.name.clone()
+                },
+                path_names: parts.paths.iter().map(|p| p.name.clone()).collect(),
+                params: nn::param_count(parts.student.as_ref()),
+                ..RunResult::default()
+            },
+            log_bytes: 0,
+        },
+    };
+    let mut result = start.result;
+    result.out_dir = cfg.out_dir.clone();
+    result.teacher_acc = parts.teacher_acc;
+    let seconds_before = result.seconds;
+    let mut log = Log::open(&cfg.out_dir.join(METRICS), start.log_bytes)?;
+    let health = Health::new(gpu, &parts)?;
+    let steps_per_epoch = parts.loader.batches_per_epoch();
+    let bar = progress_bar(
+        &cfg,
+        &result.name,
+        start.epoch * steps_per_epoch,
+        steps_per_epoch,
+    );
+    let last = cfg
+        .stop_after
+        .map_or(cfg.epochs, |n| (start.epoch + n).min(cfg.epochs));
+    for epoch in start.epoch..last {
+        let means = train_epoch(
+            &cfg,
+            &mut parts,
+            &health,
+            &mut log,
+            &mut result,
+            epoch,
+            &bar,
+        )?;
+        parts.agg.end_epoch(&means);
+        result.seconds = seconds_before + t0.elapsed().as_secs_f32();
+        finish_epoch(&cfg, &parts, &health, &mut log, &mut result, epoch)?;
     }
     bar.finish_and_clear();
-    // The trained student alone, loadable as a teacher or by PyTorch.
-    safetensors::save(
-        student.as_ref(),
-        &cfg.out_dir.join("model.safetensors"),
-        &[
-            ("arch", cfg.student_model.clone()),
-            ("data", cfg.data.clone()),
-            ("test_acc", result.test_acc.to_string()),
-        ],
-    )?;
-    result.seconds += t0.elapsed().as_secs_f32();
+    result.seconds = seconds_before + t0.elapsed().as_secs_f32();
+    if result.epochs_done == cfg.epochs && (last > start.epoch || !cfg.out_dir.join(MODEL).exists())
+    {
+        save_model(&cfg, &parts, &result)?;
+    }
     Ok(result)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::RunConfig;
-
-    #[test]
-    fn the_shipped_config_parses_and_typos_are_refused() {
-        let path = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/assets/distill-fmnist.toml"
-        ));
-        let c = RunConfig::from_toml(path).unwrap();
-        assert_eq!(
-            (c.student_model.as_str(), c.aggregate.as_str(), c.epochs),
-            ("cnn8", "adaptive", 4)
-        );
-        assert!(c.schedule().is_ok());
-        let bad: Result<RunConfig, _> = toml::from_str("epoch = 3");
-        assert!(bad.unwrap_err().to_string().contains("unknown field"));
-        let c = RunConfig {
-            schedule: "multistep:60,120:0.2".into(),
-            ..RunConfig::default()
-        };
-        assert!(c.schedule().is_ok());
-        let c = RunConfig {
-            schedule: "sometimes".into(),
-            ..RunConfig::default()
-        };
-        assert!(
-            c.schedule()
-                .unwrap_err()
-                .to_string()
-                .contains("bad schedule")
-        );
+fn progress_bar(
+    cfg: &RunConfig,
+    name: &str,
+    done: usize,
+    per_epoch: usize,
+) -> indicatif::ProgressBar {
+    if !cfg.progress {
+        return indicatif::ProgressBar::hidden();
     }
+    let b = indicatif::ProgressBar::new((cfg.epochs * per_epoch) as u64);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>14} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b.set_prefix(name.to_string());
+    b.set_position(done as u64);
+    b
+}
+
+fn named_values(names: &[String], v: &[f32]) -> serde_json::Value {
+    names
+        .iter()
+        .cloned()
+        .zip(v.iter().map(|&x| serde_json::json!(x)))
+        .collect::<serde_json::Map<String, serde_json::Value>>()
+        .into()
+}
+
+/// One epoch of steps; returns the mean of each path's logged losses.
+fn train_epoch(
+    cfg: &RunConfig,
+    parts: &mut Parts<'_>,
+    health: &Health,
+    log: &mut Log,
+    result: &mut RunResult,
+    epoch: usize,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<f32>> {
+    let steps_per_epoch = parts.loader.batches_per_epoch();
+    let ce_cfg = CeConfig {
+        label_smoothing: cfg.label_smoothing,
+        ignore_index: None,
+    };
+    let mut sums = vec![0f32; parts.paths.len()];
+    let mut samples = 0usize;
+    let mut t_log = Instant::now();
+    for (b, batch) in parts.loader.epoch(epoch).enumerate() {
+        let batch = batch?;
+        let step = epoch * steps_per_epoch + b;
+        let lr = parts.schedule.lr(
+            cfg.lr,
+            epoch as f32 + b as f32 / steps_per_epoch as f32,
+            cfg.warmup_epochs,
+        );
+        let x = Var::constant(batch.images);
+        // Without paths the teacher is only there for the agreement metric.
+        let t_out = match parts.teacher.as_ref().filter(|_| !parts.paths.is_empty()) {
+            Some(t) => {
+                let _ng = no_grad();
+                Some(t.model.forward(&x, false)?)
+            }
+            None => None,
+        };
+        let s_out = parts.student.forward(&x, true)?;
+        let ce = F::cross_entropy(&s_out.logits, &batch.labels, ce_cfg)?;
+        let losses: Vec<Var> = match &t_out {
+            Some(t) => parts
+                .paths
+                .iter()
+                .map(|p| p.loss(&s_out, t, true))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        health.mark_step(step, t_out.as_ref().map(|t| &t.logits), &ce, &losses)?;
+        parts.opt.zero_grad();
+        parts
+            .agg
+            .backward(&ce, &losses, &parts.params, &parts.shared)?;
+        parts.opt.step(lr)?;
+        if step.is_multiple_of(cfg.log_every) || b + 1 == steps_per_epoch {
+            health.mark_params(step, &parts.params)?;
+            health.check(cfg, steps_per_epoch, epoch)?;
+            let ce_v = ce.value().item()?;
+            let lv: Vec<f32> = losses
+                .iter()
+                .map(|l| l.value().item())
+                .collect::<Result<_>>()?;
+            for (s, v) in sums.iter_mut().zip(&lv) {
+                *s += v;
+            }
+            samples += 1;
+            let w = parts.agg.weights()?;
+            let ips =
+                (cfg.log_every * cfg.batch_size) as f32 / t_log.elapsed().as_secs_f32().max(1e-6);
+            t_log = Instant::now();
+            result.weight_history.push((step, w.clone()));
+            log.write(serde_json::json!({
+                "type": "step", "step": step, "epoch": epoch, "lr": lr, "ce": ce_v,
+                "losses": named_values(&result.path_names, &lv),
+                "weights": named_values(&result.path_names, &w),
+                "images_per_s": ips,
+            }))?;
+            bar.set_message(format!(
+                "ce {ce_v:.3} acc {:.3}",
+                result.curve.last().copied().unwrap_or(0.0)
+            ));
+        }
+        bar.inc(1);
+    }
+    Ok(sums.iter().map(|s| s / samples.max(1) as f32).collect())
+}
+
+/// After an epoch: test accuracy and agreement, a health check of every
+/// parameter, then the checkpoint (student, regressors, optimiser and
+/// aggregator state, result so far, the log's length).
+fn finish_epoch(
+    cfg: &RunConfig,
+    parts: &Parts<'_>,
+    health: &Health,
+    log: &mut Log,
+    result: &mut RunResult,
+    epoch: usize,
+) -> Result<()> {
+    let steps_per_epoch = parts.loader.batches_per_epoch();
+    let last_step = (epoch + 1) * steps_per_epoch - 1;
+    health.mark_params(last_step, &parts.params)?;
+    health.check(cfg, steps_per_epoch, epoch)?;
+    let (pred, labels) = predictions(parts.student.as_ref(), &parts.test_loader)?;
+    let acc = accuracy(&pred, &labels);
+    let agreement = parts.teacher_pred.as_ref().map(|tp| accuracy(&pred, tp));
+    result.curve.push(acc);
+    result.test_acc = acc;
+    result.agreement = agreement;
+    result.epochs_done = epoch + 1;
+    log.write(
+        serde_json::json!({"type": "epoch", "epoch": epoch, "test_acc": acc,
+        "agreement": agreement, "teacher_acc": parts.teacher_acc}),
+    )?;
+    let log_bytes = log.sync()?;
+    let mut tensors: Vec<(String, Tensor)> = parts
+        .opt
+        .state()
+        .into_iter()
+        .map(|(k, v)| (format!("optim.{k}"), v))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut modules: Vec<(&str, &dyn Module)> =
+        vec![("student", parts.student.as_ref() as &dyn Module)];
+    for p in &parts.paths {
+        modules.push(("paths", p as &dyn Module));
+    }
+    let meta = CheckpointMeta {
+        epoch: epoch + 1,
+        config: cfg.clone(),
+        aggregator: parts.agg.state()?,
+        result: result.clone(),
+        log_bytes,
+        teacher_sha256: parts.teacher.as_ref().map(|t| t.sha256.clone()),
+    };
+    let ckpt = cfg.out_dir.join(CHECKPOINT);
+    safetensors::save_checkpoint(
+        &ckpt,
+        &modules,
+        &tensors,
+        &[
+            (CheckpointMeta::KEY, meta.to_json()),
+            ("arch", cfg.student_model.clone()),
+        ],
+    )
+    .map_err(as_checkpoint)
+}
+
+/// The trained student alone, loadable as a teacher, by `eval` or by PyTorch:
+/// with its architecture, the input it expects and its normalisation.
+fn save_model(cfg: &RunConfig, parts: &Parts<'_>, result: &RunResult) -> Result<()> {
+    let mut meta = vec![
+        ("arch", cfg.student_model.clone()),
+        ("data", cfg.data.clone()),
+        (nn::input::KEY, parts.input.to_json()),
+        ("test_acc", result.test_acc.to_string()),
+        ("epochs", result.epochs_done.to_string()),
+    ];
+    if let Some(a) = result.agreement {
+        meta.push(("agreement", a.to_string()));
+    }
+    safetensors::save(parts.student.as_ref(), &cfg.out_dir.join(MODEL), &meta)
+}
+
+/// The normalisation and input shape of a model file, or, for files that do
+/// not carry them (older runs, PyTorch exports), the statistics of `fallback`
+/// with a warning on stderr.
+pub fn input_of(
+    weights: &FsPath,
+    fallback: impl FnOnce() -> Result<ImageSet>,
+) -> Result<InputSpec> {
+    let meta = safetensors::metadata(weights)?;
+    if let Some(spec) = InputSpec::from_meta(&meta, weights)? {
+        return Ok(spec);
+    }
+    let set = fallback()?;
+    eprintln!(
+        "warning: {} does not say how its inputs were normalised; using the statistics of {} \
+         ({} images) as training would have",
+        crate::fsutil::shown(weights),
+        set.name,
+        set.len()
+    );
+    Ok(InputSpec::new(&set, set.channel_stats()))
+}
+
+/// Where the model file of a run in `dir` is.
+pub fn model_path(dir: &FsPath) -> PathBuf {
+    dir.join(MODEL)
 }

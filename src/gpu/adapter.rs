@@ -94,6 +94,21 @@ pub(crate) fn open_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Device, wgpu
     })
 }
 
+/// Refuses values of condenser's environment variables that would otherwise be
+/// ignored silently (a typo in CONDENSER_KERNELS would test the wrong kernels).
+pub(crate) fn check_env() -> Result<()> {
+    let check = |var: &str, allowed: &[&str]| match std::env::var(var) {
+        Ok(v) if !allowed.contains(&v.as_str()) => Err(Error::range(
+            var,
+            format!("{v:?}"),
+            format!("one of {}, or unset", allowed.join(", ")),
+        )),
+        _ => Ok(()),
+    };
+    check("CONDENSER_KERNELS", &["cpu", "gpu"])?;
+    check("CONDENSER_SHADER_CHECKS", &["0", "1"])
+}
+
 pub(crate) fn classify(info: &wgpu::AdapterInfo) -> AdapterClass {
     match std::env::var("CONDENSER_KERNELS").ok().as_deref() {
         Some("cpu") => return AdapterClass::Cpu,

@@ -59,6 +59,7 @@ impl Gpu {
     /// Opens the best adapter (see `CONDENSER_ADAPTER`, `WGPU_BACKEND`) with its
     /// own limits and the optional features condenser uses.
     pub fn new() -> Result<Gpu> {
+        adapter::check_env()?;
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = adapter::choose_adapter(&instance)?;

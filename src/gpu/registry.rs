@@ -33,6 +33,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("optim", &[include_str!("../../shaders/optim.wgsl")]),
     ("resample", &[include_str!("../../shaders/resample.wgsl")]),
     ("kd", &[include_str!("../../shaders/kd.wgsl")]),
+    ("health", &[include_str!("../../shaders/health.wgsl")]),
     // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
     (
         "matmul_subgroup",

@@ -3,6 +3,7 @@
 //! between condenser and PyTorch.
 
 pub mod init;
+pub mod input;
 pub mod layers;
 pub mod models;
 pub mod safetensors;
@@ -13,6 +14,7 @@ use crate::autograd::Var;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
+pub use input::InputSpec;
 pub use layers::{BatchNorm2d, Conv2d, Linear};
 pub use models::{ModelSpec, build_model};
 

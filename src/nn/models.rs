@@ -23,6 +23,12 @@ pub struct ModelSpec {
 /// Names `build_model` understands (any depth/width of these forms works).
 pub const ARCHS: &str = "cnn<width> (cnn8, cnn32), resnet<6n+2>[x4] (resnet8x4, resnet32x4, resnet20, resnet56), wrn-<6n+4>-<k> (wrn-16-2, wrn-40-2)";
 
+/// Bounds on the architectures' sizes: far beyond what trains on any one GPU
+/// today, small enough that a typo (cnn100000) is an error, not an allocation.
+pub const MAX_CNN_WIDTH: usize = 4096;
+pub const MAX_DEPTH: usize = 1202;
+pub const MAX_WIDEN: usize = 64;
+
 pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Model>> {
     let bad = || {
         Error::Invalid(format!(
@@ -34,8 +40,12 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
     let mut seeds = Seeds::new(seed);
     if let Some(w) = a.strip_prefix("cnn") {
         let width: usize = w.parse().map_err(|_| bad())?;
-        if width == 0 {
-            return Err(bad());
+        if !(1..=MAX_CNN_WIDTH).contains(&width) {
+            return Err(Error::range(
+                "cnn width",
+                width,
+                format!("1..={MAX_CNN_WIDTH}"),
+            ));
         }
         return Ok(Box::new(PlainCnn::new(gpu, spec, width, &mut seeds)?));
     }
@@ -45,9 +55,9 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
             None => (rest, false),
         };
         let depth: usize = depth.parse().map_err(|_| bad())?;
-        if depth < 8 || !(depth - 2).is_multiple_of(6) {
+        if !(8..=MAX_DEPTH).contains(&depth) || !(depth - 2).is_multiple_of(6) {
             return Err(Error::Invalid(format!(
-                "resnet depth must be 6n + 2 (8, 14, 20, 32, 56, 110), got {depth}"
+                "resnet depth must be 6n + 2 (8, 14, 20, 32, 56, 110), at most {MAX_DEPTH}, got {depth}"
             )));
         }
         let filters = if x4 {
@@ -63,9 +73,12 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
         let (d, k) = rest.split_once('-').ok_or_else(bad)?;
         let depth: usize = d.parse().map_err(|_| bad())?;
         let widen: usize = k.parse().map_err(|_| bad())?;
-        if depth < 10 || !(depth - 4).is_multiple_of(6) || widen == 0 {
+        if !(10..=MAX_DEPTH).contains(&depth)
+            || !(depth - 4).is_multiple_of(6)
+            || !(1..=MAX_WIDEN).contains(&widen)
+        {
             return Err(Error::Invalid(format!(
-                "wrn depth must be 6n + 4 (16, 28, 40) and width >= 1, got {a}"
+                "wrn depth must be 6n + 4 (16, 28, 40), at most {MAX_DEPTH}, and the widening 1..={MAX_WIDEN}, got {a}"
             )));
         }
         return Ok(Box::new(WideResNet::new(

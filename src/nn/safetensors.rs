@@ -40,6 +40,18 @@ fn module_entries(m: &dyn Module, prefix: &str) -> Result<Vec<Raw>> {
 }
 
 fn write_file(path: &Path, tensors: &[Raw], metadata: &[(&str, String)]) -> Result<()> {
+    // A file of NaNs would be a trap for whoever loads it: refuse to write one.
+    let f32s = tensors
+        .iter()
+        .filter(|t| t.1 == "F32")
+        .map(|t| (t.0.as_str(), t.3.as_slice()));
+    if let Some((name, i, v)) = first_non_finite(f32s) {
+        return Err(Error::weights(
+            path,
+            format!("not written: tensor {name} holds {v} (element {i})"),
+            "the model diverged; any earlier file at this path is unchanged",
+        ));
+    }
     let mut header = Map::new();
     let meta: Map<String, Value> = metadata
         .iter()
@@ -120,11 +132,26 @@ pub fn load_tensors(gpu: &crate::Gpu, path: &Path, prefix: &str) -> Result<Vec<(
     Ok(out)
 }
 
+/// The largest weights file read (bytes); everything is read into memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+/// The format's own bound on the JSON header.
+const MAX_HEADER_BYTES: usize = 100 << 20;
+
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })
+    crate::fsutil::read_regular(path, MAX_FILE_BYTES)
+}
+
+/// The first tensor holding a NaN or an infinity, with the index of the value.
+fn first_non_finite<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Option<(String, usize, f32)> {
+    for (name, bytes) in tensors {
+        let vals: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
+        if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
+            return Some((name.to_string(), i, vals[i]));
+        }
+    }
+    None
 }
 
 struct Stored {
@@ -136,7 +163,7 @@ struct Stored {
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<(BTreeMap<String, Stored>, usize)> {
     let bad = |msg: String| {
-        Error::data(
+        Error::weights(
             path,
             msg,
             "the file is not a safetensors file or is damaged",
@@ -148,7 +175,13 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(BTreeMap<String, Stored>, usize)>
             bytes.len()
         )));
     }
-    let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if hlen > MAX_HEADER_BYTES as u64 {
+        return Err(bad(format!(
+            "header length {hlen} is over the format's limit of {MAX_HEADER_BYTES} bytes"
+        )));
+    }
+    let hlen = hlen as usize;
     if hlen > bytes.len() - 8 {
         return Err(bad(format!(
             "header length {hlen} runs past the end of the {}-byte file (truncated?)",
@@ -188,7 +221,11 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(BTreeMap<String, Stored>, usize)>
             "F16" | "BF16" => 2,
             _ => 1,
         };
-        if start > end || end > data_len || end - start != shape.iter().product::<usize>() * elem {
+        let want = shape
+            .iter()
+            .try_fold(elem as usize, |a: usize, &d| a.checked_mul(d))
+            .ok_or_else(|| bad(format!("{name}: shape {shape:?} overflows")))?;
+        if start > end || end > data_len || end - start != want {
             return Err(bad(format!(
                 "{name}: bytes {start}..{end} do not hold a {dtype} tensor of shape {shape:?} inside {data_len} bytes of data"
             )));
@@ -245,7 +282,7 @@ fn load_impl(m: &dyn Module, path: &Path, prefix: &str, exact: bool) -> Result<(
         }
     }
     if !problems.is_empty() {
-        return Err(Error::data(
+        return Err(Error::weights(
             path,
             format!(
                 "weights do not match the model ({} differences):\n    {}",
@@ -253,6 +290,20 @@ fn load_impl(m: &dyn Module, path: &Path, prefix: &str, exact: bool) -> Result<(
                 problems.join("\n    ")
             ),
             "check --model / --teacher-model against the architecture the file was saved from",
+        ));
+    }
+    let f32s = expected
+        .iter()
+        .map(|n| (n.as_str(), &stored[n]))
+        .filter(|(_, s)| s.dtype == "F32")
+        .map(|(n, s)| (n, &bytes[base + s.start..base + s.end]));
+    if let Some((name, i, v)) = first_non_finite(f32s) {
+        return Err(Error::weights(
+            path,
+            format!(
+                "tensor {name} holds {v} (element {i}); a model with NaN or infinite weights computes nothing useful"
+            ),
+            "the file comes from a run that diverged: use an earlier checkpoint or train again",
         ));
     }
     let mut err = None;
@@ -280,7 +331,7 @@ pub fn metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     parse(path, &bytes)?;
     let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("checked")) as usize;
     let header: Value = serde_json::from_slice(&bytes[8..8 + hlen])
-        .map_err(|e| Error::data(path, e.to_string(), ""))?;
+        .map_err(|e| Error::weights(path, e.to_string(), ""))?;
     Ok(header
         .get("__metadata__")
         .and_then(|m| m.as_object())

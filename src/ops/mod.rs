@@ -3,6 +3,7 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod health;
 pub mod kd;
 pub mod layout;
 pub mod losses;

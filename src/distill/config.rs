@@ -1,0 +1,589 @@
+//! A run's configuration (`RunConfig`, from flags or a TOML file): parsed once,
+//! checked against the valid range of every field before anything is trained,
+//! and compared by meaning when a checkpoint is resumed.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::AggregateSpec;
+use super::paths::parse_paths;
+use crate::data::{DataOptions, ImageSet, MAX_SIDE, Split, load};
+use crate::error::{Error, Result};
+use crate::optim::Schedule;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// A name for tables and plots.
+    pub name: String,
+    pub data: String,
+    pub data_dir: Option<PathBuf>,
+    /// Training images to use (None: all).
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+    /// Image side for the shapes world and image folders.
+    pub image_size: Option<usize>,
+    /// Images of the shapes world's training split.
+    pub shapes_count: Option<usize>,
+    pub teacher_model: Option<String>,
+    pub teacher_weights: Option<PathBuf>,
+    pub student_model: String,
+    /// Distillation paths: `soft,hint,at,nst,logits` (empty: none).
+    pub paths: String,
+    /// equal, fixed[:w,..], adaptive, gradnorm, dwa, pcgrad, mgda.
+    pub aggregate: String,
+    /// One path per stage for feature paths at several stages.
+    pub layerwise: bool,
+    pub temperature: f32,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// sgd, adam or adamw
+    pub optimizer: String,
+    /// constant, cosine, step:<every>:<gamma>, multistep:<m1>,<m2>..:<gamma>
+    pub schedule: String,
+    pub warmup_epochs: f32,
+    pub crop_pad: usize,
+    pub flip: bool,
+    pub label_smoothing: f32,
+    pub seed: u64,
+    /// Output folder; empty: a new folder under runs/ that holds no earlier run.
+    pub out_dir: PathBuf,
+    /// Read losses back and log every this many steps.
+    pub log_every: usize,
+    /// Continue from the checkpoint in `out_dir`.
+    pub resume: bool,
+    /// Replace a run that `out_dir` already holds.
+    pub overwrite: bool,
+    /// Progress bars on the terminal.
+    pub progress: bool,
+    /// Stop cleanly after this many epochs of this session, as an interruption
+    /// would (the checkpoint allows `resume`); for time-boxed sessions and tests.
+    #[serde(skip)]
+    pub stop_after: Option<usize>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            name: String::new(),
+            data: "shapes".into(),
+            data_dir: None,
+            train_limit: None,
+            test_limit: None,
+            image_size: None,
+            shapes_count: None,
+            teacher_model: None,
+            teacher_weights: None,
+            student_model: "cnn8".into(),
+            paths: String::new(),
+            aggregate: "equal".into(),
+            layerwise: false,
+            temperature: 4.0,
+            epochs: 10,
+            batch_size: 64,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            optimizer: "sgd".into(),
+            schedule: "cosine".into(),
+            warmup_epochs: 0.0,
+            crop_pad: 0,
+            flip: false,
+            label_smoothing: 0.0,
+            seed: 0,
+            out_dir: PathBuf::new(),
+            log_every: 10,
+            resume: false,
+            overwrite: false,
+            progress: true,
+            stop_after: None,
+        }
+    }
+}
+
+/// The optimiser a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    AdamW,
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            "adamw" => Ok(OptimizerKind::AdamW),
+            o => Err(Error::Invalid(format!(
+                "unknown optimizer {o:?}: use sgd, adam or adamw"
+            ))),
+        }
+    }
+}
+
+/// Fields that change how a run is carried out, never what it computes:
+/// ignored when a checkpoint's configuration is compared with this run's.
+const NOT_COMPARED: &[&str] = &[
+    "name",
+    "out_dir",
+    "resume",
+    "overwrite",
+    "progress",
+    // Compared by content (a hash kept in the checkpoint), not by path.
+    "teacher_weights",
+];
+
+/// A config value for a message: floats as the f32 they are.
+fn show(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(f) if v.is_f64() => (f as f32).to_string(),
+        _ => v.to_string(),
+    }
+}
+
+fn in_range(what: &str, v: f32, ok: bool, range: &str) -> Result<()> {
+    if ok && v.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::range(what, v, range))
+    }
+}
+
+impl RunConfig {
+    pub fn from_toml(path: &FsPath) -> Result<RunConfig> {
+        let text = crate::fsutil::read_text(path, 1 << 20)?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", crate::fsutil::shown(path))))
+    }
+
+    /// Every field against its valid range, before any data is read or any
+    /// model built; the error names the field, the value and the range.
+    pub fn validate(&self) -> Result<()> {
+        let count = |what: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::range(what, v, format!("{lo}..={hi}")))
+            }
+        };
+        count("epochs", self.epochs, 1, 100_000)?;
+        count("batch size", self.batch_size, 1, 65_536)?;
+        count("log every", self.log_every, 1, usize::MAX)?;
+        for (what, v) in [
+            ("train limit", self.train_limit),
+            ("test limit", self.test_limit),
+            ("shapes count", self.shapes_count),
+        ] {
+            if let Some(v) = v {
+                count(what, v, 1, usize::MAX)?;
+            }
+        }
+        if let Some(s) = self.image_size {
+            count("image size", s, 1, MAX_SIDE)?;
+        }
+        if let Some(s) = self.stop_after {
+            count("stop after (epochs)", s, 1, usize::MAX)?;
+        }
+        in_range("lr", self.lr, self.lr > 0.0, "a finite number > 0")?;
+        in_range(
+            "momentum",
+            self.momentum,
+            (0.0..1.0).contains(&self.momentum),
+            "0 <= momentum < 1",
+        )?;
+        in_range(
+            "weight decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "a finite number >= 0",
+        )?;
+        in_range(
+            "warmup epochs",
+            self.warmup_epochs,
+            self.warmup_epochs >= 0.0 && self.warmup_epochs <= self.epochs as f32,
+            &format!("0..={} (the number of epochs)", self.epochs),
+        )?;
+        in_range(
+            "label smoothing",
+            self.label_smoothing,
+            (0.0..1.0).contains(&self.label_smoothing),
+            "0 <= smoothing < 1",
+        )?;
+        in_range(
+            "temperature",
+            self.temperature,
+            self.temperature > 0.0 && self.temperature <= 1000.0,
+            "0 < T <= 1000",
+        )?;
+        self.optimizer()?;
+        self.schedule()?;
+        self.aggregate_spec()?;
+        let paths = parse_paths(&self.paths)?;
+        match (&self.teacher_model, &self.teacher_weights, paths.is_empty()) {
+            (Some(_), None, _) => Err(Error::Invalid(
+                "--teacher-model needs --teacher-weights (train one with `condenser train`)".into(),
+            )),
+            (None, Some(_), _) => Err(Error::Invalid(
+                "--teacher-weights needs --teacher-model".into(),
+            )),
+            (None, None, false) => Err(Error::Invalid(format!(
+                "paths {:?} need a teacher (--teacher-model, --teacher-weights)",
+                self.paths
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that need the data: the crop must leave part of the image.
+    pub fn validate_for(&self, train: &ImageSet) -> Result<()> {
+        let side = train.height.min(train.width);
+        if self.crop_pad > side / 2 {
+            return Err(Error::range(
+                "crop padding",
+                self.crop_pad,
+                format!(
+                    "0..={} for {side}-pixel images (at most half the side)",
+                    side / 2
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn optimizer(&self) -> Result<OptimizerKind> {
+        self.optimizer.parse()
+    }
+
+    pub fn aggregate_spec(&self) -> Result<AggregateSpec> {
+        let spec: AggregateSpec = self.aggregate.parse()?;
+        if let AggregateSpec::Fixed(Some(w)) = &spec
+            && let Some(bad) = w.iter().find(|x| !(x.is_finite() && **x >= 0.0))
+        {
+            return Err(Error::range(
+                "fixed path weight",
+                bad,
+                "a finite number >= 0 for every path",
+            ));
+        }
+        Ok(spec)
+    }
+
+    pub fn schedule(&self) -> Result<Schedule> {
+        let s = self.schedule.as_str();
+        let bad = || {
+            Error::Invalid(format!(
+                "bad schedule {s:?}: use constant, cosine, step:<every>:<gamma> or \
+                 multistep:<m1>,<m2>:<gamma> (every and milestones whole epochs >= 1, \
+                 increasing; 0 < gamma <= 1)"
+            ))
+        };
+        let gamma = |g: &str| {
+            g.parse::<f32>()
+                .ok()
+                .filter(|g| g.is_finite() && *g > 0.0 && *g <= 1.0)
+                .ok_or_else(bad)
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        Ok(match parts[..] {
+            ["constant"] => Schedule::Constant,
+            ["cosine"] => Schedule::Cosine {
+                total: self.epochs,
+                min_lr: 0.0,
+            },
+            ["step", every, g] => Schedule::Step {
+                every: every.parse().ok().filter(|&e| e >= 1).ok_or_else(bad)?,
+                gamma: gamma(g)?,
+            },
+            ["multistep", ms, g] => {
+                let milestones: Vec<usize> = ms
+                    .split(',')
+                    .map(|m| m.trim().parse().ok().filter(|&m| m >= 1).ok_or_else(bad))
+                    .collect::<Result<_>>()?;
+                if milestones.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(bad());
+                }
+                Schedule::MultiStep {
+                    milestones,
+                    gamma: gamma(g)?,
+                }
+            }
+            _ => return Err(bad()),
+        })
+    }
+
+    fn data_options(&self, limit: Option<usize>) -> DataOptions {
+        DataOptions {
+            data_dir: self.data_dir.clone(),
+            limit,
+            size: self.image_size,
+            seed: 0,
+            count: self.shapes_count,
+        }
+    }
+
+    /// The training and test splits; they must hold images of one shape.
+    pub fn load_data(&self) -> Result<(ImageSet, ImageSet)> {
+        let train = load(
+            &self.data,
+            Split::Train,
+            &self.data_options(self.train_limit),
+        )?;
+        let test = load(&self.data, Split::Test, &self.data_options(self.test_limit))?;
+        let shape = |s: &ImageSet| (s.channels, s.height, s.width);
+        if shape(&train) != shape(&test) {
+            return Err(Error::data(
+                &self.data,
+                format!(
+                    "the training images are {:?} and the test images {:?} (C, H, W)",
+                    shape(&train),
+                    shape(&test)
+                ),
+                "both splits must come from the same data set",
+            ));
+        }
+        if train.classes != test.classes {
+            return Err(Error::data(
+                &self.data,
+                "the training and test splits name different classes",
+                "both splits must come from the same data set",
+            ));
+        }
+        Ok((train, test))
+    }
+
+    /// The fields in which a checkpoint's configuration differs from this one,
+    /// compared by meaning (paths made canonical), as `field: was -> now`.
+    pub fn differences(&self, saved: &RunConfig) -> Vec<String> {
+        let (a, b) = (saved.canonical(), self.canonical());
+        let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (a, b) else {
+            return vec!["the configurations could not be compared".into()];
+        };
+        let mut out = Vec::new();
+        for (k, now) in &b {
+            if NOT_COMPARED.contains(&k.as_str()) {
+                continue;
+            }
+            let was = a.get(k).unwrap_or(&serde_json::Value::Null);
+            // More epochs continue a run whose schedule does not depend on them.
+            if k == "epochs" && !self.schedule.starts_with("cosine") {
+                continue;
+            }
+            if was != now {
+                out.push(format!("{k}: checkpoint {}, now {}", show(was), show(now)));
+            }
+        }
+        out
+    }
+
+    fn canonical(&self) -> serde_json::Value {
+        let canon = |p: &FsPath| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut c = self.clone();
+        c.data_dir = c.data_dir.as_deref().map(canon);
+        if let Some(root) = c.data.strip_prefix("folder:") {
+            c.data = format!("folder:{}", canon(FsPath::new(root)).display());
+        }
+        serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunConfig;
+
+    #[test]
+    fn the_shipped_config_parses_and_typos_are_refused() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/distill-fmnist.toml"
+        ));
+        let c = RunConfig::from_toml(path).unwrap();
+        assert_eq!(
+            (c.student_model.as_str(), c.aggregate.as_str(), c.epochs),
+            ("cnn8", "adaptive", 4)
+        );
+        assert!(c.schedule().is_ok());
+        let bad: Result<RunConfig, _> = toml::from_str("epoch = 3");
+        assert!(bad.unwrap_err().to_string().contains("unknown field"));
+        let c = RunConfig {
+            schedule: "multistep:60,120:0.2".into(),
+            ..RunConfig::default()
+        };
+        assert!(c.schedule().is_ok());
+        for s in [
+            "sometimes",
+            "step:0:0.5",
+            "step:3:-1",
+            "multistep:120,60:0.2",
+            "step:2:nan",
+        ] {
+            let c = RunConfig {
+                schedule: s.into(),
+                ..RunConfig::default()
+            };
+            assert!(
+                c.schedule()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("bad schedule"),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_range_fields_are_refused_with_their_range() {
+        let d = RunConfig::default;
+        let cases: Vec<(RunConfig, &str)> = vec![
+            (RunConfig { epochs: 0, ..d() }, "epochs = 0"),
+            (
+                RunConfig {
+                    batch_size: 0,
+                    ..d()
+                },
+                "batch size = 0",
+            ),
+            (
+                RunConfig {
+                    log_every: 0,
+                    ..d()
+                },
+                "log every = 0",
+            ),
+            (
+                RunConfig {
+                    momentum: 5.0,
+                    ..d()
+                },
+                "momentum = 5",
+            ),
+            (
+                RunConfig {
+                    warmup_epochs: -1.0,
+                    ..d()
+                },
+                "warmup epochs = -1",
+            ),
+            (RunConfig { lr: 0.0, ..d() }, "lr = 0"),
+            (
+                RunConfig {
+                    lr: f32::NAN,
+                    ..d()
+                },
+                "lr = NaN",
+            ),
+            (
+                RunConfig {
+                    weight_decay: -1e-4,
+                    ..d()
+                },
+                "weight decay",
+            ),
+            (
+                RunConfig {
+                    temperature: 0.0,
+                    ..d()
+                },
+                "temperature = 0",
+            ),
+            (
+                RunConfig {
+                    label_smoothing: 1.0,
+                    ..d()
+                },
+                "label smoothing = 1",
+            ),
+            (
+                RunConfig {
+                    train_limit: Some(0),
+                    ..d()
+                },
+                "train limit = 0",
+            ),
+            (
+                RunConfig {
+                    image_size: Some(100_000),
+                    ..d()
+                },
+                "image size = 100000",
+            ),
+            (
+                RunConfig {
+                    optimizer: "sgdd".into(),
+                    ..d()
+                },
+                "unknown optimizer",
+            ),
+            (
+                RunConfig {
+                    aggregate: "fixed:1,-2".into(),
+                    ..d()
+                },
+                "fixed path weight = -2",
+            ),
+            (
+                RunConfig {
+                    aggregate: "fixed:1,inf".into(),
+                    ..d()
+                },
+                "fixed path weight = inf",
+            ),
+            (
+                RunConfig {
+                    paths: "soft".into(),
+                    ..d()
+                },
+                "need a teacher",
+            ),
+        ];
+        for (c, want) in cases {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "want {want:?} in: {e}");
+        }
+        RunConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn differences_name_the_fields_and_ignore_how_a_run_is_carried_out() {
+        let a = RunConfig::default();
+        let b = RunConfig {
+            lr: 0.1,
+            name: "other".into(),
+            progress: false,
+            out_dir: "/elsewhere".into(),
+            teacher_weights: Some("/moved/t.safetensors".into()),
+            ..a.clone()
+        };
+        assert_eq!(
+            b.differences(&a),
+            vec!["lr: checkpoint 0.05, now 0.1".to_string()]
+        );
+        let c = RunConfig {
+            epochs: 20,
+            schedule: "constant".into(),
+            ..a.clone()
+        };
+        let a_const = RunConfig {
+            schedule: "constant".into(),
+            ..a.clone()
+        };
+        assert!(
+            c.differences(&a_const).is_empty(),
+            "more epochs of a constant schedule continue the run"
+        );
+        let d = RunConfig {
+            epochs: 20,
+            ..a.clone()
+        };
+        assert_eq!(
+            d.differences(&a).len(),
+            1,
+            "a cosine schedule depends on the epochs"
+        );
+    }
+}
