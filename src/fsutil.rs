@@ -137,6 +137,8 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
 pub struct DirLock {
     _file: File,
     path: PathBuf,
+    /// Whether `acquire` made the folder.
+    created: bool,
 }
 
 impl DirLock {
@@ -144,6 +146,7 @@ impl DirLock {
 
     /// Locks `dir` (creating it), or fails at once naming the process that holds it.
     pub fn acquire(dir: &Path) -> Result<DirLock> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let path = dir.join(Self::FILE);
         let mut file = std::fs::OpenOptions::new()
@@ -169,7 +172,21 @@ impl DirLock {
         let _ = file.set_len(0);
         let _ = file.write_all(who.as_bytes());
         let _ = file.sync_all();
-        Ok(DirLock { _file: file, path })
+        Ok(DirLock {
+            _file: file,
+            path,
+            created,
+        })
+    }
+
+    /// Removes the folder again if this lock made it and nothing else was
+    /// written there: a refused run leaves no trace.
+    pub fn discard_if_unused(self) {
+        if let (true, Some(dir)) = (self.created, self.path.parent()) {
+            let _ = std::fs::remove_file(&self.path);
+            // Fails, harmlessly, unless the folder is empty.
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 
     pub fn path(&self) -> &Path {

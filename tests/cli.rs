@@ -174,3 +174,262 @@ fn quick_demo_writes_table_and_plots() {
     assert_eq!((png.width(), png.height()), (900, 520));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Runs the binary in `cwd`, killing it after `secs` (a hang is a failure).
+fn run_in(
+    cwd: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    secs: u64,
+) -> (Option<i32>, String, String) {
+    let mut cmd = condenser();
+    cmd.args(args).current_dir(cwd);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed().as_secs() > secs {
+            child.kill().unwrap();
+            panic!("condenser {args:?} hung for {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(!e.contains("panicked"), "{args:?} panicked: {e}");
+    (out.status.code(), o, e)
+}
+
+fn cli_tmp(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("condenser-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A tiny training run's flags (shapes world, one epoch).
+const TINY: &[&str] = &[
+    "--data",
+    "shapes",
+    "--image-size",
+    "12",
+    "--train-limit",
+    "96",
+    "--test-limit",
+    "40",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--quiet",
+];
+
+#[test]
+fn hostile_inputs_get_clear_errors_not_panics_or_hangs() {
+    let dir = cli_tmp("hostile");
+    let fifo = dir.join("fifo.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fifo = fifo.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["data", "show", "--limit", "0"], vec![], "--limit = 0"),
+        (vec!["data", "show", "--count", "0"], vec![], "--count = 0"),
+        (
+            vec!["data", "show", "--data", "shapes", "--size", "100000"],
+            vec![],
+            "image size = 100000",
+        ),
+        (
+            vec!["train", "--model", "cnn100000", "--out", "m"],
+            vec![],
+            "cnn width = 100000",
+        ),
+        (
+            vec!["train", "--image-size", "100000", "--out", "m"],
+            vec![],
+            "image size = 100000",
+        ),
+        (
+            vec!["train", "--config", fifo],
+            vec![],
+            "not a regular file",
+        ),
+        (
+            vec![
+                "distill",
+                "--teacher-model",
+                "cnn8",
+                "--teacher-weights",
+                "/dev/zero",
+                "--paths",
+                "soft",
+                "--out",
+                "z",
+            ],
+            vec![],
+            "not a regular file",
+        ),
+        (vec!["train", "--lr=-1", "--out", "m"], vec![], "lr = -1"),
+        (
+            vec!["info"],
+            vec![("CONDENSER_KERNELS", "bogus")],
+            "CONDENSER_KERNELS",
+        ),
+        (
+            vec!["compare", "--teacher-model", "cnn8", "--seeds", "0,0"],
+            vec![],
+            "seed 0 is named twice",
+        ),
+        (
+            vec![
+                "compare",
+                "--teacher-model",
+                "cnn8",
+                "--runs",
+                "student,soft,adaptve",
+            ],
+            vec![],
+            "unknown run \"adaptve\"",
+        ),
+        (
+            vec!["compare", "--teacher-model", "cnn8", "--runs", ","],
+            vec![],
+            "no runs to compare",
+        ),
+        (
+            vec!["compare", "--teacher-model", "cnn8", "--runs", "soft,soft"],
+            vec![],
+            "named twice",
+        ),
+    ];
+    for (args, envs, want) in cases {
+        let (code, _, err) = run_in(&dir, &args, &envs, 60);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+    }
+    // Nothing was trained or written by the refused commands.
+    assert!(!dir.join("runs").exists() && !dir.join("m").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn runs_are_never_overwritten_and_models_carry_their_normalisation() {
+    let dir = cli_tmp("runs");
+    let train = |extra: &[&str]| {
+        let mut a = vec!["train", "--model", "cnn4"];
+        a.extend_from_slice(TINY);
+        a.extend_from_slice(extra);
+        run_in(&dir, &a, &[], 300)
+    };
+    // Default folders: a new one per run.
+    let (code, out, err) = train(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("runs/cnn4/model.safetensors"), "{out}");
+    let (code, out, err) = train(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("runs/cnn4-2/model.safetensors"), "{out}");
+    // An explicit folder holding a run: refused, unchanged.
+    let before = std::fs::read(dir.join("runs/cnn4/model.safetensors")).unwrap();
+    let (code, _, err) = train(&["--out", "runs/cnn4"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("already holds a run") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("runs/cnn4/model.safetensors")).unwrap(),
+        before
+    );
+    // The student may not be written over its own teacher.
+    let mut a = vec![
+        "distill",
+        "--teacher-model",
+        "cnn4",
+        "--teacher-weights",
+        "runs/cnn4/model.safetensors",
+        "--student-model",
+        "cnn4",
+        "--paths",
+        "soft",
+        "--out",
+        "runs/cnn4",
+        "--overwrite",
+    ];
+    a.extend_from_slice(TINY);
+    let (code, _, err) = run_in(&dir, &a, &[], 120);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("teacher's weights"), "{err}");
+    // eval reads the normalisation from the file: the same test images score
+    // the same whatever --limit says about the training split.
+    let (code, out, err) = train(&["--out", "runs/cnn4", "--overwrite"]);
+    assert_eq!(code, Some(0), "{err}");
+    let acc_train = out
+        .split("test accuracy ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .to_string();
+    let eval = |model: &str| {
+        let mut a = vec![
+            "eval",
+            "--model",
+            model,
+            "--weights",
+            "runs/cnn4/model.safetensors",
+            "--data",
+            "shapes",
+            "--size",
+            "12",
+            "--limit",
+            "40",
+        ];
+        run_in(&dir, &a, &[], 120)
+    };
+    let (code, out, err) = eval("cnn4");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("test split (40 images)") && out.contains(&format!("accuracy {acc_train}%")),
+        "{out} vs {acc_train}"
+    );
+    let (code, _, err) = eval("cnn8");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("holds a cnn4") && !err.contains("data set error"),
+        "{err}"
+    );
+    let (code, _, err) = run_in(
+        &dir,
+        &[
+            "eval",
+            "--model",
+            "cnn4",
+            "--weights",
+            "runs/cnn4/model.safetensors",
+            "--data",
+            "shapes",
+            "--size",
+            "16",
+        ],
+        &[],
+        120,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("takes 3x12x12 images"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -413,3 +413,156 @@ fn real_fashion_mnist_when_installed() {
         "{mean:?} {std:?}"
     );
 }
+
+#[test]
+fn idx_edge_cases_are_clear_errors() {
+    let dir = tmp("idx-edges");
+    // No images at all, and images of 0x0 pixels.
+    for (dims, what) in [
+        (vec![0usize, 4, 3], "holds no images"),
+        (vec![2, 0, 0], "none of the sides 0"),
+    ] {
+        std::fs::write(dir.join("train-images-idx3-ubyte"), idx::encode(&dims, &[])).unwrap();
+        std::fs::write(
+            dir.join("train-labels-idx1-ubyte"),
+            idx::encode(&[dims[0]], &vec![0; dims[0]]),
+        )
+        .unwrap();
+        let e = err_of(load("fashion-mnist", Split::Train, &opts(&dir)));
+        assert!(e.contains(what), "{what}: {e}");
+    }
+    // A header that declares more data than the file holds, and trailing bytes.
+    let mut long = idx::encode(&[2], &[1, 2]);
+    long.push(9);
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), &long).unwrap();
+    write_images(&dir, 2, 4, 3);
+    let e = err_of(load("fashion-mnist", Split::Train, &opts(&dir)));
+    assert!(e.contains("need 2 bytes") && e.contains("more"), "{e}");
+    // A gzip stream declaring 4 GB of images is refused without reading them.
+    let bomb = gz(&idx::encode(&[60_000, 60_000, 60_000], &[]));
+    std::fs::write(dir.join("train-images-idx3-ubyte"), bomb).unwrap();
+    let e = err_of(load("fashion-mnist", Split::Train, &opts(&dir)));
+    assert!(e.contains("declare more than"), "{e}");
+    // --limit 0 and a size for data that is never resized.
+    write_mnist(&dir, "train", 3, false);
+    let e = err_of(load(
+        "fashion-mnist",
+        Split::Train,
+        &DataOptions {
+            limit: Some(0),
+            ..opts(&dir)
+        },
+    ));
+    assert!(e.contains("--limit = 0"), "{e}");
+    let e = err_of(load(
+        "fashion-mnist",
+        Split::Train,
+        &DataOptions {
+            size: Some(8),
+            ..opts(&dir)
+        },
+    ));
+    assert!(e.contains("are 4x3 and are not resized"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn write_images(dir: &Path, n: usize, h: usize, w: usize) {
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx::encode(&[n, h, w], &vec![1; n * h * w]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn shapes_sizes_are_bounded_before_allocating() {
+    for (size, count, want) in [
+        (0, 10, "image size = 0"),
+        (4, 10, "shapes image size = 4"),
+        (100_000, 10, "image size = 100000"),
+        (4096, 4000, "GiB"),
+    ] {
+        let o = DataOptions {
+            size: Some(size),
+            count: Some(count),
+            ..Default::default()
+        };
+        let e = err_of(load("shapes", Split::Train, &o));
+        assert!(e.contains(want), "{size}: {e}");
+    }
+}
+
+fn png(path: &Path, color: [u8; 3]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_pixel(6, 6, image::Rgb(color))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn image_folder_classes_match_by_name_and_hidden_entries_are_ignored() {
+    let dir = tmp("folder-split");
+    for c in ["blue", "green", "red"] {
+        png(&dir.join(format!("train/{c}/a.png")), [1, 2, 3]);
+    }
+    png(&dir.join("test/blue/x.png"), [0, 0, 200]);
+    png(&dir.join("test/red/y.png"), [200, 0, 0]);
+    png(&dir.join("train/.ipynb_checkpoints/z.png"), [9, 9, 9]);
+    std::fs::write(dir.join("train/red/.DS_Store"), b"junk").unwrap();
+    let root = format!("folder:{}", dir.display());
+    let o = DataOptions {
+        size: Some(6),
+        ..Default::default()
+    };
+    let train = load(&root, Split::Train, &o).unwrap();
+    let test = load(&root, Split::Test, &o).unwrap();
+    assert_eq!(train.classes, vec!["blue", "green", "red"]);
+    assert_eq!(
+        test.classes, train.classes,
+        "test classes are the training classes"
+    );
+    assert_eq!(test.labels, vec![0, 2], "red is class 2 in both splits");
+    // A test class without training images is an error, not a silent relabel.
+    png(&dir.join("test/violet/v.png"), [100, 0, 100]);
+    let e = err_of(load(&root, Split::Test, &o));
+    assert!(
+        e.contains("violet") && e.contains("no training folder"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn image_folder_without_test_holds_out_a_disjoint_split() {
+    let dir = tmp("folder-holdout");
+    for c in ["a", "b"] {
+        for i in 0..20 {
+            png(&dir.join(format!("{c}/{i}.png")), [i as u8 * 10, 0, 0]);
+        }
+    }
+    let root = format!("folder:{}", dir.display());
+    let o = DataOptions {
+        size: Some(6),
+        ..Default::default()
+    };
+    let train = load(&root, Split::Train, &o).unwrap();
+    let test = load(&root, Split::Test, &o).unwrap();
+    assert_eq!(
+        train.len() + test.len(),
+        40,
+        "every image in exactly one split"
+    );
+    assert!(!test.is_empty() && test.len() < train.len());
+    assert!(test.name.contains("held-out"), "{}", test.name);
+    // No test image is a training image (the red channel encodes the file).
+    let firsts = |s: &ImageSet| {
+        (0..s.len())
+            .map(|i| (s.labels[i], s.image(i)[0]))
+            .collect::<Vec<_>>()
+    };
+    let tr = firsts(&train);
+    assert!(firsts(&test).iter().all(|x| !tr.contains(x)));
+    // The split is the same on every call.
+    assert_eq!(load(&root, Split::Test, &o).unwrap().labels, test.labels);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -364,3 +364,38 @@ fn divergence_is_caught_and_never_saved() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compare_refuses_an_earlier_comparison_and_resumes_to_its_numbers() {
+    use condenser::distill::compare::{CompareConfig, compare};
+    let g = gpu();
+    let dir = tmp("compare");
+    let cc = CompareConfig {
+        base: RunConfig {
+            teacher_model: Some("cnn8".into()),
+            epochs: 1,
+            ..tiny(&dir)
+        },
+        runs: vec!["student".into(), "soft".into()],
+        seeds: vec![0],
+        all_paths: "soft,hint,at".into(),
+        teacher_epochs: 1,
+        out_dir: dir.clone(),
+    };
+    let first = compare(&g, &cc, &mut |_| {}).unwrap();
+    assert!(first.results.iter().all(|r| r.test_acc > 0.0));
+    let e = compare(&g, &cc, &mut |_| {}).err().unwrap().to_string();
+    assert!(
+        e.contains("already holds a run") && e.contains("table.md"),
+        "{e}"
+    );
+    let mut again = cc.clone();
+    again.base.resume = true;
+    let second = compare(&g, &again, &mut |_| {}).unwrap();
+    assert_eq!(
+        second.markdown, first.markdown,
+        "a finished comparison resumes to its table"
+    );
+    assert_eq!(second.teacher.map(|t| t.1), first.teacher.map(|t| t.1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

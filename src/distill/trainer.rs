@@ -389,9 +389,17 @@ pub fn run(gpu: &Gpu, cfg: &RunConfig) -> Result<RunResult> {
     cfg.validate()?;
     let mut cfg = cfg.clone();
     resolve_out_dir(&mut cfg)?;
-    let _lock = open_run_dir(&cfg)?;
+    let lock = open_run_dir(&cfg)?;
+    let result = run_locked(gpu, &cfg, t0);
+    if result.is_err() {
+        lock.discard_if_unused();
+    }
+    result
+}
+
+fn run_locked(gpu: &Gpu, cfg: &RunConfig, t0: Instant) -> Result<RunResult> {
     let (train, test) = cfg.load_data()?;
-    let mut parts = setup(gpu, &cfg, &train, &test)?;
+    let mut parts = setup(gpu, cfg, &train, &test)?;
     let start = match resume(&cfg, &mut parts, gpu)? {
         Some(s) => s,
         None => Start {
