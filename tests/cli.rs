@@ -233,6 +233,9 @@ const TINY: &[&str] = &[
     "--quiet",
 ];
 
+/// Arguments, environment, and what the error must say.
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn hostile_inputs_get_clear_errors_not_panics_or_hangs() {
     let dir = cli_tmp("hostile");
@@ -245,7 +248,7 @@ fn hostile_inputs_get_clear_errors_not_panics_or_hangs() {
             .success()
     );
     let fifo = fifo.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (vec!["data", "show", "--limit", "0"], vec![], "--limit = 0"),
         (vec!["data", "show", "--count", "0"], vec![], "--count = 0"),
         (
@@ -386,7 +389,7 @@ fn runs_are_never_overwritten_and_models_carry_their_normalisation() {
         .unwrap()
         .to_string();
     let eval = |model: &str| {
-        let mut a = vec![
+        let a = vec![
             "eval",
             "--model",
             model,

@@ -400,7 +400,7 @@ pub fn run(gpu: &Gpu, cfg: &RunConfig) -> Result<RunResult> {
 fn run_locked(gpu: &Gpu, cfg: &RunConfig, t0: Instant) -> Result<RunResult> {
     let (train, test) = cfg.load_data()?;
     let mut parts = setup(gpu, cfg, &train, &test)?;
-    let start = match resume(&cfg, &mut parts, gpu)? {
+    let start = match resume(cfg, &mut parts, gpu)? {
         Some(s) => s,
         None => Start {
             epoch: 0,
@@ -425,7 +425,7 @@ fn run_locked(gpu: &Gpu, cfg: &RunConfig, t0: Instant) -> Result<RunResult> {
     let health = Health::new(gpu, &parts)?;
     let steps_per_epoch = parts.loader.batches_per_epoch();
     let bar = progress_bar(
-        &cfg,
+        cfg,
         &result.name,
         start.epoch * steps_per_epoch,
         steps_per_epoch,
@@ -434,24 +434,16 @@ fn run_locked(gpu: &Gpu, cfg: &RunConfig, t0: Instant) -> Result<RunResult> {
         .stop_after
         .map_or(cfg.epochs, |n| (start.epoch + n).min(cfg.epochs));
     for epoch in start.epoch..last {
-        let means = train_epoch(
-            &cfg,
-            &mut parts,
-            &health,
-            &mut log,
-            &mut result,
-            epoch,
-            &bar,
-        )?;
+        let means = train_epoch(cfg, &mut parts, &health, &mut log, &mut result, epoch, &bar)?;
         parts.agg.end_epoch(&means);
         result.seconds = seconds_before + t0.elapsed().as_secs_f32();
-        finish_epoch(&cfg, &parts, &health, &mut log, &mut result, epoch)?;
+        finish_epoch(cfg, &parts, &health, &mut log, &mut result, epoch)?;
     }
     bar.finish_and_clear();
     result.seconds = seconds_before + t0.elapsed().as_secs_f32();
     if result.epochs_done == cfg.epochs && (last > start.epoch || !cfg.out_dir.join(MODEL).exists())
     {
-        save_model(&cfg, &parts, &result)?;
+        save_model(cfg, &parts, &result)?;
     }
     Ok(result)
 }
