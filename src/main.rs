@@ -289,6 +289,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             filter,
             quick,
         } => {
+            if runs == 0 {
+                return Err(condenser::Error::range("--runs", 0, "at least 1 timed run"));
+            }
             let gpu = Gpu::new()?;
             if !json {
                 println!(

@@ -209,6 +209,10 @@ fn run_in(
     (out.status.code(), o, e)
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn cli_tmp(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("condenser-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -434,5 +438,60 @@ fn runs_are_never_overwritten_and_models_carry_their_normalisation() {
     );
     assert_eq!(code, Some(1));
     assert!(err.contains("takes 3x12x12 images"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refused() {
+    let dir = cli_tmp("kill");
+    let args = |out: &str| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--model", "cnn4", "--out", out]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(TINY.iter().map(|s| s.to_string()));
+        // Longer than TINY so that the kill lands inside a later epoch.
+        for (flag, v) in [("--epochs", "4"), ("--train-limit", "1920")] {
+            let i = a.iter().position(|x| x == flag).unwrap();
+            a[i + 1] = v.into();
+        }
+        a
+    };
+    let (code, _, err) = run_in(&dir, &refs(&args("a")), &[], 300);
+    assert_eq!(code, Some(0), "{err}");
+    let mut child = condenser()
+        .args(args("b"))
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ckpt = dir.join("b/checkpoint.safetensors");
+    let t0 = std::time::Instant::now();
+    while !ckpt.exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // While it runs, a second run on the same folder is refused at once.
+    let (code, _, err) = run_in(&dir, &refs(&args("b")), &[("CONDENSER_NOTHING", "")], 60);
+    let still_running = child.try_wait().unwrap().is_none();
+    eprintln!("still running when the second run tried: {still_running}");
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    if still_running {
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains("in use by another condenser run") && err.contains("pid"),
+            "{err}"
+        );
+    }
+    let mut resume = args("b");
+    resume.push("--resume".into());
+    let (code, _, err) = run_in(&dir, &refs(&resume), &[], 300);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("a/model.safetensors")).unwrap(),
+        std::fs::read(dir.join("b/model.safetensors")).unwrap(),
+        "killed and resumed must equal uninterrupted"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -99,6 +99,16 @@ pub fn open_run_dir(cfg: &RunConfig) -> Result<DirLock> {
             found: found.join(", "),
         });
     }
+    if cfg.resume && !dir.join(CHECKPOINT).exists() && dir.join(MODEL).exists() {
+        return Err(Error::checkpoint(
+            dir.join(CHECKPOINT),
+            format!(
+                "does not exist, but {} does: the folder holds a finished model, not a run to resume",
+                MODEL
+            ),
+            "pass --overwrite instead of --resume to replace it, or choose another --out",
+        ));
+    }
     if cfg.overwrite && !cfg.resume {
         for f in found {
             std::fs::remove_file(dir.join(f)).map_err(|e| io_error(&dir.join(f), e))?;

@@ -135,7 +135,8 @@ impl Registry {
             return reg;
         };
         let path = dir.join(key);
-        let data = std::fs::read(&path).ok();
+        // Bounded, regular files only: a cache path that is a FIFO must not hang us.
+        let data = crate::fsutil::read_regular(&path, 1 << 30).ok();
         // SAFETY: the data was written by `PipelineCache::get_data` for an adapter with
         // the same cache key (vendor, device, driver); `fallback: true` makes the
         // driver start empty if it rejects the blob (validated by the Vulkan header).
