@@ -98,14 +98,19 @@ fn a_block(abase: u32, r: array<u32, 4>, k: u32) -> mat4x4<f32> {
         a4[(abase + r[3] * p.a_rs + k) / 4u]);
 }
 
-// Rows k..k+3 of op(B) at columns c0..c0+3; result[kk] is row k+kk.
-fn b_block(bbase: u32, c0: u32, k: u32) -> mat4x4<f32> {
+// Rows k..k+3 of op(B) at columns col[0..4]; result[kk] is row k+kk.
+fn b_block(bbase: u32, col: array<u32, 4>, k: u32) -> mat4x4<f32> {
     if TRANS_B {
-        // B is [n, k]: each column of op(B) is contiguous along k.
-        let q = (bbase + c0 * p.b_cs + k) / 4u;
-        let s = p.b_cs / 4u;
-        return transpose(mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]));
+        // B is [n, k]: each column of op(B) is contiguous along k, so the columns
+        // need not be consecutive (n is free; edge columns are clamped copies).
+        return transpose(mat4x4<f32>(
+            b4[(bbase + col[0] * p.b_cs + k) / 4u],
+            b4[(bbase + col[1] * p.b_cs + k) / 4u],
+            b4[(bbase + col[2] * p.b_cs + k) / 4u],
+            b4[(bbase + col[3] * p.b_cs + k) / 4u]));
     }
+    // B is [k, n] with n a multiple of 4: the four columns are one vec4.
+    let c0 = col[0];
     let q = (bbase + k * p.b_rs + c0) / 4u;
     let s = p.b_rs / 4u;
     return mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]);
@@ -122,7 +127,17 @@ fn mm_cpu_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let c0 = t.tn * 32u + (li % 8u) * 4u;
     // Blocks past the edge read clamped rows/columns and store nothing there;
     // m, n are multiples of 4 along contiguous axes, so clamped vec4s stay in range.
-    let cl = min(c0, p.n - 4u);
+    // Along a strided axis (rows without TRANS_A, columns with TRANS_B) each
+    // row or column is clamped on its own: that size need not be a multiple of 4.
+    var cl = c0;
+    var col: array<u32, 4>;
+    if TRANS_B {
+        col = array<u32, 4>(min(c0, p.n - 1u), min(c0 + 1u, p.n - 1u), min(c0 + 2u, p.n - 1u),
+                            min(c0 + 3u, p.n - 1u));
+    } else {
+        cl = min(c0, p.n - 4u);
+        col = array<u32, 4>(cl, cl + 1u, cl + 2u, cl + 3u);
+    }
     var r: array<u32, 4>;
     if TRANS_A {
         let rb = min(r0, p.m - 4u);
@@ -136,7 +151,7 @@ fn mm_cpu_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var acc: array<vec4<f32>, 4>;
     for (var k = 0u; k < p.k; k += 4u) {
         let ab = a_block(abase, r, k);
-        let bb = b_block(bbase, cl, k);
+        let bb = b_block(bbase, col, k);
         acc[0] += bb * ab[0];
         acc[1] += bb * ab[1];
         acc[2] += bb * ab[2];
