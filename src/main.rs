@@ -105,6 +105,15 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Draw the plots of a comparison again from its results.json (PNG and SVG).
+    Plot {
+        /// A results.json written by compare or demo.
+        #[arg(long)]
+        results: PathBuf,
+        /// Folder for accuracy.png and weights_<aggregator>.png (default: beside results.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The demo: on the built-in shapes world, train a teacher and distil students
     /// with each path and each aggregation; print the table, write plots.
     Demo {
@@ -428,6 +437,24 @@ fn dispatch(cli: Cli) -> Result<()> {
             let out = compare(&gpu, &cc, &mut report)?;
             println!("\n{}", out.markdown);
             println!("table, CSV and plots in {}", out.out_dir.display());
+            Ok(())
+        }
+        Cmd::Plot { results, out } => {
+            let text = condenser::fsutil::read_text(&results, 256 << 20)?;
+            let runs: Vec<RunResult> = serde_json::from_str(&text).map_err(|e| {
+                condenser::Error::Invalid(format!(
+                    "{} is not a results.json of condenser compare: {e}",
+                    condenser::fsutil::shown(&results)
+                ))
+            })?;
+            let dir = out.unwrap_or_else(|| {
+                results
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default()
+            });
+            condenser::distill::compare::plots(&runs, &dir)?;
+            println!("plots written to {}", dir.display());
             Ok(())
         }
         Cmd::Demo {

@@ -145,13 +145,6 @@ impl Tensor {
         })
     }
 
-    /// A copy in a buffer of its own.
-    pub fn deep_clone(&self) -> Result<Tensor> {
-        let t = Tensor::empty(&self.gpu, &self.shape, self.dtype)?;
-        self.gpu.copy_buffer(&self.buf, &t.buf, self.bytes());
-        Ok(t)
-    }
-
     /// Reads an f32 tensor back (waits for the device).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         self.expect_dtype("to_vec", DType::F32)?;

@@ -91,3 +91,135 @@ fn every_entry_point_uses_its_parameter_block() {
         }
     }
 }
+
+fn parse(name: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let src = shader_source(name).unwrap();
+    let module = naga::front::wgsl::parse_str(&src).unwrap();
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+    (module, info)
+}
+
+#[test]
+fn every_rust_parameter_block_matches_its_wgsl_struct() {
+    let layouts = condenser::gpu::contract::all();
+    assert!(layouts.len() >= 14);
+    for l in layouts {
+        let (module, _) = parse(l.file);
+        let ty = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(l.name))
+            .unwrap_or_else(|| panic!("shaders/{}.wgsl declares no struct {}", l.file, l.name));
+        let naga::TypeInner::Struct { members, span } = &ty.1.inner else {
+            panic!("{} in {} is not a struct", l.name, l.file);
+        };
+        let what = format!("{} (Rust) vs shaders/{}.wgsl", l.name, l.file);
+        assert_eq!(*span as usize, l.size, "{what}: size");
+        let wgsl: Vec<(&str, usize)> = members
+            .iter()
+            .filter_map(|m| m.name.as_deref().map(|n| (n, m.offset as usize)))
+            .filter(|(n, _)| !n.starts_with('_'))
+            .collect();
+        let rust: Vec<(&str, usize)> = l
+            .fields
+            .iter()
+            .copied()
+            .filter(|(n, _)| !n.starts_with('_'))
+            .collect();
+        assert_eq!(rust, wgsl, "{what}: fields (name, offset) in order");
+    }
+}
+
+#[test]
+fn a_parameter_mismatch_would_be_caught() {
+    // The comparison above must be able to fail: a WGSL struct with a field
+    // moved sits at other offsets than the Rust one.
+    let l = condenser::ops::kd::PARAMS;
+    let moved = "struct KdParams { k: u32, n: u32, inv_t: f32, grad_scale: f32 }\n\
+                 @group(0) @binding(0) var<uniform> p: KdParams;\n\
+                 @compute @workgroup_size(1) fn main() { _ = p.n; }";
+    let module = naga::front::wgsl::parse_str(moved).unwrap();
+    let (_, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some("KdParams"))
+        .unwrap();
+    let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+        unreachable!()
+    };
+    let n_at = members
+        .iter()
+        .find(|m| m.name.as_deref() == Some("n"))
+        .unwrap()
+        .offset as usize;
+    assert_ne!(
+        Some(n_at),
+        l.fields.iter().find(|f| f.0 == "n").map(|f| f.1)
+    );
+}
+
+/// Each module for each entry point, after override processing as wgpu does
+/// at pipeline creation, through naga's MSL (Metal), HLSL (DX12) and SPIR-V
+/// (Vulkan) writers with subgroups enabled: a kernel that could not run on a
+/// Mac or on Windows fails here, without either.
+#[test]
+fn every_shader_translates_to_msl_hlsl_and_spirv() {
+    let mut translated = 0;
+    for (name, _) in SHADERS {
+        let (module, info) = parse(name);
+        for ep in &module.entry_points {
+            let stage = (naga::ShaderStage::Compute, ep.name.clone());
+            let (m, i) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, &ep.name)),
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}::{}: overrides: {e}", ep.name));
+            let msl = naga::back::msl::Options {
+                // Metal's simdgroup functions need MSL 2.1 or later.
+                lang_version: (2, 4),
+                ..Default::default()
+            };
+            let msl_pipeline = naga::back::msl::PipelineOptions {
+                entry_point: Some(stage.clone()),
+                ..Default::default()
+            };
+            naga::back::msl::write_string(&m, &i, &msl, &msl_pipeline)
+                .unwrap_or_else(|e| panic!("{name}::{} to MSL: {e}", ep.name));
+            let hlsl = naga::back::hlsl::Options {
+                // Wave intrinsics (subgroups) need shader model 6.
+                shader_model: naga::back::hlsl::ShaderModel::V6_0,
+                ..Default::default()
+            };
+            let hlsl_pipeline = naga::back::hlsl::PipelineOptions {
+                entry_point: Some(stage.clone()),
+            };
+            let mut out = String::new();
+            naga::back::hlsl::Writer::new(&mut out, &hlsl, &hlsl_pipeline)
+                .write(&m, &i, None)
+                .unwrap_or_else(|e| panic!("{name}::{} to HLSL: {e}", ep.name));
+            let spv_pipeline = naga::back::spv::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: ep.name.clone(),
+            };
+            naga::back::spv::write_vec(
+                &m,
+                &i,
+                &naga::back::spv::Options::default(),
+                Some(&spv_pipeline),
+            )
+            .unwrap_or_else(|e| panic!("{name}::{} to SPIR-V: {e}", ep.name));
+            translated += 1;
+        }
+    }
+    assert!(
+        translated >= 40,
+        "only {translated} entry points translated"
+    );
+}

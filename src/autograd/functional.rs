@@ -396,17 +396,6 @@ pub fn softmax(x: &Var, t: f32, log: bool) -> Result<Var> {
     ))
 }
 
-/// Checks that `v` is a one-element loss before an optimiser step.
-pub fn expect_scalar(v: &Var) -> Result<()> {
-    if v.value().numel() != 1 {
-        return Err(Error::shape(
-            "loss",
-            format!("must have one element, got {:?}", v.shape()),
-        ));
-    }
-    Ok(())
-}
-
 /// Sum along `axis`, keeping it with size 1.
 pub fn sum_axis(x: &Var, axis: usize) -> Result<Var> {
     let mut keep = x.shape().to_vec();

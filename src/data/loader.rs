@@ -66,17 +66,19 @@ pub struct Batch {
     pub samples: Vec<SampleSpec>,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AugParams {
-    batch: u32,
-    channels: u32,
-    height: u32,
-    width: u32,
-    pad: u32,
-    _pad: [u32; 3],
-    mean: [f32; 4],
-    inv_std: [f32; 4],
+crate::kernel_params! {
+    file = "augment";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct AugParams {
+        batch: u32,
+        channels: u32,
+        height: u32,
+        width: u32,
+        pad: u32,
+        _pad: [u32; 3],
+        mean: [f32; 4],
+        inv_std: [f32; 4],
+    }
 }
 
 pub struct Loader<'a> {

@@ -284,8 +284,7 @@ pub fn plots(results: &[RunResult], out: &FsPath) -> Result<()> {
         series,
         log_y: false,
     }
-    .render(900, 520)
-    .save_png(&out.join("accuracy.png"))?;
+    .save(&out.join("accuracy.png"), 900, 520)?;
     let mut done = Vec::new();
     for r in results {
         if done.contains(&r.name)
@@ -319,8 +318,7 @@ pub fn plots(results: &[RunResult], out: &FsPath) -> Result<()> {
             series,
             log_y: true,
         }
-        .render(900, 520)
-        .save_png(&out.join(format!("weights_{}.png", r.name)))?;
+        .save(&out.join(format!("weights_{}.png", r.name)), 900, 520)?;
     }
     Ok(())
 }

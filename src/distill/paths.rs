@@ -1,5 +1,5 @@
 //! Distillation paths. Each turns the student's and the teacher's outputs into
-//! one scalar loss (see ../shared/METHOD.md):
+//! one scalar loss (README, section Distillation):
 //! - soft: T^2 KL(softmax(z_t / T) || softmax(z_s / T)), fused kernel;
 //! - hint (FitNets): MSE(regressor(f_s), f_t), regressor = 1x1 conv + BN;
 //! - at (attention transfer): MSE of L2-normalised channel-mean f^2 maps, p = 2;

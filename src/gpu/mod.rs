@@ -2,6 +2,7 @@
 //! the one place every kernel launch goes through (see `dispatch`).
 
 mod adapter;
+pub mod contract;
 mod dispatch;
 mod pool;
 pub mod registry;
@@ -160,18 +161,8 @@ impl Gpu {
         Ok(self.inner.pool.alloc(&self.inner.device, bytes))
     }
 
-    /// Number of pipelines compiled so far in this process.
-    pub fn pipelines_compiled(&self) -> usize {
-        self.inner.registry.borrow().compiled()
-    }
-
     pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {
         self.inner.registry.borrow().cache_path().cloned()
-    }
-
-    /// Persists the pipeline cache now (it is also saved when the last handle drops).
-    pub fn save_pipeline_cache(&self) -> Result<()> {
-        self.inner.registry.borrow_mut().save_cache()
     }
 
     /// Test hook: pretend the adapter allows only `n` workgroups per grid dimension.

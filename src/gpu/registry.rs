@@ -81,7 +81,7 @@ impl KernelSpec {
         k
     }
 
-    /// A short name for profiles and errors: `matmul::mm_regblock`.
+    /// A short name for profiles and errors: `matmul::mm_tiled`.
     pub fn name(&self) -> String {
         self.key()
     }
@@ -212,10 +212,6 @@ impl Registry {
         self.pipelines.insert(key, kernel.clone());
         self.new_pipelines += 1;
         Ok(kernel)
-    }
-
-    pub fn compiled(&self) -> usize {
-        self.pipelines.len()
     }
 
     pub fn cache_path(&self) -> Option<&PathBuf> {

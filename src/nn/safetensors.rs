@@ -1,20 +1,25 @@
-//! Weights in the safetensors format (a little-endian u64 header length, a JSON
-//! header of name -> dtype, shape, byte range, then the raw data), with PyTorch's
-//! parameter names, so files move both ways between condenser and PyTorch.
-//! Written atomically; loading checks every name, shape and byte range and says
-//! what differs.
+//! Weights in the safetensors format, through Hugging Face's `safetensors`
+//! crate (the reference implementation, fuzzed upstream), with PyTorch's
+//! parameter names so files move both ways between condenser and PyTorch.
+//! Around the crate: condenser's checks and messages (every name, shape and
+//! dtype compared, what differs listed; non-finite values refused on load and
+//! on save), bounded reads of regular files only, atomic writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use serde_json::{Map, Value, json};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::{Entry, Module};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::tensor::Tensor;
 
-type Raw = (String, &'static str, Vec<usize>, Vec<u8>);
+/// (name, dtype, shape, little-endian bytes) of one tensor to write.
+type Raw = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// The largest weights file read (bytes); everything is read into memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
 
 /// A module's entries as (name, dtype, shape, little-endian bytes).
 fn module_entries(m: &dyn Module, prefix: &str) -> Result<Vec<Raw>> {
@@ -22,14 +27,21 @@ fn module_entries(m: &dyn Module, prefix: &str) -> Result<Vec<Raw>> {
     let mut err = None;
     m.visit(prefix, &mut |name, e| {
         let item = match e {
-            Entry::Param(v) => v
-                .value()
-                .to_vec()
-                .map(|d| ("F32", v.shape().to_vec(), bytemuck::cast_slice(&d).to_vec())),
-            Entry::Buffer(t) => t
-                .to_vec()
-                .map(|d| ("F32", t.shape().to_vec(), bytemuck::cast_slice(&d).to_vec())),
-            Entry::Counter(c) => Ok(("I64", vec![], c.get().to_le_bytes().to_vec())),
+            Entry::Param(v) => v.value().to_vec().map(|d| {
+                (
+                    Dtype::F32,
+                    v.shape().to_vec(),
+                    bytemuck::cast_slice(&d).to_vec(),
+                )
+            }),
+            Entry::Buffer(t) => t.to_vec().map(|d| {
+                (
+                    Dtype::F32,
+                    t.shape().to_vec(),
+                    bytemuck::cast_slice(&d).to_vec(),
+                )
+            }),
+            Entry::Counter(c) => Ok((Dtype::I64, vec![], c.get().to_le_bytes().to_vec())),
         };
         match item {
             Ok((dt, shape, bytes)) => tensors.push((name, dt, shape, bytes)),
@@ -39,11 +51,24 @@ fn module_entries(m: &dyn Module, prefix: &str) -> Result<Vec<Raw>> {
     err.map_or(Ok(tensors), Err)
 }
 
+/// The first tensor holding a NaN or an infinity, with the index of the value.
+fn first_non_finite<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Option<(String, usize, f32)> {
+    for (name, bytes) in tensors {
+        let vals: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
+        if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
+            return Some((name.to_string(), i, vals[i]));
+        }
+    }
+    None
+}
+
 fn write_file(path: &Path, tensors: &[Raw], metadata: &[(&str, String)]) -> Result<()> {
     // A file of NaNs would be a trap for whoever loads it: refuse to write one.
     let f32s = tensors
         .iter()
-        .filter(|t| t.1 == "F32")
+        .filter(|t| t.1 == Dtype::F32)
         .map(|t| (t.0.as_str(), t.3.as_slice()));
     if let Some((name, i, v)) = first_non_finite(f32s) {
         return Err(Error::weights(
@@ -52,34 +77,38 @@ fn write_file(path: &Path, tensors: &[Raw], metadata: &[(&str, String)]) -> Resu
             "the model diverged; any earlier file at this path is unchanged",
         ));
     }
-    let mut header = Map::new();
-    let meta: Map<String, Value> = metadata
+    let views = tensors
         .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+        .map(|(name, dt, shape, bytes)| {
+            TensorView::new(*dt, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::weights(path, format!("tensor {name}: {e}"), ""))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    if !meta.is_empty() {
-        header.insert("__metadata__".into(), Value::Object(meta));
-    }
-    let mut offset = 0usize;
-    for (name, dt, shape, bytes) in tensors {
-        header.insert(
-            name.clone(),
-            json!({"dtype": dt, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
-        );
-        offset += bytes.len();
-    }
-    let mut h = Value::Object(header).to_string().into_bytes();
-    // Pad the header with spaces so the data starts 8-byte aligned (as the format recommends).
-    while !(8 + h.len()).is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + h.len() + offset);
+    let bytes = safetensors::serialize(views, (!meta.is_empty()).then_some(meta))
+        .map_err(|e| Error::weights(path, format!("cannot be encoded: {e}"), ""))?;
+    write_atomic(path, &with_sorted_header(&bytes))
+}
+
+/// The same file with its JSON header's keys in sorted order. The crate writes
+/// the metadata map in hash order, which differs from run to run; sorted, the
+/// same model always gives the same bytes (reproducible files, stable hashes).
+fn with_sorted_header(file: &[u8]) -> Vec<u8> {
+    let n = u64::from_le_bytes(file[..8].try_into().expect("the crate wrote a header")) as usize;
+    // serde_json's map (without `preserve_order`) is a BTreeMap: keys come out sorted.
+    let header: serde_json::Value =
+        serde_json::from_slice(&file[8..8 + n]).expect("the crate wrote valid JSON");
+    let mut h = header.to_string().into_bytes();
+    h.resize(h.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + h.len() + file.len() - 8 - n);
     out.extend_from_slice(&(h.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
-    for (_, _, _, bytes) in tensors {
-        out.extend_from_slice(bytes);
-    }
-    write_atomic(path, &out)
+    out.extend_from_slice(&file[8 + n..]);
+    out
 }
 
 /// Saves a module's parameters and buffers (plus string metadata).
@@ -103,7 +132,7 @@ pub fn save_checkpoint(
         let d = t.to_vec()?;
         all.push((
             name.clone(),
-            "F32",
+            Dtype::F32,
             t.shape().to_vec(),
             bytemuck::cast_slice(&d).to_vec(),
         ));
@@ -119,128 +148,76 @@ pub fn load_prefixed(m: &dyn Module, path: &Path, prefix: &str) -> Result<()> {
 /// Every F32 tensor whose name starts with `prefix`, uploaded, with the prefix removed.
 pub fn load_tensors(gpu: &crate::Gpu, path: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>> {
     let bytes = read(path)?;
-    let (stored, base) = parse(path, &bytes)?;
+    let file = parse(path, &bytes)?;
     let mut out = Vec::new();
-    for (name, s) in &stored {
+    for (name, v) in &file.tensors {
         if let Some(rest) = name.strip_prefix(prefix)
-            && s.dtype == "F32"
+            && v.dtype() == Dtype::F32
         {
-            let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[base + s.start..base + s.end]);
-            out.push((rest.to_string(), Tensor::from_slice(gpu, &s.shape, &data)?));
+            let data: Vec<f32> = bytemuck::pod_collect_to_vec(v.data());
+            out.push((rest.to_string(), Tensor::from_slice(gpu, v.shape(), &data)?));
         }
     }
     Ok(out)
 }
 
-/// The largest weights file read (bytes); everything is read into memory.
-pub const MAX_FILE_BYTES: u64 = 16 << 30;
-/// The format's own bound on the JSON header.
-const MAX_HEADER_BYTES: usize = 100 << 20;
-
 fn read(path: &Path) -> Result<Vec<u8>> {
     crate::fsutil::read_regular(path, MAX_FILE_BYTES)
 }
 
-/// The first tensor holding a NaN or an infinity, with the index of the value.
-fn first_non_finite<'a>(
-    tensors: impl Iterator<Item = (&'a str, &'a [u8])>,
-) -> Option<(String, usize, f32)> {
-    for (name, bytes) in tensors {
-        let vals: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
-        if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
-            return Some((name.to_string(), i, vals[i]));
-        }
-    }
-    None
+/// A parsed file: its tensors by name and its string metadata.
+struct Parsed<'a> {
+    tensors: BTreeMap<String, TensorView<'a>>,
+    metadata: BTreeMap<String, String>,
 }
 
-struct Stored {
-    dtype: String,
-    shape: Vec<usize>,
-    start: usize,
-    end: usize,
-}
-
-fn parse(path: &Path, bytes: &[u8]) -> Result<(BTreeMap<String, Stored>, usize)> {
-    let bad = |msg: String| {
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<Parsed<'a>> {
+    let bad = |e: safetensors::SafeTensorError| {
         Error::weights(
             path,
-            msg,
-            "the file is not a safetensors file or is damaged",
+            explain(&e, bytes),
+            "the file is not a safetensors file, or it is truncated or damaged",
         )
     };
-    if bytes.len() < 8 {
-        return Err(bad(format!(
-            "{} bytes is too short for a header",
-            bytes.len()
-        )));
-    }
-    let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    if hlen > MAX_HEADER_BYTES as u64 {
-        return Err(bad(format!(
-            "header length {hlen} is over the format's limit of {MAX_HEADER_BYTES} bytes"
-        )));
-    }
-    let hlen = hlen as usize;
-    if hlen > bytes.len() - 8 {
-        return Err(bad(format!(
-            "header length {hlen} runs past the end of the {}-byte file (truncated?)",
-            bytes.len()
-        )));
-    }
-    let header: Value = serde_json::from_slice(&bytes[8..8 + hlen])
-        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-    let obj = header
-        .as_object()
-        .ok_or_else(|| bad("header is not a JSON object".into()))?;
-    let data_len = bytes.len() - 8 - hlen;
-    let mut out = BTreeMap::new();
-    for (name, v) in obj {
-        if name == "__metadata__" {
-            continue;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+    let metadata = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(bad)?
+        .tensors()
+        .into_iter()
+        .collect();
+    Ok(Parsed { tensors, metadata })
+}
+
+/// The crate's error, said in terms of the file.
+fn explain(e: &safetensors::SafeTensorError, bytes: &[u8]) -> String {
+    use safetensors::SafeTensorError as E;
+    let len = bytes.len();
+    let declared = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    match e {
+        E::HeaderTooSmall => format!("{len} bytes is too short for a header"),
+        E::InvalidHeaderLength => format!(
+            "header length {} runs past the end of the {len}-byte file (truncated?)",
+            declared.unwrap_or(0)
+        ),
+        E::HeaderTooLarge => format!(
+            "header length {} is over the format's limit of 100 MB",
+            declared.unwrap_or(0)
+        ),
+        E::MetadataIncompleteBuffer => format!(
+            "the tensors' byte ranges do not hold exactly the {len}-byte file's data (truncated or extended?)"
+        ),
+        E::InvalidOffset(name) => {
+            format!("tensor {name}: its byte range does not hold a tensor of its dtype and shape")
         }
-        let field = |k: &str| v.get(k).ok_or_else(|| bad(format!("{name}: missing {k}")));
-        let dtype = field("dtype")?
-            .as_str()
-            .ok_or_else(|| bad(format!("{name}: dtype is not a string")))?
-            .to_string();
-        let shape: Vec<usize> = field("shape")?
-            .as_array()
-            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .ok_or_else(|| bad(format!("{name}: bad shape")))?;
-        let offs: Vec<usize> = field("data_offsets")?
-            .as_array()
-            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .ok_or_else(|| bad(format!("{name}: bad data_offsets")))?;
-        let [start, end] = offs[..] else {
-            return Err(bad(format!("{name}: data_offsets must hold two numbers")));
-        };
-        let elem = match dtype.as_str() {
-            "F32" | "I32" | "U32" => 4,
-            "I64" | "F64" => 8,
-            "F16" | "BF16" => 2,
-            _ => 1,
-        };
-        let want = shape
-            .iter()
-            .try_fold(elem as usize, |a: usize, &d| a.checked_mul(d))
-            .ok_or_else(|| bad(format!("{name}: shape {shape:?} overflows")))?;
-        if start > end || end > data_len || end - start != want {
-            return Err(bad(format!(
-                "{name}: bytes {start}..{end} do not hold a {dtype} tensor of shape {shape:?} inside {data_len} bytes of data"
-            )));
-        }
-        out.insert(
-            name.clone(),
-            Stored {
-                dtype,
-                shape,
-                start,
-                end,
-            },
-        );
+        other => format!("not a valid safetensors file ({other})"),
     }
-    Ok((out, 8 + hlen))
 }
 
 /// Loads weights into a module. Every parameter and buffer must be in the file
@@ -252,32 +229,34 @@ pub fn load(m: &dyn Module, path: &Path) -> Result<()> {
 
 fn load_impl(m: &dyn Module, path: &Path, prefix: &str, exact: bool) -> Result<()> {
     let bytes = read(path)?;
-    let (stored, base) = parse(path, &bytes)?;
+    let stored = parse(path, &bytes)?.tensors;
     let mut problems = Vec::new();
     let mut expected = Vec::new();
     m.visit(prefix, &mut |name, e| {
         let (shape, want_dtype) = match &e {
-            Entry::Param(v) => (v.shape().to_vec(), "F32"),
-            Entry::Buffer(t) => (t.shape().to_vec(), "F32"),
-            Entry::Counter(_) => (vec![], "I64"),
+            Entry::Param(v) => (v.shape().to_vec(), Dtype::F32),
+            Entry::Buffer(t) => (t.shape().to_vec(), Dtype::F32),
+            Entry::Counter(_) => (vec![], Dtype::I64),
         };
         match stored.get(&name) {
             None => problems.push(format!("missing {name} {shape:?}")),
-            Some(s) if s.shape != shape && !(shape.is_empty() && s.shape == [1]) => problems.push(
-                format!("{name}: file has {:?}, model has {shape:?}", s.shape),
-            ),
-            Some(s) if s.dtype != want_dtype => problems.push(format!(
-                "{name}: file has {}, model wants {want_dtype}",
-                s.dtype
+            Some(s) if s.shape() != shape && !(shape.is_empty() && s.shape() == [1]) => problems
+                .push(format!(
+                    "{name}: file has {:?}, model has {shape:?}",
+                    s.shape()
+                )),
+            Some(s) if s.dtype() != want_dtype => problems.push(format!(
+                "{name}: file has {:?}, model wants {want_dtype:?}",
+                s.dtype()
             )),
             Some(_) => {}
         }
         expected.push(name);
     });
     if exact {
-        for name in stored.keys() {
+        for (name, v) in &stored {
             if !expected.contains(name) {
-                problems.push(format!("unexpected {name} {:?}", stored[name].shape));
+                problems.push(format!("unexpected {name} {:?}", v.shape()));
             }
         }
     }
@@ -295,8 +274,8 @@ fn load_impl(m: &dyn Module, path: &Path, prefix: &str, exact: bool) -> Result<(
     let f32s = expected
         .iter()
         .map(|n| (n.as_str(), &stored[n]))
-        .filter(|(_, s)| s.dtype == "F32")
-        .map(|(n, s)| (n, &bytes[base + s.start..base + s.end]));
+        .filter(|(_, s)| s.dtype() == Dtype::F32)
+        .map(|(n, s)| (n, s.data()));
     if let Some((name, i, v)) = first_non_finite(f32s) {
         return Err(Error::weights(
             path,
@@ -308,8 +287,7 @@ fn load_impl(m: &dyn Module, path: &Path, prefix: &str, exact: bool) -> Result<(
     }
     let mut err = None;
     m.visit(prefix, &mut |name, e| {
-        let s = &stored[&name];
-        let raw = &bytes[base + s.start..base + s.end];
+        let raw = stored[&name].data();
         let r = match e {
             Entry::Param(v) => v.value().gpu().write_buffer(v.value().buffer(), raw),
             Entry::Buffer(t) => t.gpu().write_buffer(t.buffer(), raw),
@@ -325,20 +303,8 @@ fn load_impl(m: &dyn Module, path: &Path, prefix: &str, exact: bool) -> Result<(
     err.map_or(Ok(()), Err)
 }
 
-/// The string metadata of a weights file.
+/// The string metadata of a weights file (the whole file is checked).
 pub fn metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     let bytes = read(path)?;
-    parse(path, &bytes)?;
-    let hlen = u64::from_le_bytes(bytes[..8].try_into().expect("checked")) as usize;
-    let header: Value = serde_json::from_slice(&bytes[8..8 + hlen])
-        .map_err(|e| Error::weights(path, e.to_string(), ""))?;
-    Ok(header
-        .get("__metadata__")
-        .and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(parse(path, &bytes)?.metadata)
 }

@@ -173,27 +173,29 @@ impl ConvGeom {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    oc: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    groups: u32,
-    klen_p: u32,
-    _pad: [u32; 3],
+crate::kernel_params! {
+    file = "conv";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct ConvParams {
+        n: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+        oc: u32,
+        oh: u32,
+        ow: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        dh: u32,
+        dw: u32,
+        groups: u32,
+        klen_p: u32,
+        _pad: [u32; 3],
+    }
 }
 
 fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[&Tensor]) -> Result<()> {
@@ -345,10 +347,4 @@ pub fn conv2d_backward_weight(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<T
         run(g, "direct_backward_weight", &dw, &[dy, x])?;
         Ok(dw)
     }
-}
-
-/// Gradient of the bias: dy summed over N, H, W.
-pub fn conv2d_backward_bias(dy: &Tensor, g: &ConvGeom) -> Result<Tensor> {
-    let per_image = super::sum(&dy.reshape(&[g.n, g.oc, g.oh * g.ow])?, Some(2))?;
-    super::sum(&per_image, Some(0))
 }

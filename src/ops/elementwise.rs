@@ -34,16 +34,18 @@ pub enum UnaryOp {
     Sqrt,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct EwParams {
-    n: u32,
-    ndim: u32,
-    alpha: f32,
-    beta: f32,
-    shape: [u32; MAX_DIMS],
-    sa: [u32; MAX_DIMS],
-    sb: [u32; MAX_DIMS],
+crate::kernel_params! {
+    file = "elementwise";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct EwParams {
+        n: u32,
+        ndim: u32,
+        alpha: f32,
+        beta: f32,
+        shape: [u32; MAX_DIMS],
+        sa: [u32; MAX_DIMS],
+        sb: [u32; MAX_DIMS],
+    }
 }
 
 impl EwParams {

@@ -8,13 +8,15 @@ use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct HealthParams {
-    n: u32,
-    slot: u32,
-    step: u32,
-    bound: f32,
+crate::kernel_params! {
+    file = "health";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct HealthParams {
+        n: u32,
+        slot: u32,
+        step: u32,
+        bound: f32,
+    }
 }
 
 /// If any value of `values` is NaN, infinite or above `bound` in magnitude and

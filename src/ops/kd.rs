@@ -7,13 +7,15 @@ use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct KdParams {
-    n: u32,
-    k: u32,
-    inv_t: f32,
-    grad_scale: f32,
+crate::kernel_params! {
+    file = "kd";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct KdParams {
+        n: u32,
+        k: u32,
+        inv_t: f32,
+        grad_scale: f32,
+    }
 }
 
 /// T^2 * mean over rows of KL(softmax(zt / T) || softmax(zs / T)) (a one-element

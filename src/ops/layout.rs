@@ -8,21 +8,23 @@ use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct LayoutParams {
-    a: u32,
-    b: u32,
-    c: u32,
-    _p0: u32,
-    outer: u32,
-    len: u32,
-    src_stride: u32,
-    src_off: u32,
-    dst_stride: u32,
-    dst_off: u32,
-    _p1: u32,
-    _p2: u32,
+crate::kernel_params! {
+    file = "layout";
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct LayoutParams {
+        a: u32,
+        b: u32,
+        c: u32,
+        _p0: u32,
+        outer: u32,
+        len: u32,
+        src_stride: u32,
+        src_off: u32,
+        dst_stride: u32,
+        dst_off: u32,
+        _p1: u32,
+        _p2: u32,
+    }
 }
 
 /// [a, b, c] -> [b, a, c].

@@ -7,15 +7,17 @@ use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CeParams {
-    n: u32,
-    c: u32,
-    s: u32,
-    ignore: u32,
-    smoothing: f32,
-    _p: [u32; 3],
+crate::kernel_params! {
+    file = "losses";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct CeParams {
+        n: u32,
+        c: u32,
+        s: u32,
+        ignore: u32,
+        smoothing: f32,
+        _p: [u32; 3],
+    }
 }
 
 /// Options of the cross-entropy.

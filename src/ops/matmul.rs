@@ -21,24 +21,26 @@ pub enum MatmulKernel {
     CpuSubgroup,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MmParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_rs: u32,
-    a_cs: u32,
-    a_bs: u32,
-    b_rs: u32,
-    b_cs: u32,
-    b_bs: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    alpha: f32,
-    beta: f32,
-    _pad: [u32; 2],
+crate::kernel_params! {
+    file = "matmul";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct MmParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch: u32,
+        a_rs: u32,
+        a_cs: u32,
+        a_bs: u32,
+        b_rs: u32,
+        b_cs: u32,
+        b_bs: u32,
+        tiles_m: u32,
+        tiles_n: u32,
+        alpha: f32,
+        beta: f32,
+        _pad: [u32; 2],
+    }
 }
 
 /// Sizes of one matmul call, from the operands' shapes.

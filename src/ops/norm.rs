@@ -7,17 +7,19 @@ use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct NormParams {
-    n: u32,
-    c: u32,
-    hw: u32,
-    _p0: u32,
-    eps: f32,
-    momentum: f32,
-    _p1: u32,
-    _p2: u32,
+crate::kernel_params! {
+    file = "norm";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct NormParams {
+        n: u32,
+        c: u32,
+        hw: u32,
+        _p0: u32,
+        eps: f32,
+        momentum: f32,
+        _p1: u32,
+        _p2: u32,
+    }
 }
 
 /// What the backward pass needs from the forward.

@@ -51,21 +51,23 @@ impl Pool2dConfig {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PoolParams {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    _p0: u32,
+crate::kernel_params! {
+    file = "pool";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct PoolParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        _p0: u32,
+    }
 }
 
 fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {

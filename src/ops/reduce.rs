@@ -23,15 +23,17 @@ pub enum ReduceOp {
     Max,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct RedParams {
-    outer: u32,
-    n: u32,
-    inner: u32,
-    groups: u32,
-    scale: f32,
-    _pad: [u32; 3],
+crate::kernel_params! {
+    file = "reduce";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct RedParams {
+        outer: u32,
+        n: u32,
+        inner: u32,
+        groups: u32,
+        scale: f32,
+        _pad: [u32; 3],
+    }
 }
 
 /// Partials per output for one pass over an axis of length `n`.

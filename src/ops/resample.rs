@@ -14,15 +14,17 @@ pub enum UpsampleMode {
     Bilinear,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ResampleParams {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    _p: [u32; 3],
+crate::kernel_params! {
+    file = "resample";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct ResampleParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        _p: [u32; 3],
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -16,13 +16,15 @@ pub enum SoftmaxKernel {
     Workgroup,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SmParams {
-    rows: u32,
-    cols: u32,
-    inv_t: f32,
-    _pad: u32,
+crate::kernel_params! {
+    file = "softmax";
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    struct SmParams {
+        rows: u32,
+        cols: u32,
+        inv_t: f32,
+        _pad: u32,
+    }
 }
 
 pub fn softmax(x: &Tensor, temperature: f32) -> Result<Tensor> {

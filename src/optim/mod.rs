@@ -12,21 +12,23 @@ use crate::tensor::Tensor;
 
 pub use schedule::Schedule;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct OptParams {
-    n: u32,
-    nesterov: u32,
-    decoupled: u32,
-    _p0: u32,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bias1: f32,
-    bias2: f32,
+crate::kernel_params! {
+    file = "optim";
+    #[derive(Clone, Copy, Pod, Zeroable, Default)]
+    struct OptParams {
+        n: u32,
+        nesterov: u32,
+        decoupled: u32,
+        _p0: u32,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bias1: f32,
+        bias2: f32,
+    }
 }
 
 /// What every optimiser offers the trainer.

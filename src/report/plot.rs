@@ -1,7 +1,20 @@
-//! Line charts as PNG: axes with tick labels, a title, axis labels and a legend.
+//! Line charts drawn with `plotters` (a well-kept plotting crate) as PNG and
+//! SVG: round tick values, a legend, log axes labelled as such. The text uses
+//! DejaVu Sans, embedded (assets/fonts, a free licence), so charts look the same
+//! on every machine and need no system fonts.
 
-use super::canvas::{BLACK, Canvas, PALETTE, WHITE};
-use super::font::text_width;
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf32;
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
 
 pub struct Series {
     pub label: String,
@@ -17,166 +30,293 @@ pub struct LineChart {
     pub log_y: bool,
 }
 
-fn fmt_tick(v: f32) -> String {
+/// Colour-blind-friendly qualitative colours (Okabe-Ito, then Tableau).
+const COLOURS: [RGBColor; 10] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(127, 127, 127),
+];
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is part of the binary; failing to parse it is a build defect.
+        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
+            .unwrap_or_else(|_| panic!("the embedded font does not parse"));
+    });
+}
+
+/// A tick label: plain decimals where they are short, powers of ten otherwise.
+fn tick(v: f32) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
-    } else if !(0.01..10000.0).contains(&a) {
-        format!("{v:.0E}")
-    } else if a >= 100.0 || v.fract() == 0.0 {
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.0e}")
+    } else if v.fract() == 0.0 {
         format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.1}")
     } else {
-        format!("{v:.2}")
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Round tick values in [lo, hi]: steps of 1, 2 or 5 times a power of ten,
+/// at most `max` of them.
+fn linear_ticks(lo: f32, hi: f32, max: usize) -> Vec<f32> {
+    let span = (hi - lo).max(f32::MIN_POSITIVE) as f64;
+    let base = 10f64.powf((span / max as f64).log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * base)
+        .find(|st| span / st <= max as f64)
+        .unwrap_or(10.0 * base);
+    let first = (lo as f64 / step).ceil() as i64;
+    let last = (hi as f64 / step).floor() as i64;
+    (first..=last).map(|i| (i as f64 * step) as f32).collect()
+}
+
+/// Ticks for a log axis over [lo, hi]: powers of ten, then 1-2-5 and 1..9 times
+/// them when the range spans too few decades; linear round values within less
+/// than a decade.
+fn log_ticks(lo: f32, hi: f32) -> Vec<f32> {
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    for mults in [
+        &[1.0][..],
+        &[1.0, 2.0, 5.0],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    ] {
+        let t: Vec<f32> = (k0..=k1)
+            .flat_map(|k| mults.iter().map(move |m| m * 10f32.powi(k)))
+            .filter(|v| (lo..=hi).contains(v))
+            .collect();
+        if t.len() >= 4 {
+            return t;
+        }
+    }
+    linear_ticks(lo, hi, 6)
+}
+
+/// An axis that shows exactly the given ticks (round values chosen above)
+/// over an inner linear or log coordinate.
+struct Ticked<R> {
+    inner: R,
+    ticks: Vec<f32>,
+}
+
+impl<R: Ranged<ValueType = f32>> Ranged for Ticked<R> {
+    type ValueType = f32;
+    type FormatOption = DefaultFormatting;
+    fn range(&self) -> std::ops::Range<f32> {
+        self.inner.range()
+    }
+    fn map(&self, v: &f32, limit: (i32, i32)) -> i32 {
+        self.inner.map(v, limit)
+    }
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f32> {
+        // Grid lines at the ticks only (no lighter in-between lines).
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+    fn axis_pixel_range(&self, limit: (i32, i32)) -> std::ops::Range<i32> {
+        self.inner.axis_pixel_range(limit)
     }
 }
 
 impl LineChart {
-    pub fn render(&self, width: usize, height: usize) -> Canvas {
-        let mut cv = Canvas::new(width, height, WHITE);
-        let (left, right, top, bottom) = (70usize, 20usize, 36usize, 56usize);
-        let legend_w = self
+    /// The finite data range (x0, x1, y0, y1), padded so lines do not touch
+    /// the frame; on a log axis only positive values count.
+    fn ranges(&self) -> (f32, f32, f32, f32) {
+        let pts = self
             .series
             .iter()
-            .map(|s| text_width(&s.label, 1))
-            .max()
-            .unwrap_or(0)
-            + 30;
-        let plot_w = width.saturating_sub(left + right + legend_w + 10).max(50);
-        let plot_h = height.saturating_sub(top + bottom).max(50);
-        let ty = |v: f32| if self.log_y { v.max(1e-30).log10() } else { v };
-        let pts: Vec<(f32, f32)> = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|&(x, y)| (x, ty(y))))
-            .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .collect();
+            .flat_map(|s| s.points.iter().copied())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
         let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
-        for &(x, y) in &pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
+        for (x, y) in pts {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
         }
-        if pts.is_empty() {
-            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        if x0 > x1 {
+            (x0, x1, y0, y1) = (0.0, 1.0, 1.0, 2.0);
         }
         if x1 - x0 < 1e-6 {
-            x1 = x0 + 1.0;
+            // One x value (one epoch): centre it.
+            (x0, x1) = (x0 - 0.5, x1 + 0.5);
         }
-        if y1 - y0 < 1e-6 {
-            y0 -= 0.5;
-            y1 += 0.5;
-        }
-        let pad = (y1 - y0) * 0.05;
-        y0 -= pad;
-        y1 += pad;
-        let px = |x: f32| left as f32 + (x - x0) / (x1 - x0) * plot_w as f32;
-        let py = |y: f32| top as f32 + (1.0 - (y - y0) / (y1 - y0)) * plot_h as f32;
-        // Title, axes, ticks.
-        cv.text(&self.title, left, 10, 2, BLACK);
-        cv.line(
-            left as f32,
-            top as f32,
-            left as f32,
-            (top + plot_h) as f32,
-            1,
-            BLACK,
-        );
-        cv.line(
-            left as f32,
-            (top + plot_h) as f32,
-            (left + plot_w) as f32,
-            (top + plot_h) as f32,
-            1,
-            BLACK,
-        );
-        // Whole-number x data (epochs) over a short range gets a tick per number.
-        let integral = pts.iter().all(|p| p.0.fract() == 0.0) && x1 - x0 <= 12.0;
-        let x_ticks: Vec<f32> = if integral {
-            (x0 as i64..=x1 as i64).map(|v| v as f32).collect()
+        if self.log_y {
+            (x0, x1, y0 / 1.5, (y1 * 1.5).max(y0 * 2.0))
         } else {
-            (0..=5).map(|i| x0 + i as f32 / 5.0 * (x1 - x0)).collect()
-        };
-        for xv in x_ticks {
-            let xp = px(xv) as usize;
-            cv.line(
-                xp as f32,
-                (top + plot_h) as f32,
-                xp as f32,
-                (top + plot_h + 4) as f32,
-                1,
-                BLACK,
-            );
-            let lab = fmt_tick(xv);
-            cv.text(
-                &lab,
-                xp.saturating_sub(text_width(&lab, 1) / 2),
-                top + plot_h + 8,
-                1,
-                BLACK,
-            );
+            let pad = ((y1 - y0) * 0.05).max(0.5);
+            (x0, x1, y0 - pad, y1 + pad)
         }
-        for i in 0..=5 {
-            let f = i as f32 / 5.0;
-            let yv = y0 + f * (y1 - y0);
-            let yp = py(yv) as usize;
-            cv.line(
-                (left - 4) as f32,
-                yp as f32,
-                left as f32,
-                yp as f32,
-                1,
-                BLACK,
-            );
-            let shown = if self.log_y { 10f32.powf(yv) } else { yv };
-            let lab = fmt_tick(shown);
-            cv.text(
-                &lab,
-                left.saturating_sub(8 + text_width(&lab, 1)),
-                yp.saturating_sub(3),
-                1,
-                BLACK,
-            );
-            // Light grid.
-            for x in (left..left + plot_w).step_by(4) {
-                cv.put(x, yp, [210, 210, 210]);
-            }
+    }
+
+    /// Writes `path` (PNG, `width` x `height`) and the same chart as SVG beside it.
+    pub fn save(&self, path: &Path, width: u32, height: u32) -> Result<()> {
+        register_font();
+        let fail = |e: String| Error::Invalid(format!("drawing {}: {e}", path.display()));
+        let mut rgb = vec![0u8; (width * height * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+            self.draw(&root).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))?;
         }
-        cv.text(
-            &self.x_label,
-            left + plot_w / 2 - text_width(&self.x_label, 1) / 2,
-            top + plot_h + 24,
-            1,
-            BLACK,
-        );
-        let yl = if self.log_y {
-            format!("{} (log)", self.y_label)
+        let img = image::RgbImage::from_raw(width, height, rgb)
+            .ok_or_else(|| fail("buffer size".into()))?;
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| fail(e.to_string()))?;
+        crate::fsutil::write_atomic(path, &png)?;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+            self.draw(&root).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))?;
+        }
+        crate::fsutil::write_atomic(&path.with_extension("svg"), svg.as_bytes())
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (x0, x1, y0, y1) = self.ranges();
+        // Whole-number x data over a short range (epochs): a tick per number.
+        let integral = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .all(|p| p.0.fract() == 0.0);
+        let x_ticks = if integral && x1 - x0 <= 12.0 {
+            (x0.ceil() as i64..=x1.floor() as i64)
+                .map(|v| v as f32)
+                .collect()
         } else {
-            self.y_label.clone()
+            linear_ticks(x0, x1, 8)
         };
-        cv.text(&yl, 4, top - 14, 1, BLACK);
-        // Series and legend.
+        let xr = Ticked {
+            inner: RangedCoordf32::from(x0..x1),
+            ticks: x_ticks,
+        };
+        if self.log_y {
+            let yr = Ticked {
+                inner: LogCoord::<f32>::from((y0..y1).log_scale()),
+                ticks: log_ticks(y0, y1),
+            };
+            self.draw_on(root, xr, yr, format!("{} (log scale)", self.y_label))
+        } else {
+            let yr = Ticked {
+                inner: RangedCoordf32::from(y0..y1),
+                ticks: linear_ticks(y0, y1, 8),
+            };
+            self.draw_on(root, xr, yr, self.y_label.clone())
+        }
+    }
+
+    fn draw_on<DB, X, Y>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        xr: X,
+        yr: Y,
+        y_desc: String,
+    ) -> std::result::Result<(), String>
+    where
+        DB: DrawingBackend,
+        X: Ranged<ValueType = f32> + ValueFormatter<f32>,
+        Y: Ranged<ValueType = f32> + ValueFormatter<f32>,
+    {
+        let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FAMILY, 22))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(xr, yr)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(y_desc)
+            .x_labels(20)
+            .y_labels(20)
+            .x_label_formatter(&|x| tick(*x))
+            .y_label_formatter(&|y| tick(*y))
+            .label_style((FAMILY, 14))
+            .axis_desc_style((FAMILY, 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
         for (i, s) in self.series.iter().enumerate() {
-            let c = PALETTE[i % PALETTE.len()];
+            let c = COLOURS[i % COLOURS.len()];
             let pts: Vec<(f32, f32)> = s
                 .points
                 .iter()
-                .map(|&(x, y)| (px(x), py(ty(y))))
-                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0))
                 .collect();
-            for w in pts.windows(2) {
-                cv.line(w[0].0, w[0].1, w[1].0, w[1].1, 2, c);
-            }
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3))
+                });
             if pts.len() == 1 {
-                cv.fill_rect(pts[0].0 as usize - 2, pts[0].1 as usize - 2, 5, 5, c);
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                    .map_err(err)?;
             }
-            let ly = top + 6 + i * 14;
-            let lx = left + plot_w + 14;
-            cv.fill_rect(lx, ly + 2, 16, 3, c);
-            cv.text(&s.label, lx + 20, ly, 1, BLACK);
         }
-        cv
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(160, 160, 160))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn ticks_are_round_and_short() {
+        assert_eq!(tick(2.0), "2");
+        assert_eq!(tick(74.25), "74.25");
+        assert_eq!(tick(0.006), "0.006");
+        assert_eq!(tick(1e-6), "1e-6");
+        assert_eq!(tick(0.1 + 0.2), "0.3");
+    }
+
+    #[test]
+    fn axes_get_round_ticks() {
+        assert_eq!(
+            super::linear_ticks(1.3, 9.1, 8),
+            vec![2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+        );
+        assert_eq!(
+            super::linear_ticks(-3.0, 97.0, 6),
+            vec![0.0, 20.0, 40.0, 60.0, 80.0]
+        );
+        assert_eq!(
+            super::log_ticks(1e-4, 2e0),
+            vec![1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+        );
+        assert_eq!(super::log_ticks(0.9, 1.6), vec![1.0, 1.2, 1.4, 1.6]);
     }
 }
