@@ -69,12 +69,6 @@ impl Tensor {
         Ok(t)
     }
 
-    pub fn full(gpu: &Gpu, shape: &[usize], value: f32) -> Result<Tensor> {
-        let t = Tensor::empty(gpu, shape, DType::F32)?;
-        crate::ops::elementwise::fill(&t, value)?;
-        Ok(t)
-    }
-
     /// Uniform in [lo, hi), drawn on the host from `seed` so the values are the
     /// same on every adapter.
     pub fn rand_uniform(gpu: &Gpu, shape: &[usize], lo: f32, hi: f32, seed: u64) -> Result<Tensor> {

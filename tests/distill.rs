@@ -164,6 +164,36 @@ fn fixed_and_equal_weights() {
     let (g, w) = grad_after("fixed:3", &a, &b);
     assert_eq!(w, vec![3.0]);
     assert_eq!(g, vec![1.0, 5.0, 3.0]);
+    // Equal: CE + L_1 + L_2, so the gradient is a + b_1 + b_2.
+    let b2 = vec![vec![0.0, 1.0, 1.0], vec![2.0, 0.0, -1.0]];
+    let (g, w) = grad_after("equal", &a, &b2);
+    assert_eq!(w, vec![1.0, 1.0]);
+    assert_eq!(g, vec![3.0, 3.0, 0.0]);
+}
+
+#[test]
+fn gradnorm_moves_weight_towards_the_path_with_the_smaller_gradient() {
+    // Linear losses: path k's gradient at the shared parameter is b_k, with
+    // norms 1 and 3. At the first step the loss ratios are all 1, so each
+    // weight moves by lr = 0.025 against sign(w_k |b_k| - mean) * |b_k|, and the
+    // weights are renormalised to sum to 2 (Chen et al. 2018, alpha = 1.5).
+    let a = vec![1.0, 0.0, 0.0];
+    let b = vec![vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 3.0]];
+    let (g, w) = grad_after("gradnorm", &a, &b);
+    let raw = [1.0 + 0.025 * 1.0, 1.0 - 0.025 * 3.0];
+    let want = [
+        2.0 * raw[0] / (raw[0] + raw[1]),
+        2.0 * raw[1] / (raw[0] + raw[1]),
+    ];
+    common::assert_close(&w, &want, 1e-6, 0.0, "gradnorm weights");
+    assert!(w[0] > 1.0 && w[1] < 1.0, "{w:?}");
+    common::assert_close(
+        &g,
+        &[1.0, want[0], 3.0 * want[1]],
+        1e-6,
+        0.0,
+        "gradnorm gradient",
+    );
 }
 
 #[test]

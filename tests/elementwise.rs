@@ -126,7 +126,7 @@ fn past_65535_workgroups() {
     // dispatcher folds into a 2D grid.
     let g = gpu();
     let n = 65_536 * 256 + 1_000;
-    let a = Tensor::full(&g, &[n], 1.5).unwrap();
+    let a = condenser::ops::full(&g, &[n], 1.5).unwrap();
     let b = Tensor::rand_uniform(&g, &[n], -1.0, 1.0, 5).unwrap();
     let got = condenser::ops::add(&a, &b).unwrap().to_vec().unwrap();
     let bv = b.to_vec().unwrap();

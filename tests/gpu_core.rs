@@ -23,7 +23,10 @@ fn upload_download_round_trip() {
         vec![0.0; 5]
     );
     assert_eq!(
-        Tensor::full(&g, &[3], 2.5).unwrap().to_vec().unwrap(),
+        condenser::ops::full(&g, &[3], 2.5)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
         vec![2.5; 3]
     );
 }

@@ -184,7 +184,7 @@ fn beta_zero_ignores_nan_in_output() {
         if kernel == MatmulKernel::CpuSubgroup && g.subgroup_size() != Some(8) {
             continue;
         }
-        let c = Tensor::full(&g, &[4, 4], f32::NAN).unwrap();
+        let c = condenser::ops::full(&g, &[4, 4], f32::NAN).unwrap();
         gemm(&a, &b, Some(&c), false, false, 1.0, 0.0, Some(kernel)).unwrap();
         assert_eq!(c.to_vec().unwrap(), vec![4.0; 16], "{kernel:?}");
     }

@@ -31,7 +31,7 @@ pub fn broadcast_to(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if t.shape() == shape {
         return Ok(t.clone());
     }
-    let ones = Tensor::full(t.gpu(), shape, 1.0)?;
+    let ones = crate::ops::full(t.gpu(), shape, 1.0)?;
     ops::mul(&ones, t)
 }
 

@@ -162,7 +162,7 @@ impl Var {
                 ),
             ));
         }
-        let one = Tensor::full(self.value().gpu(), self.shape(), 1.0)?;
+        let one = crate::ops::full(self.value().gpu(), self.shape(), 1.0)?;
         self.backward_with(one)
     }
 

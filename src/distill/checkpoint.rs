@@ -13,32 +13,11 @@ use super::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::fsutil::{DirLock, io_error, shown};
 use crate::nn::safetensors;
+pub use crate::report::RunResult;
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const MODEL: &str = "model.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
-
-/// What a finished (or checkpointed) run reports.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct RunResult {
-    pub name: String,
-    pub test_acc: f32,
-    pub agreement: Option<f32>,
-    pub teacher_acc: Option<f32>,
-    /// Test accuracy after each epoch.
-    pub curve: Vec<f32>,
-    pub path_names: Vec<String>,
-    /// Path weights at each logged step: (step, weights).
-    pub weight_history: Vec<(usize, Vec<f32>)>,
-    pub params: usize,
-    pub seconds: f32,
-    /// Epochs trained so far (less than the configured number if stopped early).
-    #[serde(default)]
-    pub epochs_done: usize,
-    /// Where the run's files are.
-    #[serde(default)]
-    pub out_dir: PathBuf,
-}
 
 /// Chooses the output folder when the configuration names none: a new folder
 /// under runs/ that holds no earlier run.

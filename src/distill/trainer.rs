@@ -29,6 +29,7 @@ use crate::gpu::Gpu;
 use crate::nn::{self, InputSpec, Model, ModelSpec, Module, build_model, safetensors};
 use crate::ops::losses::CeConfig;
 use crate::optim::{Adam, Optimizer, Schedule, Sgd};
+use crate::tasks::classification::{agreement, predictions};
 use crate::tensor::Tensor;
 
 pub use super::checkpoint::RunResult;
@@ -76,23 +77,6 @@ pub fn load_model(
     )?;
     safetensors::load(model.as_ref(), weights)?;
     Ok(Loaded { model, input })
-}
-
-/// Argmax predictions of a model on a loader (eval mode, no graph).
-fn predictions(model: &dyn Model, loader: &Loader) -> Result<(Vec<u32>, Vec<u32>)> {
-    let _ng = no_grad();
-    let (mut pred, mut labels) = (Vec::new(), Vec::new());
-    for b in loader.epoch(0) {
-        let b = b?;
-        let out = model.forward(&Var::constant(b.images), false)?;
-        pred.extend(crate::ops::argmax(out.logits.value(), Some(1))?.to_vec_u32()?);
-        labels.extend(b.labels.to_vec_u32()?);
-    }
-    Ok((pred, labels))
-}
-
-fn accuracy(p: &[u32], l: &[u32]) -> f32 {
-    p.iter().zip(l).filter(|(a, b)| a == b).count() as f32 / l.len().max(1) as f32
 }
 
 struct Teacher {
@@ -225,7 +209,7 @@ fn setup<'d>(
     let (teacher_acc, teacher_pred) = match &teacher {
         Some(t) => {
             let (p, l) = predictions(t.model.as_ref(), &test_loader)?;
-            (Some(accuracy(&p, &l)), Some(p))
+            (Some(agreement(&p, &l)), Some(p))
         }
         None => (None, None),
     };
@@ -579,8 +563,8 @@ fn finish_epoch(
     health.mark_params(last_step, &parts.params)?;
     health.check(cfg, steps_per_epoch, epoch)?;
     let (pred, labels) = predictions(parts.student.as_ref(), &parts.test_loader)?;
-    let acc = accuracy(&pred, &labels);
-    let agreement = parts.teacher_pred.as_ref().map(|tp| accuracy(&pred, tp));
+    let acc = agreement(&pred, &labels);
+    let agreement = parts.teacher_pred.as_ref().map(|tp| agreement(&pred, tp));
     result.curve.push(acc);
     result.test_acc = acc;
     result.agreement = agreement;

@@ -111,10 +111,10 @@ pub struct BatchNorm2d {
 impl BatchNorm2d {
     pub fn new(gpu: &Gpu, c: usize) -> Result<BatchNorm2d> {
         Ok(BatchNorm2d {
-            weight: Var::leaf(Tensor::full(gpu, &[c], 1.0)?, true),
+            weight: Var::leaf(crate::ops::full(gpu, &[c], 1.0)?, true),
             bias: Var::leaf(Tensor::zeros(gpu, &[c])?, true),
             running_mean: Tensor::zeros(gpu, &[c])?,
-            running_var: Tensor::full(gpu, &[c], 1.0)?,
+            running_var: crate::ops::full(gpu, &[c], 1.0)?,
             num_batches_tracked: Cell::new(0),
             momentum: 0.1,
             eps: 1e-5,

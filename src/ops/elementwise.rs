@@ -134,6 +134,13 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
 }
 
 /// Sets every element of `t` to `value`, in place.
+/// A new f32 tensor with every element `value`.
+pub fn full(gpu: &crate::Gpu, shape: &[usize], value: f32) -> Result<Tensor> {
+    let t = Tensor::empty(gpu, shape, DType::F32)?;
+    fill(&t, value)?;
+    Ok(t)
+}
+
 pub fn fill(t: &Tensor, value: f32) -> Result<()> {
     const NAME: &str = "elementwise::fill";
     t.expect_dtype(NAME, DType::F32)?;

@@ -14,7 +14,7 @@ pub mod reduce;
 pub mod resample;
 pub mod softmax;
 
-pub use elementwise::{BinaryOp, UnaryOp, add, div, exp, log, mul, relu, scale, sub};
+pub use elementwise::{BinaryOp, UnaryOp, add, div, exp, full, log, mul, relu, scale, sub};
 pub use matmul::{MatmulKernel, matmul, matmul_t};
 pub use reduce::{ReduceOp, argmax, max, mean, sum};
 pub use softmax::{log_softmax, softmax};

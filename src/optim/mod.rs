@@ -228,7 +228,7 @@ impl Optimizer for Adam {
             }
         }
         if let Some(p) = self.params.first()
-            && let Ok(t) = Tensor::full(p.value().gpu(), &[1], self.t as f32)
+            && let Ok(t) = crate::ops::full(p.value().gpu(), &[1], self.t as f32)
         {
             out.push(("t".into(), t));
         }

@@ -1,6 +1,6 @@
 //! Result tables: mean +- std over seeds, as Markdown and CSV.
 
-use crate::distill::trainer::RunResult;
+use super::RunResult;
 
 pub struct Row {
     pub name: String,

@@ -37,17 +37,28 @@ pub fn checked_loss(loss: &Var, step: usize) -> Result<f32> {
     Ok(v)
 }
 
-/// Top-1 accuracy of `model` (eval mode, no graph) over every batch of `loader`.
-pub fn evaluate(model: &dyn Model, loader: &Loader) -> Result<f32> {
+/// Argmax predictions and labels of `model` (eval mode, no graph) over every
+/// batch of `loader`.
+pub fn predictions(model: &dyn Model, loader: &Loader) -> Result<(Vec<u32>, Vec<u32>)> {
     let _ng = no_grad();
-    let (mut right, mut total) = (0usize, 0usize);
+    let (mut pred, mut labels) = (Vec::new(), Vec::new());
     for batch in loader.epoch(0) {
         let batch = batch?;
         let out = model.forward(&Var::constant(batch.images), false)?;
-        let pred = crate::ops::argmax(out.logits.value(), Some(1))?.to_vec_u32()?;
-        let labels = batch.labels.to_vec_u32()?;
-        right += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
-        total += labels.len();
+        pred.extend(crate::ops::argmax(out.logits.value(), Some(1))?.to_vec_u32()?);
+        labels.extend(batch.labels.to_vec_u32()?);
     }
-    Ok(right as f32 / total.max(1) as f32)
+    Ok((pred, labels))
+}
+
+/// The fraction of positions where `a` and `b` agree (accuracy against labels,
+/// or agreement between two models' predictions).
+pub fn agreement(a: &[u32], b: &[u32]) -> f32 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f32 / b.len().max(1) as f32
+}
+
+/// Top-1 accuracy of `model` (eval mode, no graph) over every batch of `loader`.
+pub fn evaluate(model: &dyn Model, loader: &Loader) -> Result<f32> {
+    let (pred, labels) = predictions(model, loader)?;
+    Ok(agreement(&pred, &labels))
 }
