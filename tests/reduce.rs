@@ -8,7 +8,7 @@
 //! and is tight on short axes. max and argmax are exact.
 
 mod common;
-use common::{assert_close, gpu, rand_vec};
+use common::{gpu, rand_vec};
 use condenser::ops::reduce::{ReduceOp, argmax, reduce};
 use condenser::{Tensor, cpu};
 
