@@ -5,7 +5,7 @@
 //! rtol 1e-6 (about 8 ulp) with atol 1e-7 for results near 0.
 
 mod common;
-use common::{assert_close, gpu, rand_vec};
+use common::{assert_close, f32s, f64s, gpu, rand_vec};
 use condenser::ops::elementwise::{BinaryOp, UnaryOp, binary, unary};
 use condenser::{Tensor, cpu};
 
@@ -26,7 +26,8 @@ fn check_binary(sa: &[usize], sb: &[usize], op: BinaryOp) {
     let a = Tensor::from_slice(&g, sa, &av).unwrap();
     let b = Tensor::from_slice(&g, sb, &bv).unwrap();
     let out = binary(&a, &b, op).unwrap();
-    let (shape, want) = cpu::elementwise::binary(&av, sa, &bv, sb, op).unwrap();
+    let (shape, want) = cpu::elementwise::binary(&f64s(&av), sa, &f64s(&bv), sb, op).unwrap();
+    let want = f32s(&want);
     assert_eq!(out.shape(), shape.as_slice());
     let (atol, rtol) = if op == BinaryOp::Div {
         (1e-7, 1e-6)
@@ -92,7 +93,7 @@ fn unary_ops() {
             let got = unary(&t, op).unwrap().to_vec().unwrap();
             assert_close(
                 &got,
-                &cpu::elementwise::unary(input, op),
+                &f32s(&cpu::elementwise::unary(&f64s(input), op)),
                 1e-7,
                 1e-6,
                 &format!("{op:?} n={n}"),
@@ -105,14 +106,14 @@ fn unary_ops() {
 fn unary_ops_propagate_nan_and_keep_infinities() {
     let g = gpu();
     let v = [f32::NAN, -1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY, -0.0];
-    let want = cpu::elementwise::unary(&v, UnaryOp::Relu);
+    let want = f32s(&cpu::elementwise::unary(&f64s(&v), UnaryOp::Relu));
     assert!(want[0].is_nan(), "the reference must keep NaN: {want:?}");
     let t = Tensor::from_slice(&g, &[v.len()], &v).unwrap();
     for op in [UnaryOp::Relu, UnaryOp::Exp] {
         let got = unary(&t, op).unwrap().to_vec().unwrap();
         assert_close(
             &got,
-            &cpu::elementwise::unary(&v, op),
+            &f32s(&cpu::elementwise::unary(&f64s(&v), op)),
             0.0,
             1e-6,
             &format!("{op:?} specials"),

@@ -138,27 +138,14 @@ fn linear_and_matmul() {
             &[input(&sa, 4), input(&sb, 5)],
             &|v| F::matmul(&v[0], &v[1], ta, tb).unwrap(),
             &|xs| {
-                // In f64 here: cpu::matmul takes f32 inputs, which would round
-                // away the 1e-6 finite-difference step.
-                let mut c = vec![0f64; 12];
-                for i in 0..3 {
-                    for j in 0..4 {
-                        for k in 0..5 {
-                            let av = if ta {
-                                xs[0][k * 3 + i]
-                            } else {
-                                xs[0][i * 5 + k]
-                            };
-                            let bv = if tb {
-                                xs[1][j * 5 + k]
-                            } else {
-                                xs[1][k * 4 + j]
-                            };
-                            c[i * 4 + j] += av * bv;
-                        }
-                    }
-                }
-                c
+                let dims = cpu::matmul::Gemm {
+                    m: 3,
+                    n: 4,
+                    k: 5,
+                    ta,
+                    tb,
+                };
+                cpu::matmul::matmul(&xs[0], &xs[1], 1, false, false, dims)
             },
             FWD,
             GRAD,
@@ -170,17 +157,14 @@ fn linear_and_matmul() {
         &[input(&[2, 3, 4], 6), input(&[4, 2], 7)],
         &|v| F::matmul(&v[0], &v[1], false, false).unwrap(),
         &|xs| {
-            let mut c = vec![0f64; 12];
-            for b in 0..2 {
-                for i in 0..3 {
-                    for j in 0..2 {
-                        for k in 0..4 {
-                            c[(b * 3 + i) * 2 + j] += xs[0][(b * 3 + i) * 4 + k] * xs[1][k * 2 + j];
-                        }
-                    }
-                }
-            }
-            c
+            let dims = cpu::matmul::Gemm {
+                m: 3,
+                n: 2,
+                k: 4,
+                ta: false,
+                tb: false,
+            };
+            cpu::matmul::matmul(&xs[0], &xs[1], 2, true, false, dims)
         },
         FWD,
         GRAD,
@@ -435,17 +419,7 @@ fn softmax_with_temperature() {
                 &format!("softmax log={log} T={t}"),
                 &[input(&[3, 5], 61)],
                 &|v| F::softmax(&v[0], t, log).unwrap(),
-                &|xs| {
-                    // In f64 (cpu::softmax takes f32; see the matmul case).
-                    let mut out = Vec::new();
-                    for row in xs[0].chunks(5) {
-                        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                        let z: Vec<f64> = row.iter().map(|v| (v - m) / t as f64).collect();
-                        let s: f64 = z.iter().map(|v| v.exp()).sum();
-                        out.extend(z.iter().map(|v| if log { v - s.ln() } else { v.exp() / s }));
-                    }
-                    out
-                },
+                &|xs| cpu::softmax::softmax(&xs[0], 5, t as f64, log),
                 FWD,
                 GRAD,
             );

@@ -5,7 +5,7 @@
 //! atol = 1e-5 * k + 1e-5 with rtol 1e-4 bounds it with margin for k up to ~1000.
 
 mod common;
-use common::{assert_close, gpu, rand_vec};
+use common::{assert_close, f32s, f64s, gpu, rand_vec};
 use condenser::Tensor;
 use condenser::cpu;
 use condenser::ops::matmul::{MatmulKernel, gemm};
@@ -44,7 +44,15 @@ fn check(
     let a = Tensor::from_slice(&g, &sa, &av).unwrap();
     let b = Tensor::from_slice(&g, &sb, &bv).unwrap();
     let c = gemm(&a, &b, None, ta, tb, 1.0, 0.0, Some(kernel)).unwrap();
-    let want = cpu::matmul::matmul(&av, &bv, batch, ab, bb, m, n, k, ta, tb);
+    let dims = cpu::matmul::Gemm { m, n, k, ta, tb };
+    let want = f32s(&cpu::matmul::matmul(
+        &f64s(&av),
+        &f64s(&bv),
+        batch,
+        ab,
+        bb,
+        dims,
+    ));
     let tol = 1e-5 * k as f32 + 1e-5;
     assert_close(
         &c.to_vec().unwrap(),
@@ -162,8 +170,16 @@ fn alpha_beta_accumulate_into_c() {
         let c = Tensor::from_slice(&g, &[m, n], &cv).unwrap();
         gemm(&a, &b, Some(&c), false, false, 0.5, 2.0, Some(kernel)).unwrap();
         // (CpuVec4/CpuSubgroup share the epilogue code paths tested below.)
-        let mut want = cv.clone();
-        cpu::matmul::gemm(&av, &bv, &mut want, m, n, k, false, false, 0.5, 2.0);
+        let mut want = f64s(&cv);
+        let dims = cpu::matmul::Gemm {
+            m,
+            n,
+            k,
+            ta: false,
+            tb: false,
+        };
+        cpu::matmul::gemm(&f64s(&av), &f64s(&bv), &mut want, dims, 0.5, 2.0);
+        let want = f32s(&want);
         assert_close(
             &c.to_vec().unwrap(),
             &want,

@@ -8,7 +8,7 @@
 //! and is tight on short axes. max and argmax are exact.
 
 mod common;
-use common::{gpu, rand_vec};
+use common::{f32s, f64s, gpu, rand_vec};
 use condenser::ops::reduce::{ReduceOp, argmax, reduce};
 use condenser::{Tensor, cpu};
 
@@ -17,8 +17,8 @@ fn check(shape: &[usize], axis: Option<usize>, op: ReduceOp) {
     let v = rand_vec(shape.iter().product(), 20 + shape.len() as u64);
     let t = Tensor::from_slice(&g, shape, &v).unwrap();
     let got = reduce(&t, axis, op).unwrap();
-    let want = cpu::reduce::reduce(&v, shape, axis, op).unwrap();
-    let abs: Vec<f32> = v.iter().map(|x| x.abs()).collect();
+    let want = f32s(&cpu::reduce::reduce(&f64s(&v), shape, axis, op).unwrap());
+    let abs: Vec<f64> = v.iter().map(|x| x.abs() as f64).collect();
     // Sum (or mean) of |x| over the terms of each output.
     let scale = cpu::reduce::reduce(
         &abs,
@@ -37,7 +37,7 @@ fn check(shape: &[usize], axis: Option<usize>, op: ReduceOp) {
         let atol = if op == ReduceOp::Max {
             0.0
         } else {
-            1e-6 * s + 1e-7
+            1e-6 * *s as f32 + 1e-7
         };
         assert!(
             (g - w).abs() <= atol,
@@ -57,7 +57,7 @@ fn check(shape: &[usize], axis: Option<usize>, op: ReduceOp) {
         let gi = argmax(&t, axis).unwrap().to_vec_u32().unwrap();
         assert_eq!(
             gi,
-            cpu::reduce::argmax(&v, shape, axis).unwrap(),
+            cpu::reduce::argmax(&f64s(&v), shape, axis).unwrap(),
             "argmax {shape:?} {axis:?}"
         );
     }
@@ -106,7 +106,7 @@ fn past_65535_workgroups() {
         .unwrap()
         .to_vec()
         .unwrap();
-    let want = cpu::reduce::reduce(&v, &[rows, 2], Some(1), ReduceOp::Sum).unwrap();
+    let want = f32s(&cpu::reduce::reduce(&f64s(&v), &[rows, 2], Some(1), ReduceOp::Sum).unwrap());
     assert_eq!(got, want);
 }
 

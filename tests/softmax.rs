@@ -6,7 +6,7 @@
 //! -1e5 with extreme inputs, rtol 1e-5 of the value plus atol 1e-5.
 
 mod common;
-use common::{assert_close, gpu, rand_vec};
+use common::{assert_close, f32s, f64s, gpu, rand_vec};
 use condenser::Tensor;
 use condenser::cpu::softmax::softmax as reference;
 use condenser::ops::softmax::{SoftmaxKernel, softmax_with};
@@ -23,7 +23,7 @@ fn check(v: &[f32], shape: &[usize], t: f32) {
                 .unwrap()
                 .to_vec()
                 .unwrap();
-            let want = reference(v, cols, t, log);
+            let want = f32s(&reference(&f64s(v), cols, t as f64, log));
             let (atol, rtol) = if log { (1e-5, 1e-5) } else { (2e-6, 1e-5) };
             assert_close(
                 &got,

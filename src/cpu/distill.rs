@@ -1,17 +1,14 @@
 //! f64 references of the distillation losses.
 
+use super::softmax::log_softmax_row;
+
 /// T^2 * mean over rows of KL(softmax(zt/T) || softmax(zs/T)), rows of length k.
 pub fn soft_target(zs: &[f64], zt: &[f64], k: usize, t: f64) -> f64 {
     let n = zs.len() / k;
-    let log_softmax = |z: &[f64]| -> Vec<f64> {
-        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + z.iter().map(|v| ((v - m) / t).exp()).sum::<f64>().ln() * t;
-        z.iter().map(|v| (v - lse) / t).collect()
-    };
     let mut total = 0.0;
     for r in 0..n {
-        let ls = log_softmax(&zs[r * k..(r + 1) * k]);
-        let lt = log_softmax(&zt[r * k..(r + 1) * k]);
+        let ls = log_softmax_row(&zs[r * k..(r + 1) * k], t);
+        let lt = log_softmax_row(&zt[r * k..(r + 1) * k], t);
         total += lt
             .iter()
             .zip(&ls)

@@ -1,15 +1,17 @@
+//! Reference of `ops::elementwise`, in f64.
+
 use crate::error::Result;
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
 use crate::shape::{broadcast_shape, broadcast_strides};
 
 /// Returns (output shape, values) of `a op b` with numpy broadcasting.
 pub fn binary(
-    a: &[f32],
+    a: &[f64],
     a_shape: &[usize],
-    b: &[f32],
+    b: &[f64],
     b_shape: &[usize],
     op: BinaryOp,
-) -> Result<(Vec<usize>, Vec<f32>)> {
+) -> Result<(Vec<usize>, Vec<f64>)> {
     let out = broadcast_shape("cpu::binary", a_shape, b_shape)?;
     let sa = broadcast_strides(a_shape, &out);
     let sb = broadcast_strides(b_shape, &out);
@@ -41,11 +43,11 @@ pub fn binary(
     Ok((out, v))
 }
 
-pub fn unary(a: &[f32], op: UnaryOp) -> Vec<f32> {
+pub fn unary(a: &[f64], op: UnaryOp) -> Vec<f64> {
     a.iter()
         .map(|&x| match op {
-            UnaryOp::Affine { alpha, beta } => alpha * x + beta,
-            // NaN propagates (f32::max would return 0), as in PyTorch and ONNX.
+            UnaryOp::Affine { alpha, beta } => alpha as f64 * x + beta as f64,
+            // NaN propagates (f64::max would return 0), as in PyTorch and ONNX.
             UnaryOp::Relu if x.is_nan() => x,
             UnaryOp::Relu => x.max(0.0),
             UnaryOp::Exp => x.exp(),

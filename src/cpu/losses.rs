@@ -19,10 +19,9 @@ pub fn cross_entropy(
                 continue;
             }
             let z: Vec<f64> = (0..c).map(|k| logits[(i * c + k) * s + si]).collect();
-            let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-            let nll = lse - z[label as usize];
-            let uniform = lse - z.iter().sum::<f64>() / c as f64;
+            let logp = super::softmax::log_softmax_row(&z, 1.0);
+            let nll = -logp[label as usize];
+            let uniform = -logp.iter().sum::<f64>() / c as f64;
             total += (1.0 - eps) * nll + eps * uniform;
             count += 1;
         }

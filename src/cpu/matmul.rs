@@ -1,52 +1,50 @@
-/// C = alpha * op(A) @ op(B) + beta * C for one batch, f64 accumulation.
-/// `a` is [m, k] (or [k, m] if `ta`), `b` is [k, n] (or [n, k] if `tb`).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm(
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-    alpha: f32,
-    beta: f32,
-) {
+//! Reference of `ops::matmul`, in f64.
+
+/// The shape of one product: op(A) is [m, k], op(B) is [k, n], C is [m, n];
+/// `ta`/`tb`: A is stored [k, m] / B is stored [n, k].
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub ta: bool,
+    pub tb: bool,
+}
+
+/// C = alpha * op(A) @ op(B) + beta * C for one batch (beta = 0 ignores C).
+pub fn gemm(a: &[f64], b: &[f64], c: &mut [f64], g: Gemm, alpha: f64, beta: f64) {
+    let Gemm { m, n, k, ta, tb } = g;
     for i in 0..m {
         for j in 0..n {
-            let mut s = 0f64;
-            for kk in 0..k {
-                let av = if ta { a[kk * m + i] } else { a[i * k + kk] };
-                let bv = if tb { b[j * k + kk] } else { b[kk * n + j] };
-                s += av as f64 * bv as f64;
-            }
+            let s: f64 = (0..k)
+                .map(|kk| {
+                    let av = if ta { a[kk * m + i] } else { a[i * k + kk] };
+                    let bv = if tb { b[j * k + kk] } else { b[kk * n + j] };
+                    av * bv
+                })
+                .sum();
             let prev = if beta != 0.0 {
                 beta * c[i * n + j]
             } else {
                 0.0
             };
-            c[i * n + j] = alpha * s as f32 + prev;
+            c[i * n + j] = alpha * s + prev;
         }
     }
 }
 
-/// Batched matmul with the same batch rules as `ops::matmul`: a 2D operand is
-/// shared by every batch.
-#[allow(clippy::too_many_arguments)]
+/// Batched matmul with the same batch rules as `ops::matmul`: an operand that is
+/// not batched is shared by every batch.
 pub fn matmul(
-    a: &[f32],
-    b: &[f32],
+    a: &[f64],
+    b: &[f64],
     batch: usize,
     a_batched: bool,
     b_batched: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-) -> Vec<f32> {
-    let mut c = vec![0f32; batch * m * n];
+    g: Gemm,
+) -> Vec<f64> {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let mut c = vec![0f64; batch * m * n];
     for bi in 0..batch {
         let ao = if a_batched { bi * m * k } else { 0 };
         let bo = if b_batched { bi * k * n } else { 0 };
@@ -54,11 +52,7 @@ pub fn matmul(
             &a[ao..ao + m * k],
             &b[bo..bo + k * n],
             &mut c[bi * m * n..(bi + 1) * m * n],
-            m,
-            n,
-            k,
-            ta,
-            tb,
+            g,
             1.0,
             0.0,
         );

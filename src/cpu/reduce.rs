@@ -1,10 +1,12 @@
+//! Reference of `ops::reduce`, in f64.
+
 use crate::error::Result;
 use crate::ops::reduce::ReduceOp;
 use crate::shape::split_axis;
 
-/// Reduces over `axis` (all elements when None). Sums accumulate in f64.
+/// Reduces over `axis` (all elements when None), in f64.
 /// Max and argmax propagate NaN (the first NaN wins); ties go to the lowest index.
-pub fn reduce(x: &[f32], shape: &[usize], axis: Option<usize>, op: ReduceOp) -> Result<Vec<f32>> {
+pub fn reduce(x: &[f64], shape: &[usize], axis: Option<usize>, op: ReduceOp) -> Result<Vec<f64>> {
     let (outer, n, inner) = match axis {
         Some(ax) => split_axis("cpu::reduce", shape, ax)?,
         None => (1, x.len(), 1),
@@ -14,8 +16,8 @@ pub fn reduce(x: &[f32], shape: &[usize], axis: Option<usize>, op: ReduceOp) -> 
         for i in 0..inner {
             let at = |k: usize| x[(o * n + k) * inner + i];
             out.push(match op {
-                ReduceOp::Sum => (0..n).map(|k| at(k) as f64).sum::<f64>() as f32,
-                ReduceOp::Mean => ((0..n).map(|k| at(k) as f64).sum::<f64>() / n as f64) as f32,
+                ReduceOp::Sum => (0..n).map(at).sum::<f64>(),
+                ReduceOp::Mean => (0..n).map(at).sum::<f64>() / n as f64,
                 ReduceOp::Max => at(argmax_of(n, &at)),
             });
         }
@@ -23,7 +25,7 @@ pub fn reduce(x: &[f32], shape: &[usize], axis: Option<usize>, op: ReduceOp) -> 
     Ok(out)
 }
 
-pub fn argmax(x: &[f32], shape: &[usize], axis: Option<usize>) -> Result<Vec<u32>> {
+pub fn argmax(x: &[f64], shape: &[usize], axis: Option<usize>) -> Result<Vec<u32>> {
     let (outer, n, inner) = match axis {
         Some(ax) => split_axis("cpu::argmax", shape, ax)?,
         None => (1, x.len(), 1),
@@ -37,7 +39,7 @@ pub fn argmax(x: &[f32], shape: &[usize], axis: Option<usize>) -> Result<Vec<u32
     Ok(out)
 }
 
-fn argmax_of(n: usize, at: &dyn Fn(usize) -> f32) -> usize {
+fn argmax_of(n: usize, at: &dyn Fn(usize) -> f64) -> usize {
     let mut best = 0;
     for k in 1..n {
         let (v, b) = (at(k), at(best));

@@ -16,6 +16,14 @@ pub fn gpu() -> Gpu {
     GPU.with(|g| g.clone())
 }
 
+/// f32 data as the f64 the references take, and their f64 results back.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+pub fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     Rng::new(seed).vec_uniform(n, -1.0, 1.0)
 }
