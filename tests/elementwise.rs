@@ -5,7 +5,9 @@
 //! rtol 1e-6 (about 8 ulp) with atol 1e-7 for results near 0.
 
 mod common;
+use common::{FWD, GRAD, check_op, input};
 use common::{assert_close, f32s, f64s, gpu, rand_vec};
+use condenser::autograd::functional as F;
 use condenser::ops::elementwise::{BinaryOp, UnaryOp, binary, unary};
 use condenser::{Tensor, cpu};
 
@@ -163,4 +165,55 @@ fn empty_tensors_launch_nothing() {
     let a = Tensor::zeros(&g, &[0, 3]).unwrap();
     assert_eq!(condenser::ops::relu(&a).unwrap().shape(), &[0, 3]);
     assert_eq!(condenser::ops::add(&a, &a).unwrap().numel(), 0);
+}
+
+// Gradient checks (forward 1e-4, gradients 2e-3 of the largest component).
+
+#[test]
+fn elementwise_ops_with_broadcast() {
+    check_op(
+        "add broadcast",
+        &[input(&[2, 3, 4], 31), input(&[3, 1], 32)],
+        &|v| F::add(&v[0], &v[1]).unwrap(),
+        &|xs| (0..24).map(|i| xs[0][i] + xs[1][(i / 4) % 3]).collect(),
+        FWD,
+        GRAD,
+    );
+    check_op(
+        "mul broadcast",
+        &[input(&[2, 3], 33), input(&[3], 34)],
+        &|v| F::mul(&v[0], &v[1]).unwrap(),
+        &|xs| (0..6).map(|i| xs[0][i] * xs[1][i % 3]).collect(),
+        FWD,
+        GRAD,
+    );
+    check_op(
+        "sub",
+        &[input(&[5], 35), input(&[5], 36)],
+        &|v| F::sub(&v[0], &v[1]).unwrap(),
+        &|xs| (0..5).map(|i| xs[0][i] - xs[1][i]).collect(),
+        FWD,
+        GRAD,
+    );
+    check_op(
+        "relu, affine, exp",
+        &[input(&[7, 3], 37)],
+        &|v| F::exp(&F::affine(&F::relu(&v[0]).unwrap(), 0.5, -0.25).unwrap()).unwrap(),
+        &|xs| {
+            xs[0]
+                .iter()
+                .map(|&x| (0.5 * x.max(0.0) - 0.25).exp())
+                .collect()
+        },
+        FWD,
+        GRAD,
+    );
+    check_op(
+        "flatten + mean",
+        &[input(&[2, 3, 2], 38)],
+        &|v| F::mean(&F::flatten(&v[0]).unwrap()).unwrap(),
+        &|xs| vec![xs[0].iter().sum::<f64>() / 12.0],
+        FWD,
+        GRAD,
+    );
 }

@@ -5,8 +5,10 @@
 //! atol = 1e-5 * k + 1e-5 with rtol 1e-4 bounds it with margin for k up to ~1000.
 
 mod common;
+use common::{FWD, GRAD, check_op, input};
 use common::{assert_close, f32s, f64s, gpu, rand_vec};
 use condenser::Tensor;
+use condenser::autograd::functional as F;
 use condenser::cpu;
 use condenser::ops::matmul::{MatmulKernel, gemm};
 
@@ -295,4 +297,59 @@ fn split_k_for_small_outputs_with_long_k() {
         check(1, false, false, 8, 16, 4096, true, false, kernel);
         check(1, false, false, 5, 8, 2052, false, true, kernel);
     }
+}
+
+// Gradient checks (forward 1e-4, gradients 2e-3 of the largest component).
+
+#[test]
+fn linear_and_matmul() {
+    check_op(
+        "linear",
+        &[input(&[3, 5], 1), input(&[4, 5], 2), input(&[4], 3)],
+        &|v| F::linear(&v[0], &v[1], Some(&v[2])).unwrap(),
+        &|xs| cpu::conv::linear(&xs[0], &xs[1], Some(&xs[2]), 3, 5, 4),
+        FWD,
+        GRAD,
+    );
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let (sa, sb) = (
+            if ta { [5, 3] } else { [3, 5] },
+            if tb { [4, 5] } else { [5, 4] },
+        );
+        check_op(
+            &format!("matmul ta={ta} tb={tb}"),
+            &[input(&sa, 4), input(&sb, 5)],
+            &|v| F::matmul(&v[0], &v[1], ta, tb).unwrap(),
+            &|xs| {
+                let dims = cpu::matmul::Gemm {
+                    m: 3,
+                    n: 4,
+                    k: 5,
+                    ta,
+                    tb,
+                };
+                cpu::matmul::matmul(&xs[0], &xs[1], 1, false, false, dims)
+            },
+            FWD,
+            GRAD,
+        );
+    }
+    // A batched left operand with a shared right operand: dB sums over the batch.
+    check_op(
+        "batched matmul, shared B",
+        &[input(&[2, 3, 4], 6), input(&[4, 2], 7)],
+        &|v| F::matmul(&v[0], &v[1], false, false).unwrap(),
+        &|xs| {
+            let dims = cpu::matmul::Gemm {
+                m: 3,
+                n: 2,
+                k: 4,
+                ta: false,
+                tb: false,
+            };
+            cpu::matmul::matmul(&xs[0], &xs[1], 2, true, false, dims)
+        },
+        FWD,
+        GRAD,
+    );
 }

@@ -6,8 +6,11 @@
 //! -1e5 with extreme inputs, rtol 1e-5 of the value plus atol 1e-5.
 
 mod common;
+use common::{FWD, GRAD, check_op, input};
 use common::{assert_close, f32s, f64s, gpu, rand_vec};
 use condenser::Tensor;
+use condenser::autograd::functional as F;
+use condenser::cpu;
 use condenser::cpu::softmax::softmax as reference;
 use condenser::ops::softmax::{SoftmaxKernel, softmax_with};
 
@@ -88,5 +91,23 @@ fn bad_temperature_is_an_error() {
     for t in [0.0f32, -1.0, f32::NAN] {
         let e = condenser::ops::softmax(&x, t).unwrap_err().to_string();
         assert!(e.contains("temperature"), "{e}");
+    }
+}
+
+// Gradient checks (forward 1e-4, gradients 2e-3 of the largest component).
+
+#[test]
+fn softmax_with_temperature() {
+    for log in [false, true] {
+        for t in [0.5f32, 4.0] {
+            check_op(
+                &format!("softmax log={log} T={t}"),
+                &[input(&[3, 5], 61)],
+                &|v| F::softmax(&v[0], t, log).unwrap(),
+                &|xs| cpu::softmax::softmax(&xs[0], 5, t as f64, log),
+                FWD,
+                GRAD,
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use condenser::autograd::{Var, functional as F};
 use condenser::data::loader::{Loader, LoaderConfig};
 use condenser::data::{DataOptions, Split, idx, load};
 use condenser::nn::{self, ModelSpec, build_model, safetensors};
-use condenser::ops::conv::{Conv2dConfig, ConvGeom};
+use condenser::ops::conv::Conv2dConfig;
 use condenser::ops::losses::CeConfig;
 use condenser::ops::pool::Pool2dConfig;
 use condenser::optim::Sgd;
@@ -131,13 +131,9 @@ fn cnn_reference(
     let mut a = x.to_vec();
     let chans = [w, 2 * w, 4 * w];
     for i in 0..3 {
-        let geom = ConvGeom::new(
-            &[n, c, h, wd],
-            &[chans[i], c, 3, 3],
-            Conv2dConfig::new(1, 1),
-        )
-        .unwrap();
-        a = cpu::conv::conv2d(&a, &p[&format!("conv{}.weight", i + 1)], None, &geom);
+        let w = &p[&format!("conv{}.weight", i + 1)];
+        let cfg = Conv2dConfig::new(1, 1);
+        a = cpu::conv::conv2d(&a, [n, c, h, wd], w, [chans[i], c, 3, 3], None, &cfg).0;
         c = chans[i];
         a = cpu::norm::batch_norm_train(
             &a,
