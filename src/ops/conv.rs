@@ -223,7 +223,6 @@ fn im2col(g: &ConvGeom, x: &Tensor) -> Result<Tensor> {
     Ok(cols)
 }
 
-/// y = conv(x, w) + b. `x` [N, C, H, W], `w` [OC, C/groups, KH, KW], `b` [OC].
 thread_local! {
     static IM2COL_BUDGET: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
@@ -235,6 +234,7 @@ pub fn set_im2col_budget(bytes: Option<u64>) {
     IM2COL_BUDGET.with(|b| b.set(bytes));
 }
 
+/// y = conv(x, w) + b. `x` [N, C, H, W], `w` [OC, C/groups, KH, KW], `b` [OC].
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
     x.expect_dtype("conv2d", DType::F32)?;
     w.expect_dtype("conv2d", DType::F32)?;
