@@ -78,12 +78,6 @@ pub fn input(shape: &[usize], seed: u64) -> Input {
     }
 }
 
-/// Checks an op end to end against its f64 reference `reference`:
-/// - forward: GPU output vs reference, |d| <= fwd_tol * (1 + |want|);
-/// - backward: for L = sum(up * f(inputs)) with a random `up`, the GPU gradient
-///   of every input with `grad` vs central finite differences of the reference
-///   in f64 (step 1e-6, truncation error ~1e-12), on up to 48 coordinates per
-///   input, |d| <= grad_tol * max(1, max |numeric|).
 /// Tolerances of `check_op`: forwards sum at most a few hundred f32 products,
 /// so 1e-4 (absolute plus relative) leaves a wide margin over their ~1e-6
 /// rounding; gradients are f32 sums of up to ~1000 terms checked against f64
@@ -92,6 +86,12 @@ pub fn input(shape: &[usize], seed: u64) -> Input {
 pub const FWD: f32 = 1e-4;
 pub const GRAD: f64 = 2e-3;
 
+/// Checks an op end to end against its f64 reference `reference`:
+/// - forward: GPU output vs reference, |d| <= fwd_tol * (1 + |want|);
+/// - backward: for L = sum(up * f(inputs)) with a random `up`, the GPU gradient
+///   of every input with `grad` vs central finite differences of the reference
+///   in f64 (step 1e-6, truncation error ~1e-12), on up to 48 coordinates per
+///   input, |d| <= grad_tol * max(1, max |numeric|).
 pub fn check_op(
     what: &str,
     inputs: &[Input],
