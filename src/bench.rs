@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::matmul::{MatmulKernel, gemm};
+use crate::ops::matmul::{Gemm, MatmulKernel, gemm};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Debug)]
@@ -165,7 +165,16 @@ impl Ctx<'_> {
         let b = Tensor::rand_uniform(self.gpu, &[k, n], -1.0, 1.0, 2)?;
         let c = Tensor::empty(self.gpu, &[m, n], crate::DType::F32)?;
         let (ms, clock) = time_op(self.gpu, self.opts.runs, || {
-            gemm(&a, &b, Some(&c), false, false, 1.0, 0.0, kernel).map(|_| ())
+            gemm(
+                &a,
+                &b,
+                Gemm {
+                    c: Some(&c),
+                    kernel,
+                    ..Gemm::default()
+                },
+            )
+            .map(|_| ())
         })?;
         let flops = 2.0 * m as f64 * n as f64 * k as f64;
         self.record(

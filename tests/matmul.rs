@@ -10,7 +10,7 @@ use common::{assert_close, f32s, f64s, gpu, rand_vec};
 use condenser::Tensor;
 use condenser::autograd::functional as F;
 use condenser::cpu;
-use condenser::ops::matmul::{MatmulKernel, gemm};
+use condenser::ops::matmul::{Gemm, MatmulKernel, gemm};
 
 const KERNELS: [MatmulKernel; 4] = [
     MatmulKernel::CpuSubgroup,
@@ -19,14 +19,13 @@ const KERNELS: [MatmulKernel; 4] = [
     MatmulKernel::Tiled,
 ];
 
-#[allow(clippy::too_many_arguments)]
+/// op(A) [m, k] @ op(B) [k, n] in `batch` batches (`ab`/`bb`: each operand
+/// batched, or shared), with the transposes, on `kernel`.
 fn check(
     batch: usize,
     ab: bool,
     bb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     ta: bool,
     tb: bool,
     kernel: MatmulKernel,
@@ -45,7 +44,15 @@ fn check(
     let bv = rand_vec(sb.iter().product(), 2 + n as u64);
     let a = Tensor::from_slice(&g, &sa, &av).unwrap();
     let b = Tensor::from_slice(&g, &sb, &bv).unwrap();
-    let c = gemm(&a, &b, None, ta, tb, 1.0, 0.0, Some(kernel)).unwrap();
+    let c = gemm(
+        &a,
+        &b,
+        Gemm {
+            kernel: Some(kernel),
+            ..Gemm::t(ta, tb)
+        },
+    )
+    .unwrap();
     let dims = cpu::matmul::Gemm { m, n, k, ta, tb };
     let want = f32s(&cpu::matmul::matmul(
         &f64s(&av),
@@ -79,7 +86,7 @@ fn all_kernels_all_transposes_awkward_shapes() {
     for kernel in [MatmulKernel::CpuScalar, MatmulKernel::Tiled] {
         for &(m, n, k) in &shapes {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                check(1, false, false, m, n, k, ta, tb, kernel);
+                check(1, false, false, (m, n, k), ta, tb, kernel);
             }
         }
     }
@@ -102,7 +109,7 @@ fn vec4_kernel_on_multiples_of_four_with_edges() {
             if (ta && m % 4 != 0) || (!tb && n % 4 != 0) {
                 continue;
             }
-            check(1, false, false, m, n, k, ta, tb, MatmulKernel::CpuVec4);
+            check(1, false, false, (m, n, k), ta, tb, MatmulKernel::CpuVec4);
         }
     }
 }
@@ -122,16 +129,22 @@ fn subgroup_kernel_edges_and_transposes() {
         (64, 64, 64),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            check(1, false, false, m, n, k, ta, tb, MatmulKernel::CpuSubgroup);
+            check(
+                1,
+                false,
+                false,
+                (m, n, k),
+                ta,
+                tb,
+                MatmulKernel::CpuSubgroup,
+            );
         }
     }
     check(
         1,
         false,
         false,
-        33,
-        13,
-        12,
+        (33, 13, 12),
         false,
         true,
         MatmulKernel::CpuSubgroup,
@@ -140,9 +153,7 @@ fn subgroup_kernel_edges_and_transposes() {
         1,
         false,
         false,
-        9,
-        1,
-        4,
+        (9, 1, 4),
         true,
         true,
         MatmulKernel::CpuSubgroup,
@@ -153,8 +164,8 @@ fn subgroup_kernel_edges_and_transposes() {
 fn batched_and_broadcast_batches() {
     for kernel in KERNELS {
         for (ab, bb) in [(true, true), (true, false), (false, true)] {
-            check(3, ab, bb, 12, 8, 20, false, false, kernel);
-            check(3, ab, bb, 12, 8, 20, true, true, kernel);
+            check(3, ab, bb, (12, 8, 20), false, false, kernel);
+            check(3, ab, bb, (12, 8, 20), true, true, kernel);
         }
     }
 }
@@ -170,7 +181,18 @@ fn alpha_beta_accumulate_into_c() {
         let a = Tensor::from_slice(&g, &[m, k], &av).unwrap();
         let b = Tensor::from_slice(&g, &[k, n], &bv).unwrap();
         let c = Tensor::from_slice(&g, &[m, n], &cv).unwrap();
-        gemm(&a, &b, Some(&c), false, false, 0.5, 2.0, Some(kernel)).unwrap();
+        gemm(
+            &a,
+            &b,
+            Gemm {
+                c: Some(&c),
+                alpha: 0.5,
+                beta: 2.0,
+                kernel: Some(kernel),
+                ..Gemm::default()
+            },
+        )
+        .unwrap();
         // (CpuVec4/CpuSubgroup share the epilogue code paths tested below.)
         let mut want = f64s(&cv);
         let dims = cpu::matmul::Gemm {
@@ -203,7 +225,16 @@ fn beta_zero_ignores_nan_in_output() {
             continue;
         }
         let c = condenser::ops::full(&g, &[4, 4], f32::NAN).unwrap();
-        gemm(&a, &b, Some(&c), false, false, 1.0, 0.0, Some(kernel)).unwrap();
+        gemm(
+            &a,
+            &b,
+            Gemm {
+                c: Some(&c),
+                kernel: Some(kernel),
+                ..Gemm::default()
+            },
+        )
+        .unwrap();
         assert_eq!(c.to_vec().unwrap(), vec![4.0; 16], "{kernel:?}");
     }
 }
@@ -217,9 +248,7 @@ fn large_grid_past_the_workgroup_limit_folds() {
         1,
         false,
         false,
-        200,
-        152,
-        8,
+        (200, 152, 8),
         false,
         false,
         MatmulKernel::CpuVec4,
@@ -228,9 +257,7 @@ fn large_grid_past_the_workgroup_limit_folds() {
         1,
         false,
         false,
-        200,
-        150,
-        9,
+        (200, 150, 9),
         false,
         true,
         MatmulKernel::CpuScalar,
@@ -239,9 +266,7 @@ fn large_grid_past_the_workgroup_limit_folds() {
         2,
         true,
         true,
-        130,
-        100,
-        9,
+        (130, 100, 9),
         false,
         false,
         MatmulKernel::Tiled,
@@ -250,9 +275,7 @@ fn large_grid_past_the_workgroup_limit_folds() {
         1,
         false,
         false,
-        300,
-        260,
-        8,
+        (300, 260, 8),
         false,
         false,
         MatmulKernel::CpuSubgroup,
@@ -273,12 +296,10 @@ fn shape_errors_are_clear() {
     let e = gemm(
         &a,
         &Tensor::zeros(&g, &[4, 3]).unwrap(),
-        None,
-        false,
-        false,
-        1.0,
-        0.0,
-        Some(MatmulKernel::CpuVec4),
+        Gemm {
+            kernel: Some(MatmulKernel::CpuVec4),
+            ..Gemm::default()
+        },
     )
     .unwrap_err()
     .to_string();
@@ -293,9 +314,9 @@ fn split_k_for_small_outputs_with_long_k() {
         if kernel == MatmulKernel::CpuSubgroup && gpu().subgroup_size() != Some(8) {
             continue;
         }
-        check(1, false, false, 8, 12, 8192, false, false, kernel);
-        check(1, false, false, 8, 16, 4096, true, false, kernel);
-        check(1, false, false, 5, 8, 2052, false, true, kernel);
+        check(1, false, false, (8, 12, 8192), false, false, kernel);
+        check(1, false, false, (8, 16, 4096), true, false, kernel);
+        check(1, false, false, (5, 8, 2052), false, true, kernel);
     }
 }
 

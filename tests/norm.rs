@@ -8,6 +8,7 @@ use common::{FWD, GRAD, check_op, gpu, input};
 use condenser::Tensor;
 use condenser::autograd::functional as F;
 use condenser::cpu;
+use condenser::ops::norm::BnConfig;
 
 #[test]
 fn batch_norm_training_and_eval() {
@@ -30,12 +31,30 @@ fn batch_norm_training_and_eval() {
         check_op(
             &format!("batch_norm training={training}"),
             &[input(&[n, c, h, w], 23), input(&[c], 24), input(&[c], 25)],
-            &|v| F::batch_norm(&v[0], &v[1], &v[2], &rmc, &rvc, training, 0.1, 1e-5).unwrap(),
+            &|v| {
+                F::batch_norm(
+                    &v[0],
+                    (&v[1], &v[2]),
+                    (&rmc, &rvc),
+                    BnConfig {
+                        training,
+                        momentum: 0.1,
+                        eps: 1e-5,
+                    },
+                )
+                .unwrap()
+            },
             &|xs| {
                 if training {
                     cpu::norm::batch_norm_train(&xs[0], n, c, hw, &xs[1], &xs[2], 1e-5).0
                 } else {
-                    cpu::norm::batch_norm_eval(&xs[0], n, c, hw, &xs[1], &xs[2], &rm64, &rv64, 1e-5)
+                    cpu::norm::batch_norm_eval(
+                        &xs[0],
+                        [n, c, hw],
+                        (&xs[1], &xs[2]),
+                        (&rm64, &rv64),
+                        1e-5,
+                    )
                 }
             },
             FWD,

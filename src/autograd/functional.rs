@@ -287,28 +287,14 @@ pub fn global_avg_pool(x: &Var) -> Result<Var> {
     ))
 }
 
-/// Batch norm; `running_mean`/`running_var` are updated in place in training.
-#[allow(clippy::too_many_arguments)]
+/// Batch norm; the running (mean, var) are updated in place in training.
 pub fn batch_norm(
     x: &Var,
-    gamma: &Var,
-    beta: &Var,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    training: bool,
-    momentum: f32,
-    eps: f32,
+    (gamma, beta): (&Var, &Var),
+    running: (&Tensor, &Tensor),
+    cfg: norm::BnConfig,
 ) -> Result<Var> {
-    let (y, saved) = norm::batch_norm(
-        x.value(),
-        gamma.value(),
-        beta.value(),
-        running_mean,
-        running_var,
-        training,
-        momentum,
-        eps,
-    )?;
+    let (y, saved) = norm::batch_norm(x.value(), (gamma.value(), beta.value()), running, cfg)?;
     let (xv, gv) = (x.value().clone(), gamma.value().clone());
     Ok(Var::from_op(
         y,

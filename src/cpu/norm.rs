@@ -17,21 +17,16 @@ pub fn batch_norm_train(
         mean[ch] = vals.clone().map(|j| x[j]).sum::<f64>() / m;
         var[ch] = vals.map(|j| (x[j] - mean[ch]).powi(2)).sum::<f64>() / m;
     }
-    let y = batch_norm_eval(x, n, c, hw, gamma, beta, &mean, &var, eps);
+    let y = batch_norm_eval(x, [n, c, hw], (gamma, beta), (&mean, &var), eps);
     (y, mean, var)
 }
 
-/// Batch norm with given statistics.
-#[allow(clippy::too_many_arguments)]
+/// Batch norm of [N, C, HW] with given per-channel (mean, var) statistics.
 pub fn batch_norm_eval(
     x: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    gamma: &[f64],
-    beta: &[f64],
-    mean: &[f64],
-    var: &[f64],
+    [n, c, hw]: [usize; 3],
+    (gamma, beta): (&[f64], &[f64]),
+    (mean, var): (&[f64], &[f64]),
     eps: f64,
 ) -> Vec<f64> {
     let mut y = vec![0f64; x.len()];

@@ -14,6 +14,7 @@ use crate::autograd::{Var, functional as F};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::init::Seeds;
+use crate::nn::layers::ConvSpec;
 use crate::nn::{BatchNorm2d, Conv2d, Entry, ModelOutput, Module, join};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,12 +152,7 @@ pub fn build_paths(
                     Ok(Regressor {
                         conv: Conv2d::new(
                             gpu,
-                            student_channels[s],
-                            teacher_channels[s],
-                            1,
-                            1,
-                            0,
-                            false,
+                            ConvSpec::new(student_channels[s], teacher_channels[s], 1),
                             seeds,
                         )?,
                         bn: BatchNorm2d::new(gpu, teacher_channels[s])?,

@@ -8,6 +8,7 @@ use crate::autograd::{Var, functional as F};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::conv::Conv2dConfig;
+use crate::ops::norm::BnConfig;
 use crate::tensor::Tensor;
 
 pub struct Conv2d {
@@ -16,20 +17,48 @@ pub struct Conv2d {
     pub cfg: Conv2dConfig,
 }
 
+/// The shape of a square convolution layer.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvSpec {
+    pub cin: usize,
+    pub cout: usize,
+    /// Kernel side.
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// `k` x `k`, stride 1, "same" padding for odd k, no bias.
+    pub fn new(cin: usize, cout: usize, k: usize) -> ConvSpec {
+        ConvSpec {
+            cin,
+            cout,
+            k,
+            stride: 1,
+            pad: k / 2,
+            bias: false,
+        }
+    }
+
+    pub fn stride(self, stride: usize) -> ConvSpec {
+        ConvSpec { stride, ..self }
+    }
+}
+
 impl Conv2d {
-    /// A square `k` x `k` convolution, Kaiming-initialised (fan-out), no bias by
-    /// default as in the ResNets.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        gpu: &Gpu,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-        bias: bool,
-        seeds: &mut Seeds,
-    ) -> Result<Conv2d> {
+    /// A square convolution, Kaiming-initialised (fan-out), no bias by default
+    /// as in the ResNets.
+    pub fn new(gpu: &Gpu, spec: ConvSpec, seeds: &mut Seeds) -> Result<Conv2d> {
+        let ConvSpec {
+            cin,
+            cout,
+            k,
+            stride,
+            pad,
+            bias,
+        } = spec;
         let w = kaiming_normal_fan_out(gpu, &[cout, cin, k, k], seeds.next_seed())?;
         let b = if bias {
             Some(Var::leaf(
@@ -130,13 +159,13 @@ impl BatchNorm2d {
         }
         F::batch_norm(
             x,
-            &self.weight,
-            &self.bias,
-            &self.running_mean,
-            &self.running_var,
-            train,
-            self.momentum,
-            self.eps,
+            (&self.weight, &self.bias),
+            (&self.running_mean, &self.running_var),
+            BnConfig {
+                training: train,
+                momentum: self.momentum,
+                eps: self.eps,
+            },
         )
     }
 }

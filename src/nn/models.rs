@@ -4,7 +4,7 @@
 //! each, with PyTorch's parameter names.
 
 use super::init::Seeds;
-use super::layers::{BatchNorm2d, Conv2d, Linear};
+use super::layers::{BatchNorm2d, Conv2d, ConvSpec, Linear};
 use super::{Entry, Model, ModelOutput, Module, join};
 use crate::autograd::{Var, functional as F};
 use crate::error::{Error, Result};
@@ -104,7 +104,7 @@ impl PlainCnn {
         let mut convs = Vec::new();
         for i in 0..3 {
             convs.push((
-                Conv2d::new(gpu, chans[i], chans[i + 1], 3, 1, 1, false, seeds)?,
+                Conv2d::new(gpu, ConvSpec::new(chans[i], chans[i + 1], 3), seeds)?,
                 BatchNorm2d::new(gpu, chans[i + 1])?,
             ));
         }
@@ -166,16 +166,16 @@ impl BasicBlock {
     fn new(gpu: &Gpu, cin: usize, cout: usize, stride: usize, seeds: &mut Seeds) -> Result<Self> {
         let downsample = if stride != 1 || cin != cout {
             Some((
-                Conv2d::new(gpu, cin, cout, 1, stride, 0, false, seeds)?,
+                Conv2d::new(gpu, ConvSpec::new(cin, cout, 1).stride(stride), seeds)?,
                 BatchNorm2d::new(gpu, cout)?,
             ))
         } else {
             None
         };
         Ok(BasicBlock {
-            conv1: Conv2d::new(gpu, cin, cout, 3, stride, 1, false, seeds)?,
+            conv1: Conv2d::new(gpu, ConvSpec::new(cin, cout, 3).stride(stride), seeds)?,
             bn1: BatchNorm2d::new(gpu, cout)?,
-            conv2: Conv2d::new(gpu, cout, cout, 3, 1, 1, false, seeds)?,
+            conv2: Conv2d::new(gpu, ConvSpec::new(cout, cout, 3), seeds)?,
             bn2: BatchNorm2d::new(gpu, cout)?,
             downsample,
         })
@@ -226,7 +226,7 @@ impl CifarResNet {
         seeds: &mut Seeds,
     ) -> Result<Self> {
         let n = (depth - 2) / 6;
-        let conv1 = Conv2d::new(gpu, spec.in_channels, filters[0], 3, 1, 1, false, seeds)?;
+        let conv1 = Conv2d::new(gpu, ConvSpec::new(spec.in_channels, filters[0], 3), seeds)?;
         let bn1 = BatchNorm2d::new(gpu, filters[0])?;
         let mut layers = Vec::new();
         let mut cin = filters[0];
@@ -302,11 +302,15 @@ impl WideBlock {
     fn new(gpu: &Gpu, cin: usize, cout: usize, stride: usize, seeds: &mut Seeds) -> Result<Self> {
         Ok(WideBlock {
             bn1: BatchNorm2d::new(gpu, cin)?,
-            conv1: Conv2d::new(gpu, cin, cout, 3, stride, 1, false, seeds)?,
+            conv1: Conv2d::new(gpu, ConvSpec::new(cin, cout, 3).stride(stride), seeds)?,
             bn2: BatchNorm2d::new(gpu, cout)?,
-            conv2: Conv2d::new(gpu, cout, cout, 3, 1, 1, false, seeds)?,
+            conv2: Conv2d::new(gpu, ConvSpec::new(cout, cout, 3), seeds)?,
             shortcut: if cin != cout {
-                Some(Conv2d::new(gpu, cin, cout, 1, stride, 0, false, seeds)?)
+                Some(Conv2d::new(
+                    gpu,
+                    ConvSpec::new(cin, cout, 1).stride(stride),
+                    seeds,
+                )?)
             } else {
                 None
             },
@@ -353,7 +357,7 @@ impl WideResNet {
     fn new(gpu: &Gpu, spec: &ModelSpec, depth: usize, k: usize, seeds: &mut Seeds) -> Result<Self> {
         let n = (depth - 4) / 6;
         let widths = [16, 16 * k, 32 * k, 64 * k];
-        let conv1 = Conv2d::new(gpu, spec.in_channels, 16, 3, 1, 1, false, seeds)?;
+        let conv1 = Conv2d::new(gpu, ConvSpec::new(spec.in_channels, 16, 3), seeds)?;
         let mut blocks = Vec::new();
         let mut cin = 16;
         for (g, &cout) in widths[1..].iter().enumerate() {

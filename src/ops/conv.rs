@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::matmul::gemm;
+use super::matmul::{Gemm, gemm};
 use super::{groups, u32_of};
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
@@ -252,7 +252,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
         by_chunks(&g, x.gpu(), &[x], |gc, parts| {
             // y[n] = W [OC, CKK] @ cols[n]^T [CKK, OHW]: already NCHW.
             let cols = im2col(gc, parts[0])?;
-            gemm(&w2, &cols, None, false, true, 1.0, 0.0, None)?.reshape(&gc.out_shape())
+            gemm(&w2, &cols, Gemm::t(false, true))?.reshape(&gc.out_shape())
         })?
     } else {
         let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
@@ -298,7 +298,7 @@ pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Te
         by_chunks(g, dy.gpu(), &[dy], |gc, parts| {
             // dcols[n] = dy[n]^T [OHW, OC] @ W [OC, CKK], then fold back onto x.
             let dy3 = parts[0].reshape(&[gc.n, gc.oc, gc.oh * gc.ow])?;
-            let dcols = gemm(&dy3, &w2, None, true, false, 1.0, 0.0, None)?;
+            let dcols = gemm(&dy3, &w2, Gemm::t(true, false))?;
             let dx = Tensor::empty(dy.gpu(), &[gc.n, gc.c, gc.h, gc.w], DType::F32)?;
             run(gc, "col2im", &dx, &[&dcols])?;
             Ok(dx)
@@ -335,12 +335,7 @@ pub fn conv2d_backward_weight(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<T
             let dw = gemm(
                 &dy_t.reshape(&[gc.oc, len * ohw])?,
                 &cols.reshape(&[len * ohw, gc.klen_padded()])?,
-                None,
-                false,
-                false,
-                1.0,
-                0.0,
-                None,
+                Gemm::default(),
             )?;
             total = Some(match total {
                 Some(t) => super::add(&t, &dw)?,

@@ -54,17 +54,26 @@ pub fn swap01(x: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn copy_block(
-    src: &Tensor,
-    dst: &Tensor,
+/// `outer` runs of `len` elements: run i is read at src_off + i * src_stride
+/// and written at dst_off + i * dst_stride.
+struct Block {
     outer: usize,
     len: usize,
     src_stride: usize,
     src_off: usize,
     dst_stride: usize,
     dst_off: usize,
-) -> Result<()> {
+}
+
+fn copy_block(src: &Tensor, dst: &Tensor, b: Block) -> Result<()> {
+    let Block {
+        outer,
+        len,
+        src_stride,
+        src_off,
+        dst_stride,
+        dst_off,
+    } = b;
     if outer * len == 0 {
         return Ok(());
     }
@@ -121,7 +130,15 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
     let mut off = 0;
     for x in xs {
         let len = x.shape()[axis] * inner;
-        copy_block(x, &out, outer, len, len, 0, total * inner, off)?;
+        let block = Block {
+            outer,
+            len,
+            src_stride: len,
+            src_off: 0,
+            dst_stride: total * inner,
+            dst_off: off,
+        };
+        copy_block(x, &out, block)?;
         off += len;
     }
     Ok(out)
@@ -144,16 +161,15 @@ pub fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor
     let out = Tensor::empty(x.gpu(), &shape, DType::F32)?;
     let outer: usize = s[..axis].iter().product();
     let inner: usize = s[axis + 1..].iter().product();
-    copy_block(
-        x,
-        &out,
+    let block = Block {
         outer,
-        len * inner,
-        s[axis] * inner,
-        start * inner,
-        len * inner,
-        0,
-    )?;
+        len: len * inner,
+        src_stride: s[axis] * inner,
+        src_off: start * inner,
+        dst_stride: len * inner,
+        dst_off: 0,
+    };
+    copy_block(x, &out, block)?;
     Ok(out)
 }
 
@@ -172,6 +188,14 @@ pub fn pad_last(x: &Tensor, new_len: usize) -> Result<Tensor> {
         ));
     }
     let out = Tensor::zeros(x.gpu(), &[rows, new_len])?;
-    copy_block(x, &out, rows, len, len, 0, new_len, 0)?;
+    let block = Block {
+        outer: rows,
+        len,
+        src_stride: len,
+        src_off: 0,
+        dst_stride: new_len,
+        dst_off: 0,
+    };
+    copy_block(x, &out, block)?;
     Ok(out)
 }

@@ -104,7 +104,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// op(a) @ op(b), op a transpose where `ta` / `tb` are set (no copies).
 pub fn matmul_t(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
-    gemm(a, b, None, ta, tb, 1.0, 0.0, None)
+    gemm(a, b, Gemm::t(ta, tb))
 }
 
 /// Picks the kernel for this adapter and shape.
@@ -142,21 +142,56 @@ fn vec4_ok(d: &MatmulDims, ta: bool, tb: bool) -> bool {
     d.k.is_multiple_of(4) && a_contig % 4 == 0 && b_contig % 4 == 0 && d.m > 0 && d.n > 0
 }
 
-/// C = alpha * op(a) @ op(b) + beta * C. With `c` given its values are used
-/// (beta) and it is returned updated in place; otherwise a new tensor is made.
-/// `kernel` forces a variant (tests and benchmarks); None chooses per adapter.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm(
-    a: &Tensor,
-    b: &Tensor,
-    c: Option<&Tensor>,
-    ta: bool,
-    tb: bool,
-    alpha: f32,
-    beta: f32,
-    kernel: Option<MatmulKernel>,
-) -> Result<Tensor> {
+/// How `gemm` multiplies: C = alpha * op(A) @ op(B) + beta * C.
+/// `Gemm::default()` is the plain product (no transposes, alpha 1, a new C).
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm<'a> {
+    /// op(A) = A^T (A stored [k, m]); op(B) = B^T (B stored [n, k]).
+    pub ta: bool,
+    pub tb: bool,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Accumulate into this tensor (with `beta`) and return it; None: a new one.
+    pub c: Option<&'a Tensor>,
+    /// Force a variant (tests and benchmarks); None chooses per adapter and shape.
+    pub kernel: Option<MatmulKernel>,
+}
+
+impl Default for Gemm<'_> {
+    fn default() -> Self {
+        Gemm {
+            ta: false,
+            tb: false,
+            alpha: 1.0,
+            beta: 0.0,
+            c: None,
+            kernel: None,
+        }
+    }
+}
+
+impl Gemm<'_> {
+    /// The plain product with the given transposes.
+    pub fn t(ta: bool, tb: bool) -> Self {
+        Gemm {
+            ta,
+            tb,
+            ..Gemm::default()
+        }
+    }
+}
+
+/// C = alpha * op(a) @ op(b) + beta * C, as `how` says.
+pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
     const NAME: &str = "matmul";
+    let Gemm {
+        ta,
+        tb,
+        alpha,
+        beta,
+        c,
+        kernel,
+    } = how;
     a.expect_dtype(NAME, DType::F32)?;
     b.expect_dtype(NAME, DType::F32)?;
     let d = dims(a.shape(), b.shape(), ta, tb)?;

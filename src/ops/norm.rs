@@ -75,20 +75,31 @@ fn launch(
         .launch(&spec, bytemuck::bytes_of(p), &b, groups(items, 64))
 }
 
+/// How batch norm normalises: with the batch statistics (training, moving the
+/// running ones by `momentum`) or with the running ones (eval).
+#[derive(Clone, Copy, Debug)]
+pub struct BnConfig {
+    pub training: bool,
+    pub momentum: f32,
+    pub eps: f32,
+}
+
 /// y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel. In training the
 /// batch statistics are used and the running ones updated in place (momentum as
 /// PyTorch: running = (1 - m) * running + m * batch); in eval the running ones.
-#[allow(clippy::too_many_arguments)]
+/// `(gamma, beta)` are the affine parameters, `running` the (mean, var) pair.
 pub fn batch_norm(
     x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    training: bool,
-    momentum: f32,
-    eps: f32,
+    (gamma, beta): (&Tensor, &Tensor),
+    running: (&Tensor, &Tensor),
+    cfg: BnConfig,
 ) -> Result<(Tensor, BnSaved)> {
+    let BnConfig {
+        training,
+        momentum,
+        eps,
+    } = cfg;
+    let (running_mean, running_var) = running;
     let (n, c, hw) = dims(x, gamma)?;
     if n * hw == 0 {
         return Err(Error::shape(

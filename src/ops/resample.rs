@@ -27,17 +27,13 @@ crate::kernel_params! {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `planes` images of h x w resampled to oh x ow.
 fn run(
     entry: &'static str,
     mode: UpsampleMode,
-    out: &Tensor,
-    src: &Tensor,
+    (out, src): (&Tensor, &Tensor),
     planes: usize,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+    [h, w, oh, ow]: [usize; 4],
 ) -> Result<()> {
     let u = |v| u32_of("upsample", v);
     let p = ResampleParams {
@@ -75,7 +71,7 @@ pub fn upsample(x: &Tensor, oh: usize, ow: usize, mode: UpsampleMode) -> Result<
     }
     let y = Tensor::empty(x.gpu(), &[n, c, oh, ow], DType::F32)?;
     if y.numel() > 0 {
-        run("up_forward", mode, &y, x, n * c, h, w, oh, ow)?;
+        run("up_forward", mode, (&y, x), n * c, [h, w, oh, ow])?;
     }
     Ok(y)
 }
@@ -89,7 +85,7 @@ pub fn upsample_backward(dy: &Tensor, x_shape: &[usize], mode: UpsampleMode) -> 
     };
     let dx = Tensor::empty(dy.gpu(), x_shape, DType::F32)?;
     if dx.numel() > 0 {
-        run("up_backward", mode, &dx, dy, n * c, h, w, oh, ow)?;
+        run("up_backward", mode, (&dx, dy), n * c, [h, w, oh, ow])?;
     }
     Ok(dx)
 }

@@ -101,15 +101,13 @@ impl Canvas {
     }
 
     /// Draws an 8-bit CHW image (1 or 3 channels) scaled by `scale` at (x0, y0).
-    #[allow(clippy::too_many_arguments)]
+    /// Draws a [C, H, W] byte image (grey or RGB) with its top-left at
+    /// (x0, y0), each pixel as a `scale` x `scale` square.
     pub fn blit_chw(
         &mut self,
         img: &[u8],
-        channels: usize,
-        h: usize,
-        w: usize,
-        x0: usize,
-        y0: usize,
+        [channels, h, w]: [usize; 3],
+        (x0, y0): (usize, usize),
         scale: usize,
     ) {
         for y in 0..h * scale {

@@ -19,7 +19,7 @@ pub fn sample_grid(set: &ImageSet, count: usize, cols: usize) -> Canvas {
     let mut cv = Canvas::new(cols * cell_w, rows * cell_h, WHITE);
     for i in 0..count {
         let (x0, y0) = ((i % cols) * cell_w + 4, (i / cols) * cell_h + 4);
-        cv.blit_chw(set.image(i), set.channels, h, w, x0, y0, scale);
+        cv.blit_chw(set.image(i), [set.channels, h, w], (x0, y0), scale);
         if let Some(boxes) = set.boxes.as_ref().map(|b| &b[i]) {
             for b in boxes {
                 let c = PALETTE[b.class as usize % PALETTE.len()];
