@@ -146,6 +146,15 @@ impl DirLock {
 
     /// Locks `dir` (creating it), or fails at once naming the process that holds it.
     pub fn acquire(dir: &Path) -> Result<DirLock> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Io {
+                path: shown(dir),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "is a file, not a folder: an output folder is needed here",
+                ),
+            });
+        }
         let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let path = dir.join(Self::FILE);

@@ -292,6 +292,11 @@ fn hostile_inputs_get_clear_errors_not_panics_or_hangs() {
         ),
         (vec!["train", "--lr=-1", "--out", "m"], vec![], "lr = -1"),
         (
+            vec!["train", "--out", "fifo.toml"],
+            vec![],
+            "is a file, not a folder",
+        ),
+        (
             vec!["info"],
             vec![("CONDENSER_KERNELS", "bogus")],
             "CONDENSER_KERNELS",
