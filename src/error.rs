@@ -40,8 +40,26 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// A setting that cannot be used: an unknown name, a bad combination of
+    /// flags, a malformed value. The message says which and what is valid.
     #[error("{0}")]
-    Invalid(String),
+    Config(String),
+
+    /// A tensor of the wrong element type reached an op.
+    #[error("dtype error in {op}: expects {want} data, got {got}")]
+    DType {
+        op: &'static str,
+        want: String,
+        got: String,
+    },
+
+    /// Drawing or encoding a figure failed.
+    #[error("report error: {0}")]
+    Report(String),
+
+    /// A broken internal invariant: a bug in condenser, never bad input.
+    #[error("internal error (a bug in condenser; please report it): {0}")]
+    Internal(String),
 
     /// A data set that is missing, truncated or corrupt: where, what, and what to do.
     #[error("data set error in {path}: {msg}{}", hint_line(hint))]

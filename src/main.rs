@@ -418,7 +418,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .map(|s| {
                     s.trim()
                         .parse::<u64>()
-                        .map_err(|_| condenser::Error::Invalid(format!("bad seed {s:?}")))
+                        .map_err(|_| condenser::Error::Config(format!("bad seed {s:?}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let cc = CompareConfig {
@@ -442,7 +442,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Plot { results, out } => {
             let text = condenser::fsutil::read_text(&results, 256 << 20)?;
             let runs: Vec<RunResult> = serde_json::from_str(&text).map_err(|e| {
-                condenser::Error::Invalid(format!(
+                condenser::Error::Config(format!(
                     "{} is not a results.json of condenser compare: {e}",
                     condenser::fsutil::shown(&results)
                 ))
@@ -466,7 +466,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let gpu = Gpu::new()?;
             let mut cc = condenser::distill::demo::config(out.as_deref(), quick);
             if resume && out.is_none() {
-                return Err(condenser::Error::Invalid(
+                return Err(condenser::Error::Config(
                     "demo --resume needs --out <the folder of the demo to continue>".into(),
                 ));
             }

@@ -39,7 +39,7 @@ impl Tensor {
             .iter()
             .try_fold(4u64, |a, &d| a.checked_mul(d as u64))
             .ok_or_else(|| {
-                Error::Invalid(format!("tensor of shape {shape:?} is too large to address"))
+                Error::Config(format!("tensor of shape {shape:?} is too large to address"))
             })?;
         Ok(Tensor {
             gpu: gpu.clone(),
@@ -166,10 +166,11 @@ impl Tensor {
 
     pub(crate) fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
         if self.dtype != dtype {
-            return Err(Error::shape(
+            return Err(Error::DType {
                 op,
-                format!("expects {dtype:?} data, got {:?}", self.dtype),
-            ));
+                want: format!("{dtype:?}"),
+                got: format!("{:?}", self.dtype),
+            });
         }
         Ok(())
     }

@@ -179,7 +179,7 @@ impl Var {
             ));
         }
         if !self.requires_grad() {
-            return Err(Error::Invalid(
+            return Err(Error::Config(
                 "backward through a value that needs no gradient (made under no_grad, or from constants only)".into(),
             ));
         }

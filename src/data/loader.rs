@@ -104,13 +104,13 @@ impl<'a> Loader<'a> {
         device_copy: bool,
     ) -> Result<Self> {
         if cfg.batch_size == 0 {
-            return Err(Error::Invalid("batch size must be at least 1".into()));
+            return Err(Error::Config("batch size must be at least 1".into()));
         }
         if set.is_empty() {
             return Err(Error::data(&set.name, "the data set is empty", ""));
         }
         if set.channels > 4 {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "images with {} channels are not supported (at most 4)",
                 set.channels
             )));
@@ -118,7 +118,7 @@ impl<'a> Loader<'a> {
         let (mut mean, mut inv_std) = ([0f32; 4], [1f32; 4]);
         if let Some((m, s)) = &cfg.normalize {
             if m.len() != set.channels || s.len() != set.channels {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "normalisation has {} means and {} stds for {} channels",
                     m.len(),
                     s.len(),
@@ -127,7 +127,7 @@ impl<'a> Loader<'a> {
             }
             for c in 0..set.channels {
                 if s[c].is_nan() || s[c] <= 0.0 {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Config(format!(
                         "std of channel {c} is {}, must be > 0",
                         s[c]
                     )));
@@ -233,7 +233,7 @@ impl<'a> Loader<'a> {
     fn batch_in(&self, epoch: usize, b: usize, order: &[usize]) -> Result<Batch> {
         let samples = self.samples(epoch, b, order);
         if samples.is_empty() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "batch {b} is past the end of the epoch"
             )));
         }

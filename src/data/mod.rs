@@ -53,7 +53,7 @@ impl std::str::FromStr for Split {
         match s {
             "train" => Ok(Split::Train),
             "test" => Ok(Split::Test),
-            _ => Err(Error::Invalid(format!(
+            _ => Err(Error::Config(format!(
                 "unknown split {s:?}: use `train` or `test`"
             ))),
         }
@@ -309,7 +309,7 @@ pub fn load(name: &str, split: Split, opts: &DataOptions) -> Result<ImageSet> {
                 set
             }
             None => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "unknown data set {other:?}; known: {DATA_SETS}"
                 )));
             }

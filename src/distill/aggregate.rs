@@ -50,7 +50,7 @@ impl std::str::FromStr for AggregateSpec {
                         .map(|w| {
                             w.trim()
                                 .parse::<f32>()
-                                .map_err(|_| Error::Invalid(format!("bad weight {w:?} in {s:?}")))
+                                .map_err(|_| Error::Config(format!("bad weight {w:?} in {s:?}")))
                         })
                         .collect::<Result<Vec<_>>>()?,
                 ),
@@ -61,7 +61,7 @@ impl std::str::FromStr for AggregateSpec {
             "pcgrad" => AggregateSpec::PcGrad,
             "mgda" | "mgda-ub" => AggregateSpec::Mgda,
             _ => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "unknown aggregation {s:?}; known: equal, fixed[:w1,w2,..], adaptive, gradnorm, dwa, pcgrad, mgda"
                 )));
             }
@@ -128,7 +128,7 @@ pub fn build_aggregator(
             let w = match ws {
                 Some(w) if w.len() == k => w.clone(),
                 Some(w) => {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Config(format!(
                         "fixed weights: {} given for {k} paths",
                         w.len()
                     )));
@@ -169,7 +169,7 @@ pub fn build_aggregator(
 /// An aggregator's saved state, or an error naming the aggregator.
 fn from_state<T: serde::de::DeserializeOwned>(v: &serde_json::Value, who: &str) -> Result<T> {
     serde_json::from_value(v.clone())
-        .map_err(|e| Error::Invalid(format!("the saved {who} state is malformed ({e})")))
+        .map_err(|e| Error::Config(format!("the saved {who} state is malformed ({e})")))
 }
 
 /// sum_k w_k L_k + w_ce CE as one Var.
@@ -234,7 +234,7 @@ impl Aggregator for Adaptive {
         let v: Vec<f32> = from_state(v, "adaptive")?;
         let a = self.alpha.value();
         if v.len() != a.numel() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "checkpoint has {} alphas, run has {}",
                 v.len(),
                 a.numel()
@@ -282,7 +282,7 @@ impl Aggregator for Dwa {
         let s: S = from_state(v, "dwa")?;
         let k = self.w.len();
         if s.w.len() != k || s.history.iter().any(|h| h.len() != k) {
-            return Err(Error::Invalid(
+            return Err(Error::Config(
                 "DWA state does not match the number of paths".into(),
             ));
         }
@@ -362,7 +362,7 @@ impl Aggregator for GradNorm {
         let s: S = from_state(v, "gradnorm")?;
         let k = self.w.len();
         if s.w.len() != k || s.initial.as_ref().is_some_and(|i| i.len() != k) {
-            return Err(Error::Invalid(
+            return Err(Error::Config(
                 "GradNorm state does not match the number of paths".into(),
             ));
         }
@@ -483,7 +483,7 @@ impl Aggregator for PcGrad {
         self.step = from_state::<serde_json::Value>(v, "pcgrad")?
             .get("step")
             .and_then(|s| s.as_u64())
-            .ok_or_else(|| Error::Invalid("PCGrad state has no step".into()))?;
+            .ok_or_else(|| Error::Config("PCGrad state has no step".into()))?;
         Ok(())
     }
 }
@@ -543,7 +543,7 @@ impl Aggregator for Mgda {
     fn load_state(&mut self, v: &serde_json::Value) -> Result<()> {
         let last: Vec<f32> = from_state(v, "mgda")?;
         if last.len() != self.last.len() {
-            return Err(Error::Invalid(
+            return Err(Error::Config(
                 "MGDA state does not match the number of paths".into(),
             ));
         }

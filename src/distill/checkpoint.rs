@@ -26,7 +26,7 @@ pub fn resolve_out_dir(cfg: &mut RunConfig) -> Result<()> {
         return Ok(());
     }
     if cfg.resume {
-        return Err(Error::Invalid(
+        return Err(Error::Config(
             "--resume needs --out <the folder of the run to continue>".into(),
         ));
     }
@@ -65,7 +65,7 @@ pub fn open_run_dir(cfg: &RunConfig) -> Result<DirLock> {
             .iter()
             .any(|f| same_file(t, &dir.join(f)))
     {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Config(format!(
             "the teacher's weights {} are a file this run would write; choose another --out",
             shown(t)
         )));

@@ -57,7 +57,7 @@ pub fn variant(
             c.aggregate = "fixed".into();
         }
         other => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "unknown run {other:?}; use student, soft, hint, at, nst, logits, equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda"
             )));
         }
@@ -78,28 +78,24 @@ impl CompareConfig {
     /// is trained: a typo in the last run name must not cost the first runs' hours.
     pub fn validate(&self) -> Result<()> {
         if self.runs.is_empty() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "no runs to compare; name some, e.g. --runs {DEFAULT_RUNS}"
             )));
         }
         if self.seeds.is_empty() {
-            return Err(Error::Invalid("no seeds given; e.g. --seeds 0,1,2".into()));
+            return Err(Error::Config("no seeds given; e.g. --seeds 0,1,2".into()));
         }
         if let Some(d) = first_duplicate(&self.runs) {
-            return Err(Error::Invalid(format!(
-                "run {d:?} is named twice in --runs"
-            )));
+            return Err(Error::Config(format!("run {d:?} is named twice in --runs")));
         }
         if let Some(d) = first_duplicate(&self.seeds) {
-            return Err(Error::Invalid(format!(
-                "seed {d} is named twice in --seeds"
-            )));
+            return Err(Error::Config(format!("seed {d} is named twice in --seeds")));
         }
         let teacher = self
             .base
             .teacher_model
             .as_ref()
-            .ok_or_else(|| Error::Invalid("compare needs --teacher-model".into()))?;
+            .ok_or_else(|| Error::Config("compare needs --teacher-model".into()))?;
         if self.base.teacher_weights.is_none() && self.teacher_epochs == 0 {
             return Err(Error::range(
                 "teacher epochs",
@@ -120,7 +116,7 @@ impl CompareConfig {
                 FsPath::new("."),
             )?
             .validate()
-            .map_err(|e| Error::Invalid(format!("run {name:?}: {e}")))?;
+            .map_err(|e| Error::Config(format!("run {name:?}: {e}")))?;
         }
         Ok(())
     }
@@ -188,7 +184,7 @@ pub fn compare(
     let teacher_arch = base
         .teacher_model
         .clone()
-        .ok_or_else(|| Error::Invalid("compare needs --teacher-model".into()))?;
+        .ok_or_else(|| Error::Config("compare needs --teacher-model".into()))?;
     let mut teacher_row = None;
     if base.teacher_weights.is_none() {
         let tcfg = RunConfig {
@@ -251,7 +247,7 @@ pub fn compare(
 }
 
 fn stopped(r: &RunResult) -> Error {
-    Error::Invalid(format!(
+    Error::Config(format!(
         "run {} stopped after {} epochs; continue the comparison with --resume",
         r.name, r.epochs_done
     ))

@@ -120,7 +120,7 @@ impl std::str::FromStr for OptimizerKind {
             "sgd" => Ok(OptimizerKind::Sgd),
             "adam" => Ok(OptimizerKind::Adam),
             "adamw" => Ok(OptimizerKind::AdamW),
-            o => Err(Error::Invalid(format!(
+            o => Err(Error::Config(format!(
                 "unknown optimizer {o:?}: use sgd, adam or adamw"
             ))),
         }
@@ -159,7 +159,7 @@ impl RunConfig {
     pub fn from_toml(path: &FsPath) -> Result<RunConfig> {
         let text = crate::fsutil::read_text(path, 1 << 20)?;
         toml::from_str(&text)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", crate::fsutil::shown(path))))
+            .map_err(|e| Error::Config(format!("{}: {e}", crate::fsutil::shown(path))))
     }
 
     /// Every field against its valid range, before any data is read or any
@@ -226,13 +226,13 @@ impl RunConfig {
         self.aggregate_spec()?;
         let paths = parse_paths(&self.paths)?;
         match (&self.teacher_model, &self.teacher_weights, paths.is_empty()) {
-            (Some(_), None, _) => Err(Error::Invalid(
+            (Some(_), None, _) => Err(Error::Config(
                 "--teacher-model needs --teacher-weights (train one with `condenser train`)".into(),
             )),
-            (None, Some(_), _) => Err(Error::Invalid(
+            (None, Some(_), _) => Err(Error::Config(
                 "--teacher-weights needs --teacher-model".into(),
             )),
-            (None, None, false) => Err(Error::Invalid(format!(
+            (None, None, false) => Err(Error::Config(format!(
                 "paths {:?} need a teacher (--teacher-model, --teacher-weights)",
                 self.paths
             ))),
@@ -277,7 +277,7 @@ impl RunConfig {
     pub fn schedule(&self) -> Result<Schedule> {
         let s = self.schedule.as_str();
         let bad = || {
-            Error::Invalid(format!(
+            Error::Config(format!(
                 "bad schedule {s:?}: use constant, cosine, step:<every>:<gamma> or \
                  multistep:<m1>,<m2>:<gamma> (every and milestones whole epochs >= 1, \
                  increasing; 0 < gamma <= 1)"

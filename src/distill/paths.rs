@@ -57,7 +57,7 @@ pub fn parse_paths(s: &str) -> Result<Vec<(PathKind, Option<usize>)>> {
             Some((n, st)) => (
                 n,
                 Some(st.parse::<usize>().map_err(|_| {
-                    Error::Invalid(format!("bad stage in path {item:?}: use e.g. hint@2"))
+                    Error::Config(format!("bad stage in path {item:?}: use e.g. hint@2"))
                 })?),
             ),
             None => (item, None),
@@ -69,7 +69,7 @@ pub fn parse_paths(s: &str) -> Result<Vec<(PathKind, Option<usize>)>> {
             "nst" => PathKind::Nst,
             "logits" => PathKind::Logits,
             _ => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "unknown distillation path {name:?}; known: soft, hint, at, nst, logits"
                 )));
             }
@@ -124,7 +124,7 @@ pub fn build_paths(
 ) -> Result<Vec<Path>> {
     let stages = student_channels.len().min(teacher_channels.len());
     if stages == 0 {
-        return Err(Error::Invalid("models expose no feature stages".into()));
+        return Err(Error::Config("models expose no feature stages".into()));
     }
     let mut seeds = Seeds::new(seed ^ 0xD157);
     let mut out = Vec::new();
@@ -132,7 +132,7 @@ pub fn build_paths(
         let picked: Vec<usize> = match (kind, stage) {
             (PathKind::Soft | PathKind::Logits, _) => vec![],
             (_, Some(s)) if s >= stages => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "stage {s} does not exist: the models have stages 0..{}",
                     stages - 1
                 )));
@@ -183,7 +183,7 @@ pub fn build_paths(
     let mut names: Vec<&str> = out.iter().map(|p| p.name.as_str()).collect();
     names.sort();
     if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(Error::Invalid(format!("a path is listed twice: {names:?}")));
+        return Err(Error::Config(format!("a path is listed twice: {names:?}")));
     }
     Ok(out)
 }
@@ -250,7 +250,7 @@ impl Path {
                         None => l,
                     });
                 }
-                total.ok_or_else(|| Error::Invalid(format!("path {} has no stages", self.name)))
+                total.ok_or_else(|| Error::Config(format!("path {} has no stages", self.name)))
             }
         }
     }

@@ -191,7 +191,7 @@ fn setup<'d>(
     let shared = named
         .first()
         .map(|(_, v)| v.clone())
-        .ok_or_else(|| Error::Invalid("the student has no parameters".into()))?;
+        .ok_or_else(|| Error::Internal("the student has no parameters".into()))?;
     for p in &paths {
         named.extend(
             nn::named_parameters(p)
@@ -358,8 +358,18 @@ fn resume(cfg: &RunConfig, parts: &mut Parts<'_>, gpu: &Gpu) -> Result<Option<St
         load(p, "paths")?;
     }
     let opt_state = safetensors::load_tensors(gpu, &ckpt, "optim.").map_err(as_checkpoint)?;
-    parts.opt.load_state(&opt_state)?;
-    parts.agg.load_state(&meta.aggregator)?;
+    let state_error = |e: Error| {
+        Error::checkpoint(
+            &ckpt,
+            format!("its saved state does not fit this run: {e}"),
+            "pass --overwrite (without --resume) to start over",
+        )
+    };
+    parts.opt.load_state(&opt_state).map_err(state_error)?;
+    parts
+        .agg
+        .load_state(&meta.aggregator)
+        .map_err(state_error)?;
     Ok(Some(Start {
         epoch: meta.epoch,
         result: meta.result,

@@ -155,7 +155,7 @@ impl Gpu {
         })?;
         for a in args {
             if a.bytes == 0 {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "{}: empty buffer argument (launch nothing for empty tensors)",
                     kernel.name
                 )));

@@ -31,7 +31,7 @@ pub const MAX_WIDEN: usize = 64;
 
 pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Model>> {
     let bad = || {
-        Error::Invalid(format!(
+        Error::Config(format!(
             "unknown model {:?}; known forms: {ARCHS}",
             spec.arch
         ))
@@ -56,7 +56,7 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
         };
         let depth: usize = depth.parse().map_err(|_| bad())?;
         if !(8..=MAX_DEPTH).contains(&depth) || !(depth - 2).is_multiple_of(6) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "resnet depth must be 6n + 2 (8, 14, 20, 32, 56, 110), at most {MAX_DEPTH}, got {depth}"
             )));
         }
@@ -77,7 +77,7 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
             || !(depth - 4).is_multiple_of(6)
             || !(1..=MAX_WIDEN).contains(&widen)
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Config(format!(
                 "wrn depth must be 6n + 4 (16, 28, 40), at most {MAX_DEPTH}, and the widening 1..={MAX_WIDEN}, got {a}"
             )));
         }

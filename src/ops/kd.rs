@@ -33,7 +33,7 @@ pub fn soft_target(zs: &Tensor, zt: &Tensor, t: f32) -> Result<(Tensor, Tensor)>
         ));
     }
     if !(t.is_finite() && t > 0.0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Config(format!(
             "temperature must be positive, got {t}"
         )));
     }

@@ -68,7 +68,7 @@ fn dims(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize, usize)> {
 
 fn params(n: usize, c: usize, s: usize, cfg: &CeConfig) -> Result<CeParams> {
     if !(0.0..1.0).contains(&cfg.label_smoothing) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Config(format!(
             "label smoothing {} must be in [0, 1)",
             cfg.label_smoothing
         )));

@@ -228,7 +228,7 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
     }
     let kernel = kernel.unwrap_or_else(|| choose(a.gpu(), &d, ta, tb));
     if !supports(a.gpu(), kernel, &d, ta, tb) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Config(format!(
             "the {kernel:?} matmul kernel cannot run {d:?} (ta={ta}, tb={tb}) here: it needs k and \
              the contiguous axes to be multiples of 4 (and 8-wide subgroups for CpuSubgroup)"
         )));

@@ -45,7 +45,7 @@ pub fn softmax_with(
     const NAME: &str = "softmax";
     x.expect_dtype(NAME, DType::F32)?;
     if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Config(format!(
             "softmax temperature must be a positive number, got {temperature}"
         )));
     }

@@ -50,7 +50,7 @@ pub trait Optimizer {
 
 fn check_finite(name: &str, v: f32) -> Result<()> {
     if !v.is_finite() || v < 0.0 {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Config(format!(
             "{name} must be a finite number >= 0, got {v}"
         )));
     }
@@ -132,12 +132,12 @@ impl Optimizer for Sgd {
                 .and_then(|i| i.parse::<usize>().ok())
                 .filter(|&i| i < self.params.len())
                 .ok_or_else(|| {
-                    Error::Invalid(format!(
+                    Error::Config(format!(
                         "optimizer state {name:?} does not belong to this run"
                     ))
                 })?;
             if t.shape() != self.params[i].shape() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "optimizer state {name}: shape {:?} vs parameter {:?}",
                     t.shape(),
                     self.params[i].shape()
@@ -245,19 +245,19 @@ impl Optimizer for Adam {
             }
             let (kind, i) = name
                 .split_once('.')
-                .ok_or_else(|| Error::Invalid(format!("bad Adam state {name:?}")))?;
+                .ok_or_else(|| Error::Config(format!("bad Adam state {name:?}")))?;
             let i: usize = i
                 .parse()
-                .map_err(|_| Error::Invalid(format!("bad Adam state {name:?}")))?;
+                .map_err(|_| Error::Config(format!("bad Adam state {name:?}")))?;
             if i >= self.params.len() || t.shape() != self.params[i].shape() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Config(format!(
                     "Adam state {name} does not match this run's parameters"
                 )));
             }
             match kind {
                 "m" => ms[i] = Some(t.clone()),
                 "v" => vs[i] = Some(t.clone()),
-                _ => return Err(Error::Invalid(format!("bad Adam state {name:?}"))),
+                _ => return Err(Error::Config(format!("bad Adam state {name:?}"))),
             }
         }
         for (i, (m, v)) in ms.into_iter().zip(vs).enumerate() {

@@ -128,10 +128,10 @@ impl Canvas {
         let mut buf = Vec::new();
         let img =
             image::RgbImage::from_raw(self.width as u32, self.height as u32, self.pixels.clone())
-                .ok_or_else(|| Error::Invalid("canvas size mismatch".into()))?;
+                .ok_or_else(|| Error::Internal("canvas size mismatch".into()))?;
         let mut cursor = std::io::Cursor::new(&mut buf);
         img.write_to(&mut cursor, image::ImageFormat::Png)
-            .map_err(|e| Error::Invalid(format!("PNG encoding failed: {e}")))?;
+            .map_err(|e| Error::Report(format!("PNG encoding failed: {e}")))?;
         crate::fsutil::write_atomic(path, &buf)
     }
 }

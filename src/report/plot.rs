@@ -164,7 +164,7 @@ impl LineChart {
     /// Writes `path` (PNG, `width` x `height`) and the same chart as SVG beside it.
     pub fn save(&self, path: &Path, width: u32, height: u32) -> Result<()> {
         register_font();
-        let fail = |e: String| Error::Invalid(format!("drawing {}: {e}", path.display()));
+        let fail = |e: String| Error::Report(format!("drawing {}: {e}", path.display()));
         let mut rgb = vec![0u8; (width * height * 3) as usize];
         {
             let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();

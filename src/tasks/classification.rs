@@ -29,7 +29,7 @@ pub fn train_step(
 pub fn checked_loss(loss: &Var, step: usize) -> Result<f32> {
     let v = loss.value().item()?;
     if !v.is_finite() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Config(format!(
             "the loss became {v} at step {step}: training diverged. Lower the learning rate, \
              check the input normalisation, or resume from the last checkpoint"
         )));
