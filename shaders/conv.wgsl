@@ -3,7 +3,7 @@
 // cols[n][oh * OW + ow][c * KH * KW + kh * KW + kw]; `col2im` folds the gradient of
 // cols back onto the input by gathering (each input pixel sums the columns that
 // read it: no atomics). groups > 1 (depthwise included) runs the direct kernels.
-// Bindings: 0 params, 1 output, 2.. inputs.
+// Bindings: 0 params, 1 output, then the inputs by meaning (see below).
 
 struct ConvParams {
     n: u32,
@@ -32,8 +32,13 @@ struct ConvParams {
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> in0: array<f32>;
-@group(0) @binding(3) var<storage, read> in1: array<f32>;
+// One binding number per meaning; each entry point binds the ones it reads
+// (src/ops/conv.rs passes them by these numbers).
+@group(0) @binding(2) var<storage, read> inputs: array<f32>;
+@group(0) @binding(3) var<storage, read> weights: array<f32>;
+// The gradient of the output, and of im2col's columns [N, OH*OW, klen_p].
+@group(0) @binding(4) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(5) var<storage, read> grad_cols: array<f32>;
 
 // Input row/column read by output position o at kernel offset k, or -1 if padding.
 fn src_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
@@ -57,7 +62,7 @@ fn dst_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     return o;
 }
 
-// in0 = x; out = cols [N, OH*OW, klen_p]. One invocation per (n, pixel, channel)
+// out = cols [N, OH*OW, klen_p] from the inputs. One invocation per (n, pixel, channel)
 // writes that channel's KH*KW values, so the index arithmetic (integer division
 // is slow on CPU adapters) is shared by the whole kernel window.
 @compute @workgroup_size(256)
@@ -83,7 +88,7 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             let x = src_pos(ox, kx, p.sw, p.pw, p.dw, p.w);
             var v = 0.0;
             if y >= 0 && x >= 0 {
-                v = in0[(plane + u32(y)) * p.w + u32(x)];
+                v = inputs[(plane + u32(y)) * p.w + u32(x)];
             }
             out[o] = v;
             o++;
@@ -96,7 +101,7 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
 }
 
-// in0 = d cols [N, OH*OW, klen_p]; out = dx [N, C, H, W].
+// out = dx [N, C, H, W] from grad_cols.
 @compute @workgroup_size(256)
 fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
@@ -122,13 +127,13 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
                 continue;
             }
             let pix = u32(oy) * p.ow + u32(ox);
-            acc += in0[(n * p.oh * p.ow + pix) * klen + c * kk + ky * p.kw + kx];
+            acc += grad_cols[(n * p.oh * p.ow + pix) * klen + c * kk + ky * p.kw + kx];
         }
     }
     out[i] = acc;
 }
 
-// in0 = x, in1 = w; out = y [N, OC, OH, OW] (no bias: added by the caller).
+// out = y [N, OC, OH, OW] from inputs and weights (no bias: added by the caller).
 @compute @workgroup_size(256)
 fn direct_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
@@ -155,15 +160,15 @@ fn direct_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
                 if x < 0 {
                     continue;
                 }
-                acc += in0[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)] *
-                       in1[((o * cg + ci) * p.kh + ky) * p.kw + kx];
+                acc += inputs[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)] *
+                       weights[((o * cg + ci) * p.kh + ky) * p.kw + kx];
             }
         }
     }
     out[i] = acc;
 }
 
-// in0 = dy, in1 = w; out = dx [N, C, H, W].
+// out = dx [N, C, H, W] from grad_out and weights.
 @compute @workgroup_size(256)
 fn direct_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) li: u32) {
@@ -192,15 +197,15 @@ fn direct_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
                 if ox < 0 {
                     continue;
                 }
-                acc += in0[((n * p.oc + o) * p.oh + u32(oy)) * p.ow + u32(ox)] *
-                       in1[((o * cg + ci) * p.kh + ky) * p.kw + kx];
+                acc += grad_out[((n * p.oc + o) * p.oh + u32(oy)) * p.ow + u32(ox)] *
+                       weights[((o * cg + ci) * p.kh + ky) * p.kw + kx];
             }
         }
     }
     out[i] = acc;
 }
 
-// in0 = dy, in1 = x; out = dw [OC, C / groups, KH, KW].
+// out = dw [OC, C / groups, KH, KW] from grad_out and inputs.
 @compute @workgroup_size(256)
 fn direct_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) li: u32) {
@@ -226,8 +231,8 @@ fn direct_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
                 if x < 0 {
                     continue;
                 }
-                acc += in0[((n * p.oc + o) * p.oh + oy) * p.ow + ox] *
-                       in1[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)];
+                acc += grad_out[((n * p.oc + o) * p.oh + oy) * p.ow + ox] *
+                       inputs[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)];
             }
         }
     }

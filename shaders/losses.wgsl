@@ -15,16 +15,17 @@ struct CeParams {
 }
 
 @group(0) @binding(0) var<uniform> p: CeParams;
+// One binding number per meaning; each entry point binds the ones it uses
+// (src/ops/losses.rs passes them by these numbers).
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+// 1 where a position is counted (not ignored), else 0.
 @group(0) @binding(2) var<storage, read_write> valid_out: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read> labels: array<u32>;
-@group(0) @binding(2) var<storage, read> logits2: array<f32>;
-@group(0) @binding(3) var<storage, read> labels3: array<u32>;
-@group(0) @binding(4) var<storage, read> count4: array<f32>;
-@group(0) @binding(5) var<storage, read> dloss5: array<f32>;
-@group(0) @binding(2) var<storage, read> num2: array<f32>;
-@group(0) @binding(3) var<storage, read> den3: array<f32>;
+// The number of counted positions, the upstream gradient, the summed losses.
+@group(0) @binding(5) var<storage, read> count: array<f32>;
+@group(0) @binding(6) var<storage, read> dloss: array<f32>;
+@group(0) @binding(7) var<storage, read> total: array<f32>;
 
 fn skip(label: u32) -> bool {
     return label == p.ignore || label >= p.c;
@@ -66,15 +67,13 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     valid_out[i] = 1.0;
 }
 
-// out[0] = num[0] / max(den[0], 1).
+// out[0] = total / max(count, 1): the mean over counted positions (0 if none).
 @compute @workgroup_size(1)
-fn mean_of(@builtin(local_invocation_index) li: u32) {
-    // Every kernel binds the parameter block at 0, so each must use it.
-    _ = p.n;
-    out[0] = num2[0] / max(den3[0], 1.0);
+fn mean_of() {
+    out[0] = total[0] / max(count[0], 1.0);
 }
 
-// out = dlogits [N, C, S], logits2, labels3, count4 = counted positions, dloss5 = upstream.
+// out = dlogits [N, C, S].
 @compute @workgroup_size(64)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
@@ -84,7 +83,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
     let n = i / p.s;
     let si = i % p.s;
-    let label = labels3[i];
+    let label = labels[i];
     let base = n * p.c * p.s + si;
     if skip(label) {
         for (var k = 0u; k < p.c; k++) {
@@ -94,19 +93,19 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
     var m = neg_inf();
     for (var k = 0u; k < p.c; k++) {
-        m = max(m, logits2[base + k * p.s]);
+        m = max(m, logits[base + k * p.s]);
     }
     var se = 0.0;
     for (var k = 0u; k < p.c; k++) {
-        se += exp(logits2[base + k * p.s] - m);
+        se += exp(logits[base + k * p.s] - m);
     }
-    let scale = dloss5[0] / max(count4[0], 1.0);
+    let scale = dloss[0] / max(count[0], 1.0);
     for (var k = 0u; k < p.c; k++) {
         var tgt = p.smoothing / f32(p.c);
         if k == label {
             tgt += 1.0 - p.smoothing;
         }
-        let prob = exp(logits2[base + k * p.s] - m) / se;
+        let prob = exp(logits[base + k * p.s] - m) / se;
         out[base + k * p.s] = (prob - tgt) * scale;
     }
 }

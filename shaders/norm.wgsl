@@ -15,19 +15,26 @@ struct NormParams {
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
+// One binding number per meaning; each entry point binds the ones it reads
+// (src/ops/norm.rs passes them by these numbers).
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> in2: array<f32>;
-@group(0) @binding(3) var<storage, read> in3: array<f32>;
-@group(0) @binding(4) var<storage, read> in4: array<f32>;
-@group(0) @binding(5) var<storage, read> in5: array<f32>;
-@group(0) @binding(6) var<storage, read> in6: array<f32>;
-@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+// (mean, 1/sqrt(var + eps)) per channel.
+@group(0) @binding(4) var<storage, read> stats: array<f32>;
+@group(0) @binding(5) var<storage, read> gamma: array<f32>;
+@group(0) @binding(6) var<storage, read> beta: array<f32>;
+// Per (n, c): (mean, M2) in the forward, (sum dy * xhat, sum dy) in the backward.
+@group(0) @binding(7) var<storage, read> partial: array<f32>;
+// Per c: (dgamma, dbeta).
+@group(0) @binding(8) var<storage, read> sums: array<f32>;
+@group(0) @binding(9) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(10) var<storage, read_write> running_var: array<f32>;
 
 // In training dx uses the batch statistics' dependence on x; in eval it does not.
 override TRAINING: bool = true;
 
-// out = partial [N*C][2] (mean, M2), in2 = x.
+// out = partial [N*C][2] (mean, M2) of x.
 @compute @workgroup_size(64)
 fn stats_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
@@ -38,19 +45,19 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let base = i * p.hw;
     var s = 0.0;
     for (var k = 0u; k < p.hw; k++) {
-        s += in2[base + k];
+        s += x[base + k];
     }
     let mean = s / f32(p.hw);
     var m2 = 0.0;
     for (var k = 0u; k < p.hw; k++) {
-        let d = in2[base + k] - mean;
+        let d = x[base + k] - mean;
         m2 += d * d;
     }
     out[2u * i] = mean;
     out[2u * i + 1u] = m2;
 }
 
-// out = stats [C][2] (mean, 1/sqrt(var + eps)), in2 = partial; updates the
+// out = stats [C][2] (mean, 1/sqrt(var + eps)) from the partials; updates the
 // running statistics in place (unbiased variance, as PyTorch).
 @compute @workgroup_size(64)
 fn stats_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -61,13 +68,13 @@ fn stats_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     var mean = 0.0;
     for (var n = 0u; n < p.n; n++) {
-        mean += in2[2u * (n * p.c + c)];
+        mean += partial[2u * (n * p.c + c)];
     }
     mean /= f32(p.n);
     var m2 = 0.0;
     for (var n = 0u; n < p.n; n++) {
-        let d = in2[2u * (n * p.c + c)] - mean;
-        m2 += in2[2u * (n * p.c + c) + 1u] + f32(p.hw) * d * d;
+        let d = partial[2u * (n * p.c + c)] - mean;
+        m2 += partial[2u * (n * p.c + c) + 1u] + f32(p.hw) * d * d;
     }
     let count = f32(p.n * p.hw);
     let var_b = m2 / count;
@@ -78,7 +85,7 @@ fn stats_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
 }
 
-// Eval statistics from the running ones: out = stats, in2 = running mean, in3 = running var.
+// Eval statistics from the running ones: out = stats.
 @compute @workgroup_size(64)
 fn stats_eval(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
@@ -86,11 +93,11 @@ fn stats_eval(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if c >= p.c {
         return;
     }
-    out[2u * c] = in2[c];
-    out[2u * c + 1u] = inverseSqrt(in3[c] + p.eps);
+    out[2u * c] = running_mean[c];
+    out[2u * c + 1u] = inverseSqrt(running_var[c] + p.eps);
 }
 
-// out = y, in2 = x, in3 = stats, in4 = gamma, in5 = beta.
+// out = y = (x - mean) * inv * gamma + beta.
 @compute @workgroup_size(64)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
@@ -99,10 +106,10 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         return;
     }
     let c = (i / p.hw) % p.c;
-    out[i] = (in2[i] - in3[2u * c]) * in3[2u * c + 1u] * in4[c] + in5[c];
+    out[i] = (x[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c];
 }
 
-// out = partial [N*C][2] (sum dy * xhat, sum dy), in2 = dy, in3 = x, in4 = stats.
+// out = partial [N*C][2] (sum dy * xhat, sum dy).
 @compute @workgroup_size(64)
 fn backward_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
@@ -111,20 +118,20 @@ fn backward_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let c = i % p.c;
-    let mean = in4[2u * c];
-    let inv = in4[2u * c + 1u];
+    let mean = stats[2u * c];
+    let inv = stats[2u * c + 1u];
     var sxh = 0.0;
     var sdy = 0.0;
     for (var k = 0u; k < p.hw; k++) {
-        let dy = in2[i * p.hw + k];
-        sxh += dy * (in3[i * p.hw + k] - mean) * inv;
-        sdy += dy;
+        let g = dy[i * p.hw + k];
+        sxh += g * (x[i * p.hw + k] - mean) * inv;
+        sdy += g;
     }
     out[2u * i] = sxh;
     out[2u * i + 1u] = sdy;
 }
 
-// out = sums [C][2] (dgamma, dbeta), in2 = partial.
+// out = sums [C][2] (dgamma, dbeta) from the partials.
 @compute @workgroup_size(64)
 fn backward_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
@@ -135,14 +142,14 @@ fn backward_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var a = 0.0;
     var b = 0.0;
     for (var n = 0u; n < p.n; n++) {
-        a += in2[2u * (n * p.c + c)];
-        b += in2[2u * (n * p.c + c) + 1u];
+        a += partial[2u * (n * p.c + c)];
+        b += partial[2u * (n * p.c + c) + 1u];
     }
     out[2u * c] = a;
     out[2u * c + 1u] = b;
 }
 
-// out = dx, in2 = dy, in3 = x, in4 = stats, in5 = gamma, in6 = sums.
+// out = dx.
 @compute @workgroup_size(64)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
@@ -151,13 +158,13 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         return;
     }
     let c = (i / p.hw) % p.c;
-    let inv = in4[2u * c + 1u];
-    let k = in5[c] * inv;
+    let inv = stats[2u * c + 1u];
+    let k = gamma[c] * inv;
     if TRAINING {
         let m = f32(p.n * p.hw);
-        let xhat = (in3[i] - in4[2u * c]) * inv;
-        out[i] = k * (in2[i] - in6[2u * c + 1u] / m - xhat * in6[2u * c] / m);
+        let xhat = (x[i] - stats[2u * c]) * inv;
+        out[i] = k * (dy[i] - sums[2u * c + 1u] / m - xhat * sums[2u * c] / m);
     } else {
-        out[i] = k * in2[i];
+        out[i] = k * dy[i];
     }
 }

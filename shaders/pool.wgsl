@@ -19,11 +19,14 @@ struct PoolParams {
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
+// One binding number per meaning; each entry point binds the ones it uses
+// (src/ops/pool.rs passes them by these numbers).
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+// Max pooling: the flat index in the plane of each output's maximum.
 @group(0) @binding(2) var<storage, read_write> idx_out: array<u32>;
-@group(0) @binding(3) var<storage, read> x3: array<f32>;
-@group(0) @binding(2) var<storage, read> in2: array<f32>;
-@group(0) @binding(3) var<storage, read> idx_in: array<u32>;
+@group(0) @binding(3) var<storage, read> inputs: array<f32>;
+@group(0) @binding(4) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(5) var<storage, read> idx_in: array<u32>;
 
 // Outputs whose window covers input i: [lo, hi] (empty when lo > hi).
 fn covering(i: u32, k: u32, s: u32, pad: u32, size: u32) -> vec2<i32> {
@@ -36,7 +39,7 @@ fn covering(i: u32, k: u32, s: u32, pad: u32, size: u32) -> vec2<i32> {
     return vec2<i32>(lo, hi);
 }
 
-// out = y, idx_out = flat index in the plane of each max, x3 = x.
+// out = y, idx_out = flat index in the plane of each max.
 @compute @workgroup_size(256)
 fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
@@ -61,7 +64,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 continue;
             }
             let at = u32(y) * p.w + u32(x);
-            let v = x3[pl * p.h * p.w + at];
+            let v = inputs[pl * p.h * p.w + at];
             // First maximum wins; NaN propagates.
             if !found || v > best || (is_nan(v) && !is_nan(best)) {
                 best = v;
@@ -74,7 +77,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     idx_out[i] = bi;
 }
 
-// out = dx, in2 = dy, idx_in = winners.
+// out = dx from grad_out and the winners idx_in.
 @compute @workgroup_size(256)
 fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
@@ -93,14 +96,14 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         for (var ox = rx.x; ox <= rx.y; ox++) {
             let o = (pl * p.oh + u32(oy)) * p.ow + u32(ox);
             if idx_in[o] == me {
-                acc += in2[o];
+                acc += grad_out[o];
             }
         }
     }
     out[i] = acc;
 }
 
-// out = y, in2 = x.
+// out = y.
 @compute @workgroup_size(256)
 fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
@@ -120,14 +123,14 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (var kx = 0u; kx < p.kw; kx++) {
             let x = i32(ox * p.sw + kx) - i32(p.pw);
             if x >= 0 && x < i32(p.w) {
-                acc += in2[(pl * p.h + u32(y)) * p.w + u32(x)];
+                acc += inputs[(pl * p.h + u32(y)) * p.w + u32(x)];
             }
         }
     }
     out[i] = acc / f32(p.kh * p.kw);
 }
 
-// out = dx, in2 = dy.
+// out = dx from grad_out.
 @compute @workgroup_size(256)
 fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
@@ -143,13 +146,13 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var acc = 0.0;
     for (var oy = ry.x; oy <= ry.y; oy++) {
         for (var ox = rx.x; ox <= rx.y; ox++) {
-            acc += in2[(pl * p.oh + u32(oy)) * p.ow + u32(ox)];
+            acc += grad_out[(pl * p.oh + u32(oy)) * p.ow + u32(ox)];
         }
     }
     out[i] = acc / f32(p.kh * p.kw);
 }
 
-// Global average pooling backward: out = dx [planes, h*w], in2 = dy [planes].
+// Global average pooling backward: out = dx [planes, h*w] from grad_out [planes].
 @compute @workgroup_size(256)
 fn gap_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
@@ -158,5 +161,5 @@ fn gap_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if i >= p.planes * hw {
         return;
     }
-    out[i] = in2[i / hw] / f32(hw);
+    out[i] = grad_out[i / hw] / f32(hw);
 }

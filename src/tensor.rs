@@ -117,6 +117,7 @@ impl Tensor {
         Binding {
             buffer: &self.buf,
             bytes: self.bytes(),
+            slot: None,
         }
     }
 

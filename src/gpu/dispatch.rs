@@ -22,6 +22,20 @@ const CHUNK_BYTES: u64 = 64 * 1024;
 pub struct Binding<'a> {
     pub buffer: &'a PooledBuffer,
     pub bytes: u64,
+    /// The WGSL binding number; None: the next after the previous argument.
+    /// Modules whose entry points share names by meaning give each name one
+    /// slot, so an entry point may leave slots out.
+    pub slot: Option<u32>,
+}
+
+impl Binding<'_> {
+    /// The same buffer at binding `slot`.
+    pub fn at(self, slot: u32) -> Self {
+        Binding {
+            slot: Some(slot),
+            ..self
+        }
+    }
 }
 
 struct ParamArena {
@@ -129,6 +143,32 @@ impl Gpu {
         })
     }
 
+    /// Launches `spec` with one invocation per item: the workgroup count comes
+    /// from the entry point's `@workgroup_size` in the shader.
+    pub fn launch_items(
+        &self,
+        spec: &KernelSpec,
+        params: &[u8],
+        args: &[Binding],
+        items: usize,
+    ) -> Result<()> {
+        if items == 0 {
+            return Ok(());
+        }
+        let info = self
+            .inner
+            .registry
+            .borrow_mut()
+            .get(&self.inner.device, spec)?
+            .info;
+        self.launch(
+            spec,
+            params,
+            args,
+            (items as u64).div_ceil(info.invocations()),
+        )
+    }
+
     /// Launches `spec` over `workgroups` workgroups (a linear count, folded into a
     /// legal grid). `params` is the kernel's uniform block at binding 0; `args` are
     /// bound at 1, 2, ... in order.
@@ -162,18 +202,28 @@ impl Gpu {
             }
         }
         let mut batch = self.inner.batch.borrow_mut();
-        let (chunk, offset) = batch.params.push(&self.inner.device, params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &batch.params.chunks[chunk],
-                offset,
-                size: wgpu::BufferSize::new((params.len() as u64).div_ceil(16) * 16),
-            }),
-        }];
-        for (i, a) in args.iter().enumerate() {
+        let mut entries = Vec::with_capacity(args.len() + 1);
+        // Entry points that read no parameters have no binding 0 in their layout.
+        let param_at = kernel
+            .info
+            .reads_params
+            .then(|| batch.params.push(&self.inner.device, params));
+        if let Some((chunk, offset)) = param_at {
             entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &batch.params.chunks[chunk],
+                    offset,
+                    size: wgpu::BufferSize::new((params.len() as u64).div_ceil(16) * 16),
+                }),
+            });
+        }
+        let mut next = 1;
+        for a in args.iter() {
+            let slot = a.slot.unwrap_or(next);
+            next = slot + 1;
+            entries.push(wgpu::BindGroupEntry {
+                binding: slot,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: a.buffer.raw(),
                     offset: 0,

@@ -92,10 +92,66 @@ pub struct Kernel {
     pub(crate) name: String,
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
+    pub(crate) info: EntryInfo,
+}
+
+/// What the launch path needs to know of an entry point, read from the shader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// `@workgroup_size(x, y, z)`.
+    pub workgroup_size: [u32; 3],
+    /// Whether it reads the parameter block at binding 0 (bound only if so).
+    pub reads_params: bool,
+}
+
+impl EntryInfo {
+    /// Invocations per workgroup.
+    pub fn invocations(&self) -> u64 {
+        self.workgroup_size.iter().map(|&v| v as u64).product()
+    }
+}
+
+/// The entry points of a shader module with their `EntryInfo`, read with naga
+/// (the front end wgpu uses): workgroup sizes are written once, in the shader.
+pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
+    let src = shader_source(file).ok_or_else(|| Error::Shader {
+        kernel: file.to_string(),
+        message: "no shader file of that name is registered".into(),
+    })?;
+    let bad = |message: String| Error::Shader {
+        kernel: file.to_string(),
+        message,
+    };
+    let module = naga::front::wgsl::parse_str(&src).map_err(|e| bad(e.emit_to_string(&src)))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| bad(e.emit_to_string(&src)))?;
+    let params = module.global_variables.iter().find_map(|(h, g)| {
+        g.binding
+            .as_ref()
+            .is_some_and(|b| b.group == 0 && b.binding == 0)
+            .then_some(h)
+    });
+    Ok(module
+        .entry_points
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| {
+            let reads_params = params.is_some_and(|h| !info.get_entry_point(i)[h].is_empty());
+            let e = EntryInfo {
+                workgroup_size: ep.workgroup_size,
+                reads_params,
+            };
+            (ep.name.clone(), e)
+        })
+        .collect())
 }
 
 pub(crate) struct Registry {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    modules: HashMap<&'static str, (wgpu::ShaderModule, HashMap<String, EntryInfo>)>,
     pipelines: HashMap<String, Rc<Kernel>>,
     cache: Option<wgpu::PipelineCache>,
     cache_path: Option<PathBuf>,
@@ -157,12 +213,14 @@ impl Registry {
         if let Some(k) = self.pipelines.get(&key) {
             return Ok(k.clone());
         }
+        // Read before the error scope opens, so that an early return leaves none open.
+        let reflected = match self.modules.contains_key(spec.file) {
+            true => None,
+            false => Some(reflect(spec.file)?),
+        };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        if !self.modules.contains_key(spec.file) {
-            let src = shader_source(spec.file).ok_or_else(|| Error::Shader {
-                kernel: key.clone(),
-                message: format!("no shader file named {:?} is registered", spec.file),
-            })?;
+        if let Some(entries) = reflected {
+            let src = shader_source(spec.file).expect("reflect found the file");
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(spec.file),
                 source: wgpu::ShaderSource::Wgsl(src.into()),
@@ -180,9 +238,14 @@ impl Registry {
                         .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
                 }
             };
-            self.modules.insert(spec.file, module);
+            self.modules.insert(spec.file, (module, entries));
         }
-        let module = &self.modules[spec.file];
+        let (module, entries) = &self.modules[spec.file];
+        // A missing entry point is reported by the pipeline's error scope below.
+        let info = entries.get(spec.entry).copied().unwrap_or(EntryInfo {
+            workgroup_size: [1, 1, 1],
+            reads_params: true,
+        });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&key),
             layout: None,
@@ -208,6 +271,7 @@ impl Registry {
             name: key.clone(),
             pipeline,
             layout,
+            info,
         });
         self.pipelines.insert(key, kernel.clone());
         self.new_pipelines += 1;

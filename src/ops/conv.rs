@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::matmul::{Gemm, gemm};
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -199,26 +199,36 @@ crate::kernel_params! {
     }
 }
 
-fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[&Tensor]) -> Result<()> {
+/// The binding numbers of shaders/conv.wgsl, one per meaning.
+#[derive(Clone, Copy)]
+enum Slot {
+    Inputs = 2,
+    Weights = 3,
+    GradOut = 4,
+    GradCols = 5,
+}
+
+/// Runs `entry` writing `out` (binding 1), one invocation per output element.
+fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[(Slot, &Tensor)]) -> Result<()> {
     let params = g.params()?;
     let mut args = vec![out.binding()];
-    args.extend(ins.iter().map(|t| t.binding()));
-    out.gpu().launch(
+    args.extend(ins.iter().map(|(slot, t)| t.binding().at(*slot as u32)));
+    out.gpu().launch_items(
         &KernelSpec::new("conv", entry),
         bytemuck::bytes_of(&params),
         &args,
-        groups(out.numel(), 256),
+        out.numel(),
     )
 }
 
 fn im2col(g: &ConvGeom, x: &Tensor) -> Result<Tensor> {
     let cols = Tensor::empty(x.gpu(), &[g.n, g.oh * g.ow, g.klen_padded()], DType::F32)?;
     let params = g.params()?;
-    x.gpu().launch(
+    x.gpu().launch_items(
         &KernelSpec::new("conv", "im2col"),
         bytemuck::bytes_of(&params),
         &[cols.binding(), x.binding()],
-        groups(g.n * g.oh * g.ow * g.c, 256),
+        g.n * g.oh * g.ow * g.c,
     )?;
     Ok(cols)
 }
@@ -256,7 +266,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
         })?
     } else {
         let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
-        run(&g, "direct_forward", &y, &[x, w])?;
+        run(
+            &g,
+            "direct_forward",
+            &y,
+            &[(Slot::Inputs, x), (Slot::Weights, w)],
+        )?;
         y
     };
     match b {
@@ -300,12 +315,17 @@ pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Te
             let dy3 = parts[0].reshape(&[gc.n, gc.oc, gc.oh * gc.ow])?;
             let dcols = gemm(&dy3, &w2, Gemm::t(true, false))?;
             let dx = Tensor::empty(dy.gpu(), &[gc.n, gc.c, gc.h, gc.w], DType::F32)?;
-            run(gc, "col2im", &dx, &[&dcols])?;
+            run(gc, "col2im", &dx, &[(Slot::GradCols, &dcols)])?;
             Ok(dx)
         })
     } else {
         let dx = Tensor::empty(dy.gpu(), &[g.n, g.c, g.h, g.w], DType::F32)?;
-        run(g, "direct_backward_input", &dx, &[dy, w])?;
+        run(
+            g,
+            "direct_backward_input",
+            &dx,
+            &[(Slot::GradOut, dy), (Slot::Weights, w)],
+        )?;
         Ok(dx)
     }
 }
@@ -351,7 +371,12 @@ pub fn conv2d_backward_weight(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<T
         dw.reshape(&wshape)
     } else {
         let dw = Tensor::empty(dy.gpu(), &wshape, DType::F32)?;
-        run(g, "direct_backward_weight", &dw, &[dy, x])?;
+        run(
+            g,
+            "direct_backward_weight",
+            &dw,
+            &[(Slot::GradOut, dy), (Slot::Inputs, x)],
+        )?;
         Ok(dw)
     }
 }

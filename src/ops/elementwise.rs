@@ -2,13 +2,12 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::shape::{broadcast_shape, broadcast_strides};
 use crate::tensor::{DType, Tensor};
 
-const WG: usize = 256;
 const MAX_DIMS: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,11 +97,11 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let spec = KernelSpec::new("elementwise", "binary")
         .with("OP", op as u32 as f64)
         .with("BROADCAST", if same { 0.0 } else { 1.0 });
-    a.gpu().launch(
+    a.gpu().launch_items(
         &spec,
         bytemuck::bytes_of(&params),
         &[out.binding(), a.binding(), b.binding()],
-        groups(n, WG),
+        n,
     )?;
     Ok(out)
 }
@@ -124,11 +123,11 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
     };
     let params = EwParams::flat(u32_of(NAME, n)?, alpha, beta);
     let spec = KernelSpec::new("elementwise", "unary").with("OP", code as f64);
-    a.gpu().launch(
+    a.gpu().launch_items(
         &spec,
         bytemuck::bytes_of(&params),
         &[out.binding(), a.binding()],
-        groups(n, WG),
+        n,
     )?;
     Ok(out)
 }
@@ -149,11 +148,11 @@ pub fn fill(t: &Tensor, value: f32) -> Result<()> {
         return Ok(());
     }
     let params = EwParams::flat(u32_of(NAME, n)?, value, 0.0);
-    t.gpu().launch(
+    t.gpu().launch_items(
         &KernelSpec::new("elementwise", "fill"),
         bytemuck::bytes_of(&params),
         &[t.binding()],
-        groups(n, WG),
+        n,
     )
 }
 

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -46,10 +46,10 @@ pub fn mark_bad(
         step: u32_of("mark_bad", step)?.min(u32::MAX - 1),
         bound,
     };
-    marks.gpu().launch(
+    marks.gpu().launch_items(
         &KernelSpec::new("health", "mark_bad"),
         bytemuck::bytes_of(&p),
         &[marks.binding(), values.binding()],
-        groups(values.numel(), 256),
+        values.numel(),
     )
 }

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -46,11 +46,11 @@ pub fn soft_target(zs: &Tensor, zt: &Tensor, t: f32) -> Result<(Tensor, Tensor)>
         inv_t: 1.0 / t,
         grad_scale: t / n as f32,
     };
-    zs.gpu().launch(
+    zs.gpu().launch_items(
         &KernelSpec::new("kd", "kd_forward"),
         bytemuck::bytes_of(&p),
         &[kl.binding(), dz.binding(), zs.binding(), zt.binding()],
-        groups(n, 64),
+        n,
     )?;
     let loss = super::scale(&super::sum(&kl, None)?, t * t / n as f32)?;
     Ok((loss, dz))

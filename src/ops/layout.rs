@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -45,11 +45,11 @@ pub fn swap01(x: &Tensor) -> Result<Tensor> {
         c: u32_of("swap01", c)?,
         ..Default::default()
     };
-    x.gpu().launch(
+    x.gpu().launch_items(
         &KernelSpec::new("layout", "swap01"),
         bytemuck::bytes_of(&p),
         &[out.binding(), x.binding()],
-        groups(out.numel(), 256),
+        out.numel(),
     )?;
     Ok(out)
 }
@@ -87,11 +87,11 @@ fn copy_block(src: &Tensor, dst: &Tensor, b: Block) -> Result<()> {
         dst_off: u(dst_off)?,
         ..Default::default()
     };
-    src.gpu().launch(
+    src.gpu().launch_items(
         &KernelSpec::new("layout", "copy_block"),
         bytemuck::bytes_of(&p),
         &[dst.binding(), src.binding()],
-        groups(outer * len, 256),
+        outer * len,
     )
 }
 

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -91,7 +91,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, cfg: CeConfig) -> Result<
     let gpu = logits.gpu();
     let per = Tensor::empty(gpu, &[n * s], DType::F32)?;
     let valid = Tensor::empty(gpu, &[n * s], DType::F32)?;
-    gpu.launch(
+    gpu.launch_items(
         &KernelSpec::new("losses", "forward"),
         bytemuck::bytes_of(&p),
         &[
@@ -100,7 +100,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, cfg: CeConfig) -> Result<
             logits.binding(),
             labels.binding(),
         ],
-        groups(n * s, 64),
+        n * s,
     )?;
     let total = super::sum(&per, None)?;
     let count = super::sum(&valid, None)?;
@@ -108,7 +108,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, cfg: CeConfig) -> Result<
     gpu.launch(
         &KernelSpec::new("losses", "mean_of"),
         bytemuck::bytes_of(&p),
-        &[loss.binding(), total.binding(), count.binding()],
+        &[loss.binding(), count.binding().at(5), total.binding().at(7)],
         1,
     )?;
     Ok((loss, CeSaved { count }))
@@ -125,17 +125,19 @@ pub fn cross_entropy_backward(
     let (n, c, s) = dims(logits, labels)?;
     let p = params(n, c, s, &cfg)?;
     let d = Tensor::empty(logits.gpu(), logits.shape(), DType::F32)?;
-    logits.gpu().launch(
+    logits.gpu().launch_items(
         &KernelSpec::new("losses", "backward"),
         bytemuck::bytes_of(&p),
+        // Bindings by their numbers in shaders/losses.wgsl: 3 logits, 4 labels,
+        // 5 count, 6 dloss (2, the forward's valid flags, is not used here).
         &[
             d.binding(),
-            logits.binding(),
+            logits.binding().at(3),
             labels.binding(),
             saved.count.binding(),
             dloss.binding(),
         ],
-        groups(n * s, 64),
+        n * s,
     )?;
     Ok(d)
 }

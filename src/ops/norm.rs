@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -61,18 +61,34 @@ fn params(n: usize, c: usize, hw: usize, eps: f32, momentum: f32) -> Result<Norm
     })
 }
 
+/// The binding numbers of shaders/norm.wgsl, one per meaning.
+#[derive(Clone, Copy)]
+enum Slot {
+    X = 2,
+    Dy = 3,
+    Stats = 4,
+    Gamma = 5,
+    Beta = 6,
+    Partial = 7,
+    Sums = 8,
+    RunningMean = 9,
+    RunningVar = 10,
+}
+
+/// Runs `entry` writing `out` (binding 1) from the inputs at their slots.
 fn launch(
     entry: &'static str,
     training: bool,
     p: &NormParams,
-    args: &[&Tensor],
+    out: &Tensor,
+    ins: &[(Slot, &Tensor)],
     items: usize,
 ) -> Result<()> {
-    let b: Vec<_> = args.iter().map(|t| t.binding()).collect();
+    let mut b = vec![out.binding()];
+    b.extend(ins.iter().map(|(slot, t)| t.binding().at(*slot as u32)));
     let spec = KernelSpec::new("norm", entry).with("TRAINING", training as u8 as f64);
-    args[0]
-        .gpu()
-        .launch(&spec, bytemuck::bytes_of(p), &b, groups(items, 64))
+    out.gpu()
+        .launch_items(&spec, bytemuck::bytes_of(p), &b, items)
 }
 
 /// How batch norm normalises: with the batch statistics (training, moving the
@@ -111,31 +127,28 @@ pub fn batch_norm(
     let stats = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
     if training {
         let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
-        launch("stats_partial", true, &p, &[&partial, x], n * c)?;
-        launch(
-            "stats_combine",
-            true,
-            &p,
-            &[&stats, &partial, running_mean, running_var],
-            c,
-        )?;
+        launch("stats_partial", true, &p, &partial, &[(Slot::X, x)], n * c)?;
+        let ins = [
+            (Slot::Partial, &partial),
+            (Slot::RunningMean, running_mean),
+            (Slot::RunningVar, running_var),
+        ];
+        launch("stats_combine", true, &p, &stats, &ins, c)?;
     } else {
-        launch(
-            "stats_eval",
-            false,
-            &p,
-            &[&stats, running_mean, running_var],
-            c,
-        )?;
+        let ins = [
+            (Slot::RunningMean, running_mean),
+            (Slot::RunningVar, running_var),
+        ];
+        launch("stats_eval", false, &p, &stats, &ins, c)?;
     }
     let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
-    launch(
-        "apply",
-        training,
-        &p,
-        &[&y, x, &stats, gamma, beta],
-        y.numel(),
-    )?;
+    let ins = [
+        (Slot::X, x),
+        (Slot::Stats, &stats),
+        (Slot::Gamma, gamma),
+        (Slot::Beta, beta),
+    ];
+    launch("apply", training, &p, &y, &ins, y.numel())?;
     Ok((y, BnSaved { stats, training }))
 }
 
@@ -149,29 +162,27 @@ pub fn batch_norm_backward(
     let (n, c, hw) = dims(x, gamma)?;
     let p = params(n, c, hw, 0.0, 0.0)?;
     let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
-    launch(
-        "backward_partial",
-        saved.training,
-        &p,
-        &[&partial, dy, x, &saved.stats],
-        n * c,
-    )?;
+    let t = saved.training;
+    let ins = [(Slot::X, x), (Slot::Dy, dy), (Slot::Stats, &saved.stats)];
+    launch("backward_partial", t, &p, &partial, &ins, n * c)?;
     let sums = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
     launch(
         "backward_combine",
-        saved.training,
+        t,
         &p,
-        &[&sums, &partial],
+        &sums,
+        &[(Slot::Partial, &partial)],
         c,
     )?;
     let dx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
-    launch(
-        "backward_input",
-        saved.training,
-        &p,
-        &[&dx, dy, x, &saved.stats, gamma, &sums],
-        dx.numel(),
-    )?;
+    let ins = [
+        (Slot::X, x),
+        (Slot::Dy, dy),
+        (Slot::Stats, &saved.stats),
+        (Slot::Gamma, gamma),
+        (Slot::Sums, &sums),
+    ];
+    launch("backward_input", t, &p, &dx, &ins, dx.numel())?;
     let dgamma = super::layout::slice(&sums, 1, 0, 1)?.reshape(&[c])?;
     let dbeta = super::layout::slice(&sums, 1, 1, 1)?.reshape(&[c])?;
     Ok((dx, dgamma, dbeta))

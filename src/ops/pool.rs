@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -107,13 +107,30 @@ fn params(
     })
 }
 
-fn launch(entry: &'static str, p: &PoolParams, args: &[&Tensor], items: usize) -> Result<()> {
-    let b: Vec<_> = args.iter().map(|t| t.binding()).collect();
-    args[0].gpu().launch(
+/// The binding numbers of shaders/pool.wgsl, one per meaning.
+#[derive(Clone, Copy)]
+enum Slot {
+    IdxOut = 2,
+    Inputs = 3,
+    GradOut = 4,
+    IdxIn = 5,
+}
+
+/// Runs `entry` writing `out` (binding 1), one invocation per output element.
+fn launch(
+    entry: &'static str,
+    p: &PoolParams,
+    out: &Tensor,
+    ins: &[(Slot, &Tensor)],
+) -> Result<()> {
+    let mut b = vec![out.binding()];
+    b.extend(ins.iter().map(|(slot, t)| t.binding().at(*slot as u32)));
+    let items = out.numel();
+    out.gpu().launch_items(
         &KernelSpec::new("pool", entry),
         bytemuck::bytes_of(p),
         &b,
-        groups(items, 256),
+        items,
     )
 }
 
@@ -126,7 +143,12 @@ pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<(Tensor, Tensor)> {
     let idx = Tensor::empty(x.gpu(), &[n, c, oh, ow], DType::U32)?;
     if y.numel() > 0 {
         let p = params("max_pool2d", n * c, h, w, oh, ow, &cfg)?;
-        launch("max_forward", &p, &[&y, &idx, x], y.numel())?;
+        launch(
+            "max_forward",
+            &p,
+            &y,
+            &[(Slot::IdxOut, &idx), (Slot::Inputs, x)],
+        )?;
     }
     Ok((y, idx))
 }
@@ -147,7 +169,12 @@ pub fn max_pool2d_backward(
     let dx = Tensor::empty(dy.gpu(), x_shape, DType::F32)?;
     if dx.numel() > 0 {
         let p = params("max_pool2d", n * c, h, w, oh, ow, &cfg)?;
-        launch("max_backward", &p, &[&dx, dy, idx], dx.numel())?;
+        launch(
+            "max_backward",
+            &p,
+            &dx,
+            &[(Slot::GradOut, dy), (Slot::IdxIn, idx)],
+        )?;
     }
     Ok(dx)
 }
@@ -159,7 +186,7 @@ pub fn avg_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
     let y = Tensor::empty(x.gpu(), &[n, c, oh, ow], DType::F32)?;
     if y.numel() > 0 {
         let p = params("avg_pool2d", n * c, h, w, oh, ow, &cfg)?;
-        launch("avg_forward", &p, &[&y, x], y.numel())?;
+        launch("avg_forward", &p, &y, &[(Slot::Inputs, x)])?;
     }
     Ok(y)
 }
@@ -175,7 +202,7 @@ pub fn avg_pool2d_backward(dy: &Tensor, x_shape: &[usize], cfg: Pool2dConfig) ->
     let dx = Tensor::empty(dy.gpu(), x_shape, DType::F32)?;
     if dx.numel() > 0 {
         let p = params("avg_pool2d", n * c, h, w, oh, ow, &cfg)?;
-        launch("avg_backward", &p, &[&dx, dy], dx.numel())?;
+        launch("avg_backward", &p, &dx, &[(Slot::GradOut, dy)])?;
     }
     Ok(dx)
 }
@@ -204,7 +231,7 @@ pub fn global_avg_pool_backward(dy: &Tensor, x_shape: &[usize]) -> Result<Tensor
             1,
             &Pool2dConfig::new(1, 1, 0),
         )?;
-        launch("gap_backward", &p, &[&dx, dy], dx.numel())?;
+        launch("gap_backward", &p, &dx, &[(Slot::GradOut, dy)])?;
     }
     Ok(dx)
 }

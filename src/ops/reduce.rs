@@ -4,13 +4,12 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::shape::split_axis;
 use crate::tensor::{DType, Tensor};
 
-const WG: usize = 64;
 /// Elements one invocation reduces in a pass when the axis is split.
 const PER_INVOCATION: usize = 256;
 /// Enough invocations to fill a large GPU; more outputs than this need no split.
@@ -94,11 +93,11 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
             },
             _pad: [0; 3],
         };
-        x.gpu().launch(
+        x.gpu().launch_items(
             &spec,
             bytemuck::bytes_of(&params),
             &[out.binding(), cur.binding()],
-            groups(outer * g * inner, WG),
+            outer * g * inner,
         )?;
         if last {
             return out.reshape(&out_shape);
@@ -131,13 +130,13 @@ pub fn argmax(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
         };
         let p = bytemuck::bytes_of(&params);
         match &idx {
-            None => x.gpu().launch(
+            None => x.gpu().launch_items(
                 &KernelSpec::new("reduce", "argmax_first"),
                 p,
                 &[out_v.binding(), vals.binding(), out_i.binding()],
-                groups(len, WG),
+                len,
             )?,
-            Some(prev) => x.gpu().launch(
+            Some(prev) => x.gpu().launch_items(
                 &KernelSpec::new("reduce", "argmax_next"),
                 p,
                 &[
@@ -146,7 +145,7 @@ pub fn argmax(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
                     out_i.binding(),
                     prev.binding(),
                 ],
-                groups(len, WG),
+                len,
             )?,
         }
         if g == 1 {

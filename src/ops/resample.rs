@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{groups, u32_of};
+use super::u32_of;
 use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::{DType, Tensor};
@@ -46,11 +46,11 @@ fn run(
     };
     let spec = KernelSpec::new("resample", entry)
         .with("BILINEAR", (mode == UpsampleMode::Bilinear) as u8 as f64);
-    out.gpu().launch(
+    out.gpu().launch_items(
         &spec,
         bytemuck::bytes_of(&p),
         &[out.binding(), src.binding()],
-        groups(out.numel(), 256),
+        out.numel(),
     )
 }
 
