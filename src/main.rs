@@ -248,7 +248,14 @@ impl RunArgs {
             ($($f:ident => $t:ident),*) => { $(if let Some(v) = &self.$f { c.$t = v.clone().into(); })* };
         }
         set!(data => data, epochs => epochs, batch_size => batch_size, lr => lr, weight_decay => weight_decay,
-             optimizer => optimizer, schedule => schedule, temperature => temperature, seed => seed, out => out_dir);
+             temperature => temperature, seed => seed, out => out_dir);
+        // Names are parsed once, here, into the settings' own types.
+        if let Some(o) = &self.optimizer {
+            c.optimizer = o.parse()?;
+        }
+        if let Some(s) = &self.schedule {
+            c.schedule = s.parse()?;
+        }
         if self.data_dir.is_some() {
             c.data_dir = self.data_dir.clone();
         }
@@ -380,11 +387,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                 c.paths = p;
             }
             if let Some(a) = aggregate {
-                c.aggregate = a;
+                c.aggregate = a.parse()?;
             }
             c.layerwise |= layerwise;
             if c.name.is_empty() {
-                c.name = c.aggregate.clone();
+                c.name = c.aggregate.to_string();
             }
             let gpu = Gpu::new()?;
             let r = run(&gpu, &c)?;

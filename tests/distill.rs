@@ -283,7 +283,7 @@ fn tiny(out: &std::path::Path) -> RunConfig {
         epochs: 2,
         batch_size: 32,
         lr: 0.05,
-        schedule: "cosine".into(),
+        schedule: "cosine".parse().unwrap(),
         out_dir: out.to_path_buf(),
         progress: false,
         log_every: 2,
@@ -306,7 +306,7 @@ fn distillation_runs_are_deterministic_and_resume_exactly() {
         teacher_model: Some("cnn8".into()),
         teacher_weights: Some(dir.join("teacher/model.safetensors")),
         paths: "soft,hint,at".into(),
-        aggregate: "adaptive".into(),
+        aggregate: "adaptive".parse().unwrap(),
         out_dir: dir.join(name),
         ..tiny(&dir)
     };
@@ -340,7 +340,7 @@ fn distillation_runs_are_deterministic_and_resume_exactly() {
         &g,
         &RunConfig {
             resume: true,
-            aggregate: "equal".into(),
+            aggregate: "equal".parse().unwrap(),
             ..d("c")
         },
     )

@@ -27,7 +27,7 @@ fn tiny(out: &Path) -> RunConfig {
         epochs: 3,
         batch_size: 32,
         lr: 0.05,
-        schedule: "cosine".into(),
+        schedule: "cosine".parse().unwrap(),
         out_dir: out.to_path_buf(),
         progress: false,
         log_every: 2,
@@ -88,8 +88,8 @@ fn resume_is_exact_for_every_aggregator_and_optimizer() {
     ];
     for (agg, opt) in cases {
         let cfg = |name: &str| RunConfig {
-            aggregate: agg.into(),
-            optimizer: opt.into(),
+            aggregate: agg.parse().unwrap(),
+            optimizer: opt.parse().unwrap(),
             lr: if opt == "sgd" { 0.05 } else { 0.003 },
             ..distill(&dir, &t, &format!("{agg}-{opt}-{name}"))
         };
@@ -333,7 +333,7 @@ fn divergence_is_caught_and_never_saved() {
     let dir = tmp("diverge");
     let cfg = RunConfig {
         lr: 1e38,
-        schedule: "constant".into(),
+        schedule: "constant".parse().unwrap(),
         ..tiny(&dir.join("d"))
     };
     let e = run(&g, &cfg).unwrap_err().to_string();

@@ -25,7 +25,10 @@ use crate::tensor::Tensor;
 
 use super::paths::Path;
 
-#[derive(Clone, Debug, PartialEq)]
+/// How path losses combine, parsed once from its name (flags, TOML) and
+/// written back under the same name (checkpoints compare it by value).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum AggregateSpec {
     Equal,
     /// Per-path weights (None: the field's defaults); the CE weight.
@@ -50,7 +53,15 @@ impl std::str::FromStr for AggregateSpec {
                         .map(|w| {
                             w.trim()
                                 .parse::<f32>()
-                                .map_err(|_| Error::Config(format!("bad weight {w:?} in {s:?}")))
+                                .ok()
+                                .filter(|x| x.is_finite() && *x >= 0.0)
+                                .ok_or_else(|| {
+                                    Error::range(
+                                        "fixed path weight",
+                                        w.trim(),
+                                        "a finite number >= 0 for every path",
+                                    )
+                                })
                         })
                         .collect::<Result<Vec<_>>>()?,
                 ),
@@ -69,7 +80,30 @@ impl std::str::FromStr for AggregateSpec {
     }
 }
 
+impl TryFrom<String> for AggregateSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<AggregateSpec> for String {
+    fn from(a: AggregateSpec) -> String {
+        match a {
+            AggregateSpec::Fixed(None) => "fixed".into(),
+            other => other.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for AggregateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from(self.clone()))
+    }
+}
+
 impl AggregateSpec {
+    /// The name for tables ("hand-tuned" for the field's fixed weights).
     pub fn name(&self) -> String {
         match self {
             AggregateSpec::Equal => "equal".into(),

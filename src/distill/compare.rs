@@ -3,6 +3,7 @@
 
 use std::path::{Path as FsPath, PathBuf};
 
+use super::aggregate::AggregateSpec;
 use super::trainer::{RunConfig, RunResult, run};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -42,19 +43,19 @@ pub fn variant(
     match run_name {
         "student" => {
             c.paths = String::new();
-            c.aggregate = "equal".into();
+            c.aggregate = AggregateSpec::Equal;
         }
         "soft" | "hint" | "at" | "nst" | "logits" => {
             c.paths = run_name.into();
-            c.aggregate = "fixed".into();
+            c.aggregate = AggregateSpec::Fixed(None);
         }
         "equal" | "adaptive" | "gradnorm" | "dwa" | "pcgrad" | "mgda" => {
             c.paths = all_paths.into();
-            c.aggregate = run_name.into();
+            c.aggregate = run_name.parse()?;
         }
         "hand" | "hand-tuned" | "fixed" => {
             c.paths = all_paths.into();
-            c.aggregate = "fixed".into();
+            c.aggregate = AggregateSpec::Fixed(None);
         }
         other => {
             return Err(Error::Config(format!(
@@ -193,7 +194,7 @@ pub fn compare(
             teacher_model: None,
             teacher_weights: None,
             paths: String::new(),
-            aggregate: "equal".into(),
+            aggregate: AggregateSpec::Equal,
             epochs: cc.teacher_epochs,
             seed: 0,
             out_dir: cc.out_dir.join("teacher"),

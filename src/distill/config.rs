@@ -10,7 +10,7 @@ use super::aggregate::AggregateSpec;
 use super::paths::parse_paths;
 use crate::data::{DataOptions, ImageSet, MAX_SIDE, Split, load};
 use crate::error::{Error, Result};
-use crate::optim::Schedule;
+use crate::optim::{Schedule, ScheduleSpec};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -32,7 +32,7 @@ pub struct RunConfig {
     /// Distillation paths: `soft,hint,at,nst,logits` (empty: none).
     pub paths: String,
     /// equal, fixed[:w,..], adaptive, gradnorm, dwa, pcgrad, mgda.
-    pub aggregate: String,
+    pub aggregate: AggregateSpec,
     /// One path per stage for feature paths at several stages.
     pub layerwise: bool,
     pub temperature: f32,
@@ -42,9 +42,9 @@ pub struct RunConfig {
     pub momentum: f32,
     pub weight_decay: f32,
     /// sgd, adam or adamw
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     /// constant, cosine, step:<every>:<gamma>, multistep:<m1>,<m2>..:<gamma>
-    pub schedule: String,
+    pub schedule: ScheduleSpec,
     pub warmup_epochs: f32,
     pub crop_pad: usize,
     pub flip: bool,
@@ -80,7 +80,7 @@ impl Default for RunConfig {
             teacher_weights: None,
             student_model: "cnn8".into(),
             paths: String::new(),
-            aggregate: "equal".into(),
+            aggregate: AggregateSpec::Equal,
             layerwise: false,
             temperature: 4.0,
             epochs: 10,
@@ -88,8 +88,8 @@ impl Default for RunConfig {
             lr: 0.05,
             momentum: 0.9,
             weight_decay: 5e-4,
-            optimizer: "sgd".into(),
-            schedule: "cosine".into(),
+            optimizer: OptimizerKind::Sgd,
+            schedule: ScheduleSpec::Cosine,
             warmup_epochs: 0.0,
             crop_pad: 0,
             flip: false,
@@ -105,8 +105,9 @@ impl Default for RunConfig {
     }
 }
 
-/// The optimiser a run uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The optimiser a run uses, parsed once from its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum OptimizerKind {
     Sgd,
     Adam,
@@ -124,6 +125,24 @@ impl std::str::FromStr for OptimizerKind {
                 "unknown optimizer {o:?}: use sgd, adam or adamw"
             ))),
         }
+    }
+}
+
+impl TryFrom<String> for OptimizerKind {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<OptimizerKind> for String {
+    fn from(o: OptimizerKind) -> String {
+        match o {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
+        }
+        .into()
     }
 }
 
@@ -221,9 +240,6 @@ impl RunConfig {
             self.temperature > 0.0 && self.temperature <= 1000.0,
             "0 < T <= 1000",
         )?;
-        self.optimizer()?;
-        self.schedule()?;
-        self.aggregate_spec()?;
         let paths = parse_paths(&self.paths)?;
         match (&self.teacher_model, &self.teacher_weights, paths.is_empty()) {
             (Some(_), None, _) => Err(Error::Config(
@@ -256,65 +272,9 @@ impl RunConfig {
         Ok(())
     }
 
-    pub fn optimizer(&self) -> Result<OptimizerKind> {
-        self.optimizer.parse()
-    }
-
-    pub fn aggregate_spec(&self) -> Result<AggregateSpec> {
-        let spec: AggregateSpec = self.aggregate.parse()?;
-        if let AggregateSpec::Fixed(Some(w)) = &spec
-            && let Some(bad) = w.iter().find(|x| !(x.is_finite() && **x >= 0.0))
-        {
-            return Err(Error::range(
-                "fixed path weight",
-                bad,
-                "a finite number >= 0 for every path",
-            ));
-        }
-        Ok(spec)
-    }
-
-    pub fn schedule(&self) -> Result<Schedule> {
-        let s = self.schedule.as_str();
-        let bad = || {
-            Error::Config(format!(
-                "bad schedule {s:?}: use constant, cosine, step:<every>:<gamma> or \
-                 multistep:<m1>,<m2>:<gamma> (every and milestones whole epochs >= 1, \
-                 increasing; 0 < gamma <= 1)"
-            ))
-        };
-        let gamma = |g: &str| {
-            g.parse::<f32>()
-                .ok()
-                .filter(|g| g.is_finite() && *g > 0.0 && *g <= 1.0)
-                .ok_or_else(bad)
-        };
-        let parts: Vec<&str> = s.split(':').collect();
-        Ok(match parts[..] {
-            ["constant"] => Schedule::Constant,
-            ["cosine"] => Schedule::Cosine {
-                total: self.epochs,
-                min_lr: 0.0,
-            },
-            ["step", every, g] => Schedule::Step {
-                every: every.parse().ok().filter(|&e| e >= 1).ok_or_else(bad)?,
-                gamma: gamma(g)?,
-            },
-            ["multistep", ms, g] => {
-                let milestones: Vec<usize> = ms
-                    .split(',')
-                    .map(|m| m.trim().parse().ok().filter(|&m| m >= 1).ok_or_else(bad))
-                    .collect::<Result<_>>()?;
-                if milestones.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(bad());
-                }
-                Schedule::MultiStep {
-                    milestones,
-                    gamma: gamma(g)?,
-                }
-            }
-            _ => return Err(bad()),
-        })
+    /// The learning-rate schedule of this run.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule.build(self.epochs)
     }
 
     fn data_options(&self, limit: Option<usize>) -> DataOptions {
@@ -371,7 +331,7 @@ impl RunConfig {
             }
             let was = a.get(k).unwrap_or(&serde_json::Value::Null);
             // More epochs continue a run whose schedule does not depend on them.
-            if k == "epochs" && !self.schedule.starts_with("cosine") {
+            if k == "epochs" && !self.schedule.depends_on_epochs() {
                 continue;
             }
             if was != now {
@@ -394,7 +354,7 @@ impl RunConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::RunConfig;
+    use super::{AggregateSpec, RunConfig, ScheduleSpec};
 
     #[test]
     fn the_shipped_config_parses_and_typos_are_refused() {
@@ -404,17 +364,16 @@ mod tests {
         ));
         let c = RunConfig::from_toml(path).unwrap();
         assert_eq!(
-            (c.student_model.as_str(), c.aggregate.as_str(), c.epochs),
-            ("cnn8", "adaptive", 4)
+            (c.student_model.as_str(), &c.aggregate, c.epochs),
+            ("cnn8", &AggregateSpec::Adaptive, 4)
         );
-        assert!(c.schedule().is_ok());
         let bad: Result<RunConfig, _> = toml::from_str("epoch = 3");
         assert!(bad.unwrap_err().to_string().contains("unknown field"));
-        let c = RunConfig {
-            schedule: "multistep:60,120:0.2".into(),
-            ..RunConfig::default()
-        };
-        assert!(c.schedule().is_ok());
+        let ok: ScheduleSpec = "multistep:60,120:0.2".parse().unwrap();
+        assert_eq!(
+            String::from(ok.clone()).parse::<ScheduleSpec>().unwrap(),
+            ok
+        );
         for s in [
             "sometimes",
             "step:0:0.5",
@@ -422,17 +381,22 @@ mod tests {
             "multistep:120,60:0.2",
             "step:2:nan",
         ] {
-            let c = RunConfig {
-                schedule: s.into(),
-                ..RunConfig::default()
-            };
-            assert!(
-                c.schedule()
-                    .unwrap_err()
-                    .to_string()
-                    .contains("bad schedule"),
-                "{s}"
-            );
+            let e = s.parse::<ScheduleSpec>().unwrap_err().to_string();
+            assert!(e.contains("bad schedule"), "{s}");
+            // The same in a TOML file: refused when it is read.
+            let e = toml::from_str::<RunConfig>(&format!("schedule = {s:?}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("bad schedule"), "{s}: {e}");
+        }
+        // Names are parsed once, when read: a bad one never reaches a run.
+        for (text, want) in [
+            ("optimizer = \"sgdd\"", "unknown optimizer"),
+            ("aggregate = \"fixed:1,-2\"", "fixed path weight = -2"),
+            ("aggregate = \"fixed:1,inf\"", "fixed path weight = inf"),
+        ] {
+            let e = toml::from_str::<RunConfig>(text).unwrap_err().to_string();
+            assert!(e.contains(want), "want {want:?} in: {e}");
         }
     }
 
@@ -514,27 +478,6 @@ mod tests {
             ),
             (
                 RunConfig {
-                    optimizer: "sgdd".into(),
-                    ..d()
-                },
-                "unknown optimizer",
-            ),
-            (
-                RunConfig {
-                    aggregate: "fixed:1,-2".into(),
-                    ..d()
-                },
-                "fixed path weight = -2",
-            ),
-            (
-                RunConfig {
-                    aggregate: "fixed:1,inf".into(),
-                    ..d()
-                },
-                "fixed path weight = inf",
-            ),
-            (
-                RunConfig {
                     paths: "soft".into(),
                     ..d()
                 },
@@ -543,6 +486,15 @@ mod tests {
         ];
         for (c, want) in cases {
             let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "want {want:?} in: {e}");
+        }
+        // Names are parsed once, when read: a bad one never reaches a run.
+        for (text, want) in [
+            ("optimizer = \"sgdd\"", "unknown optimizer"),
+            ("aggregate = \"fixed:1,-2\"", "fixed path weight = -2"),
+            ("aggregate = \"fixed:1,inf\"", "fixed path weight = inf"),
+        ] {
+            let e = toml::from_str::<RunConfig>(text).unwrap_err().to_string();
             assert!(e.contains(want), "want {want:?} in: {e}");
         }
         RunConfig::default().validate().unwrap();
@@ -565,11 +517,11 @@ mod tests {
         );
         let c = RunConfig {
             epochs: 20,
-            schedule: "constant".into(),
+            schedule: ScheduleSpec::Constant,
             ..a.clone()
         };
         let a_const = RunConfig {
-            schedule: "constant".into(),
+            schedule: ScheduleSpec::Constant,
             ..a.clone()
         };
         assert!(

@@ -24,7 +24,7 @@ pub fn config(out: Option<&Path>, quick: bool) -> CompareConfig {
         epochs: if quick { 1 } else { 4 },
         batch_size: 64,
         lr: 0.1,
-        schedule: "cosine".into(),
+        schedule: crate::optim::ScheduleSpec::Cosine,
         crop_pad: 2,
         flip: true,
         out_dir: out.to_path_buf(),

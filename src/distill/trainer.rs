@@ -127,7 +127,7 @@ struct Parts<'d> {
 
 fn build_optimizer(cfg: &RunConfig, params: &[Var]) -> Result<Box<dyn Optimizer>> {
     let p = params.to_vec();
-    Ok(match cfg.optimizer()? {
+    Ok(match cfg.optimizer {
         OptimizerKind::Sgd => Box::new(Sgd::new(p, cfg.momentum, false, cfg.weight_decay)?),
         OptimizerKind::Adam => Box::new(Adam::new(p, cfg.weight_decay, false)?),
         OptimizerKind::AdamW => Box::new(Adam::new(p, cfg.weight_decay, true)?),
@@ -183,7 +183,7 @@ fn setup<'d>(
         )?,
         None => Vec::new(),
     };
-    let agg = build_aggregator(&cfg.aggregate_spec()?, &paths, gpu)?;
+    let agg = build_aggregator(&cfg.aggregate, &paths, gpu)?;
     let mut named: Vec<(String, Var)> = nn::named_parameters(student.as_ref())
         .into_iter()
         .map(|(n, v)| (format!("student {n}"), v))
@@ -225,7 +225,7 @@ fn setup<'d>(
         input,
         loader,
         test_loader,
-        schedule: cfg.schedule()?,
+        schedule: cfg.schedule(),
         teacher_pred,
         teacher_acc,
     })
@@ -400,7 +400,7 @@ fn run_locked(gpu: &Gpu, cfg: &RunConfig, t0: Instant) -> Result<RunResult> {
             epoch: 0,
             result: RunResult {
                 name: if cfg.name.is_empty() {
-                    cfg.aggregate.clone()
+                    cfg.aggregate.to_string()
                 } else {
                     cfg.name.clone()
                 },

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::KernelSpec;
 use crate::tensor::Tensor;
 
-pub use schedule::Schedule;
+pub use schedule::{Schedule, ScheduleSpec};
 
 crate::kernel_params! {
     file = "optim";

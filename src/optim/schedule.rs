@@ -1,6 +1,120 @@
 //! Learning-rate schedules, evaluated on the host per step (a fraction of an
 //! epoch counts, so warm-up is smooth).
 
+use crate::error::{Error, Result};
+
+/// A schedule as the user names it: `constant`, `cosine`, `step:<every>:<gamma>`
+/// or `multistep:<m1>,<m2>..:<gamma>`; parsed once (flags, TOML) and written
+/// back under the same name.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ScheduleSpec {
+    Constant,
+    Cosine,
+    Step { every: usize, gamma: f32 },
+    MultiStep { milestones: Vec<usize>, gamma: f32 },
+}
+
+impl ScheduleSpec {
+    /// The schedule of a run of `epochs` epochs.
+    pub fn build(&self, epochs: usize) -> Schedule {
+        match self {
+            ScheduleSpec::Constant => Schedule::Constant,
+            ScheduleSpec::Cosine => Schedule::Cosine {
+                total: epochs,
+                min_lr: 0.0,
+            },
+            ScheduleSpec::Step { every, gamma } => Schedule::Step {
+                every: *every,
+                gamma: *gamma,
+            },
+            ScheduleSpec::MultiStep { milestones, gamma } => Schedule::MultiStep {
+                milestones: milestones.clone(),
+                gamma: *gamma,
+            },
+        }
+    }
+
+    /// Whether the learning rate at an epoch depends on the total number of epochs.
+    pub fn depends_on_epochs(&self) -> bool {
+        matches!(self, ScheduleSpec::Cosine)
+    }
+}
+
+impl std::str::FromStr for ScheduleSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::Config(format!(
+                "bad schedule {s:?}: use constant, cosine, step:<every>:<gamma> or \
+                 multistep:<m1>,<m2>:<gamma> (every and milestones whole epochs >= 1, \
+                 increasing; 0 < gamma <= 1)"
+            ))
+        };
+        let gamma = |g: &str| {
+            g.parse::<f32>()
+                .ok()
+                .filter(|g| g.is_finite() && *g > 0.0 && *g <= 1.0)
+                .ok_or_else(bad)
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        Ok(match parts[..] {
+            ["constant"] => ScheduleSpec::Constant,
+            ["cosine"] => ScheduleSpec::Cosine,
+            ["step", every, g] => ScheduleSpec::Step {
+                every: every.parse().ok().filter(|&e| e >= 1).ok_or_else(bad)?,
+                gamma: gamma(g)?,
+            },
+            ["multistep", ms, g] => {
+                let milestones: Vec<usize> = ms
+                    .split(',')
+                    .map(|m| m.trim().parse().ok().filter(|&m| m >= 1).ok_or_else(bad))
+                    .collect::<Result<_>>()?;
+                if milestones.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(bad());
+                }
+                ScheduleSpec::MultiStep {
+                    milestones,
+                    gamma: gamma(g)?,
+                }
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl TryFrom<String> for ScheduleSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<ScheduleSpec> for String {
+    fn from(s: ScheduleSpec) -> String {
+        let list = |v: &[usize]| {
+            v.iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match s {
+            ScheduleSpec::Constant => "constant".into(),
+            ScheduleSpec::Cosine => "cosine".into(),
+            ScheduleSpec::Step { every, gamma } => format!("step:{every}:{gamma}"),
+            ScheduleSpec::MultiStep { milestones, gamma } => {
+                format!("multistep:{}:{gamma}", list(&milestones))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ScheduleSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from(self.clone()))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
     Constant,
