@@ -116,7 +116,7 @@ impl EntryInfo {
 pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
     let src = shader_source(file).ok_or_else(|| Error::Shader {
         kernel: file.to_string(),
-        message: "no shader file of that name is registered".into(),
+        message: format!("no shader file named {file:?} is registered"),
     })?;
     let bad = |message: String| Error::Shader {
         kernel: file.to_string(),
