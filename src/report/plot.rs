@@ -191,6 +191,17 @@ impl LineChart {
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
+        // The legend gets a column of its own, right of the plot: it never hides a line.
+        let longest = self
+            .series
+            .iter()
+            .map(|s| s.label.chars().count())
+            .max()
+            .unwrap_or(0);
+        let legend_w = (longest as u32 * 8 + 56).min(root.dim_in_pixel().0 / 3);
+        let (plot, legend) = root.split_horizontally(root.dim_in_pixel().0 - legend_w);
+        self.draw_legend(&legend).map_err(|e| e.to_string())?;
+        let root = &plot;
         let (x0, x1, y0, y1) = self.ranges();
         // Whole-number x data over a short range (epochs): a tick per number.
         let integral = self
@@ -222,6 +233,25 @@ impl LineChart {
             };
             self.draw_on(root, xr, yr, self.y_label.clone())
         }
+    }
+
+    /// One line per series: its colour and its label, top-down.
+    fn draw_legend<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let top = 60;
+        for (i, s) in self.series.iter().enumerate() {
+            let c = COLOURS[i % COLOURS.len()];
+            let y = top + 22 * i as i32;
+            area.draw(&PathElement::new(vec![(4, y), (28, y)], c.stroke_width(3)))?;
+            area.draw(&Text::new(
+                s.label.clone(),
+                (34, y - 8),
+                (FAMILY, 15).into_font().color(&BLACK),
+            ))?;
+        }
+        Ok(())
     }
 
     fn draw_on<DB, X, Y>(
@@ -267,25 +297,13 @@ impl LineChart {
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3))
-                });
+                .map_err(err)?;
             if pts.len() == 1 {
                 chart
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                     .map_err(err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(160, 160, 160))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
         Ok(())
     }
 }
