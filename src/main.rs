@@ -340,7 +340,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             let set = data.load(data.split(Split::Train)?)?;
             println!("{}", set.describe());
-            condenser::report::grid::sample_grid(&set, count, 8).save_png(&out)?;
+            condenser::report::grid::sample_grid(&set, count, 8)?.save_png(&out)?;
             println!(
                 "wrote {} samples to {}",
                 count.min(set.len()),

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use super::font;
 use crate::error::{Error, Result};
 
 pub type Rgb = [u8; 3];
@@ -92,15 +91,19 @@ impl Canvas {
         }
     }
 
-    pub fn text(&mut self, s: &str, x: usize, y: usize, scale: usize, c: Rgb) {
-        let mut hits = Vec::new();
-        font::draw(s, x, y, scale, |px, py| hits.push((px, py)));
-        for (px, py) in hits {
-            self.put(px, py, c);
-        }
+    /// Writes `s` with its top-left at (x, y), `size` pixels high, in the
+    /// embedded DejaVu Sans (through plotters, as the charts).
+    pub fn text(&mut self, s: &str, x: usize, y: usize, size: u32, c: Rgb) -> Result<()> {
+        super::plot::draw_text(
+            &mut self.pixels,
+            (self.width, self.height),
+            s,
+            (x, y),
+            size,
+            c,
+        )
     }
 
-    /// Draws an 8-bit CHW image (1 or 3 channels) scaled by `scale` at (x0, y0).
     /// Draws a [C, H, W] byte image (grey or RGB) with its top-left at
     /// (x0, y0), each pixel as a `scale` x `scale` square.
     pub fn blit_chw(

@@ -3,9 +3,10 @@
 
 use super::canvas::{BLACK, Canvas, PALETTE, WHITE};
 use crate::data::ImageSet;
+use crate::error::Result;
 
 /// Draws the first `count` samples of `set`, `cols` per row.
-pub fn sample_grid(set: &ImageSet, count: usize, cols: usize) -> Canvas {
+pub fn sample_grid(set: &ImageSet, count: usize, cols: usize) -> Result<Canvas> {
     let count = count.min(set.len()).max(1);
     let cols = cols.clamp(1, count);
     let rows = count.div_ceil(cols);
@@ -14,7 +15,7 @@ pub fn sample_grid(set: &ImageSet, count: usize, cols: usize) -> Canvas {
     let scale = (96 / h.max(w)).clamp(1, 8);
     let with_mask = set.masks.is_some();
     let tile_w = w * scale * if with_mask { 2 } else { 1 } + if with_mask { 4 } else { 0 };
-    let label_h = 12;
+    let label_h = 16;
     let (cell_w, cell_h) = (tile_w.max(72) + 8, h * scale + label_h + 8);
     let mut cv = Canvas::new(cols * cell_w, rows * cell_h, WHITE);
     for i in 0..count {
@@ -48,9 +49,9 @@ pub fn sample_grid(set: &ImageSet, count: usize, cols: usize) -> Canvas {
             }
         }
         let name = &set.classes[set.labels[i] as usize];
-        let max_chars = cell_w / 6;
+        let max_chars = cell_w / 7;
         let shown: String = name.chars().take(max_chars).collect();
-        cv.text(&shown, x0, y0 + h * scale + 3, 1, BLACK);
+        cv.text(&shown, x0, y0 + h * scale + 2, 13, BLACK)?;
     }
-    cv
+    Ok(cv)
 }

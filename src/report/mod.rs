@@ -3,7 +3,6 @@
 //! flow: it depends on no training code.
 
 pub mod canvas;
-pub mod font;
 pub mod grid;
 pub mod plot;
 pub mod table;

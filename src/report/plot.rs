@@ -53,6 +53,29 @@ fn register_font() {
     });
 }
 
+/// Draws `text` into an RGB buffer of `size` pixels with its top-left at `at`.
+pub(crate) fn draw_text(
+    rgb: &mut [u8],
+    (w, h): (usize, usize),
+    text: &str,
+    at: (usize, usize),
+    size: u32,
+    colour: [u8; 3],
+) -> Result<()> {
+    register_font();
+    let root = BitMapBackend::with_buffer(rgb, (w as u32, h as u32)).into_drawing_area();
+    let style = (FAMILY, size)
+        .into_font()
+        .color(&RGBColor(colour[0], colour[1], colour[2]));
+    root.draw(&Text::new(
+        text.to_string(),
+        (at.0 as i32, at.1 as i32),
+        style,
+    ))
+    .and_then(|_| root.present())
+    .map_err(|e| Error::Report(format!("drawing text: {e}")))
+}
+
 /// A tick label: plain decimals where they are short, powers of ten otherwise.
 fn tick(v: f32) -> String {
     let a = v.abs();
