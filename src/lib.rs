@@ -1,6 +1,26 @@
 //! condenser: multi-path knowledge distillation on a GPU compute engine written
 //! from scratch on wgpu (Vulkan, Metal, DX12; llvmpipe in headless CI).
 
+/// A setting named by a string (flags, TOML, checkpoints): parsed with its
+/// `FromStr` when read (serde `try_from = "String"`), written back through its
+/// `From<T> for String` (serde `into`), and displayed under the same name.
+macro_rules! named_setting {
+    ($t:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = $crate::Error;
+            fn try_from(s: String) -> $crate::Result<Self> {
+                s.parse()
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&String::from(self.clone()))
+            }
+        }
+    };
+}
+
 pub mod autograd;
 pub mod bench;
 pub mod cpu;

@@ -80,13 +80,6 @@ impl std::str::FromStr for AggregateSpec {
     }
 }
 
-impl TryFrom<String> for AggregateSpec {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
-    }
-}
-
 impl From<AggregateSpec> for String {
     fn from(a: AggregateSpec) -> String {
         match a {
@@ -96,11 +89,7 @@ impl From<AggregateSpec> for String {
     }
 }
 
-impl std::fmt::Display for AggregateSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&String::from(self.clone()))
-    }
-}
+named_setting!(AggregateSpec);
 
 impl AggregateSpec {
     /// The name for tables ("hand-tuned" for the field's fixed weights).

@@ -155,18 +155,9 @@ impl Gpu {
         if items == 0 {
             return Ok(());
         }
-        let info = self
-            .inner
-            .registry
-            .borrow_mut()
-            .get(&self.inner.device, spec)?
-            .info;
-        self.launch(
-            spec,
-            params,
-            args,
-            (items as u64).div_ceil(info.invocations()),
-        )
+        let kernel = self.kernel(spec)?;
+        let workgroups = (items as u64).div_ceil(kernel.info.invocations());
+        self.launch_kernel(&kernel, params, args, workgroups)
     }
 
     /// Launches `spec` over `workgroups` workgroups (a linear count, folded into a
@@ -182,11 +173,27 @@ impl Gpu {
         if workgroups == 0 {
             return Ok(());
         }
-        let kernel = self
-            .inner
+        let kernel = self.kernel(spec)?;
+        self.launch_kernel(&kernel, params, args, workgroups)
+    }
+
+    /// The pipeline of `spec` (compiled on first use, then cached).
+    fn kernel(&self, spec: &KernelSpec) -> Result<std::rc::Rc<super::registry::Kernel>> {
+        self.inner
             .registry
             .borrow_mut()
-            .get(&self.inner.device, spec)?;
+            .get(&self.inner.device, spec)
+    }
+
+    /// Records one dispatch of a looked-up kernel: each launch finds its
+    /// pipeline once, whichever entry it came through.
+    fn launch_kernel(
+        &self,
+        kernel: &super::registry::Kernel,
+        params: &[u8],
+        args: &[Binding],
+        workgroups: u64,
+    ) -> Result<()> {
         let grid = fold_grid(workgroups, self.inner.max_wg_per_dim.get()).ok_or_else(|| {
             Error::Gpu(format!(
                 "{}: {workgroups} workgroups exceed the adapter's grid",

@@ -211,14 +211,9 @@ enum Slot {
 /// Runs `entry` writing `out` (binding 1), one invocation per output element.
 fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[(Slot, &Tensor)]) -> Result<()> {
     let params = g.params()?;
-    let mut args = vec![out.binding()];
-    args.extend(ins.iter().map(|(slot, t)| t.binding().at(*slot as u32)));
-    out.gpu().launch_items(
-        &KernelSpec::new("conv", entry),
-        bytemuck::bytes_of(&params),
-        &args,
-        out.numel(),
-    )
+    let spec = KernelSpec::new("conv", entry);
+    let ins: Vec<(u32, &Tensor)> = ins.iter().map(|&(s, t)| (s as u32, t)).collect();
+    super::launch_slots(&spec, bytemuck::bytes_of(&params), out, &ins, out.numel())
 }
 
 fn im2col(g: &ConvGeom, x: &Tensor) -> Result<Tensor> {

@@ -19,6 +19,21 @@ pub use matmul::{MatmulKernel, matmul, matmul_t};
 pub use reduce::{ReduceOp, argmax, max, mean, sum};
 pub use softmax::{log_softmax, softmax};
 
+/// Launches `spec` writing `out` (binding 1) from inputs at their binding
+/// numbers, one invocation per item: the shape shared by the modules whose
+/// WGSL names each binding by meaning (conv, norm, pool).
+pub(crate) fn launch_slots(
+    spec: &crate::gpu::KernelSpec,
+    params: &[u8],
+    out: &crate::Tensor,
+    ins: &[(u32, &crate::Tensor)],
+    items: usize,
+) -> crate::Result<()> {
+    let mut b = vec![out.binding()];
+    b.extend(ins.iter().map(|(slot, t)| t.binding().at(*slot)));
+    out.gpu().launch_items(spec, params, &b, items)
+}
+
 /// Number of workgroups of `size` invocations that cover `n` items.
 pub(crate) fn groups(n: usize, size: usize) -> u64 {
     n.div_ceil(size) as u64

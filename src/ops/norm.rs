@@ -84,11 +84,9 @@ fn launch(
     ins: &[(Slot, &Tensor)],
     items: usize,
 ) -> Result<()> {
-    let mut b = vec![out.binding()];
-    b.extend(ins.iter().map(|(slot, t)| t.binding().at(*slot as u32)));
     let spec = KernelSpec::new("norm", entry).with("TRAINING", training as u8 as f64);
-    out.gpu()
-        .launch_items(&spec, bytemuck::bytes_of(p), &b, items)
+    let ins: Vec<(u32, &Tensor)> = ins.iter().map(|&(s, t)| (s as u32, t)).collect();
+    super::launch_slots(&spec, bytemuck::bytes_of(p), out, &ins, items)
 }
 
 /// How batch norm normalises: with the batch statistics (training, moving the

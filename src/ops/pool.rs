@@ -123,15 +123,9 @@ fn launch(
     out: &Tensor,
     ins: &[(Slot, &Tensor)],
 ) -> Result<()> {
-    let mut b = vec![out.binding()];
-    b.extend(ins.iter().map(|(slot, t)| t.binding().at(*slot as u32)));
-    let items = out.numel();
-    out.gpu().launch_items(
-        &KernelSpec::new("pool", entry),
-        bytemuck::bytes_of(p),
-        &b,
-        items,
-    )
+    let spec = KernelSpec::new("pool", entry);
+    let ins: Vec<(u32, &Tensor)> = ins.iter().map(|&(s, t)| (s as u32, t)).collect();
+    super::launch_slots(&spec, bytemuck::bytes_of(p), out, &ins, out.numel())
 }
 
 /// Max pooling; returns the output and, per output, the flat index (y * W + x)

@@ -83,13 +83,6 @@ impl std::str::FromStr for ScheduleSpec {
     }
 }
 
-impl TryFrom<String> for ScheduleSpec {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        s.parse()
-    }
-}
-
 impl From<ScheduleSpec> for String {
     fn from(s: ScheduleSpec) -> String {
         let list = |v: &[usize]| {
@@ -109,11 +102,7 @@ impl From<ScheduleSpec> for String {
     }
 }
 
-impl std::fmt::Display for ScheduleSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&String::from(self.clone()))
-    }
-}
+named_setting!(ScheduleSpec);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
