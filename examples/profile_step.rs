@@ -22,6 +22,7 @@ fn main() -> condenser::Result<()> {
             arch: arch.clone(),
             in_channels: c,
             num_classes: 10,
+            task: condenser::tasks::Task::Classify,
         },
         0,
     )?;

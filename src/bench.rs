@@ -242,6 +242,7 @@ pub fn run_train_steps(
                 arch: arch.into(),
                 in_channels: c,
                 num_classes: 10,
+                task: crate::tasks::Task::Classify,
             },
             0,
         )?;

@@ -73,12 +73,15 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Test accuracy of a saved model.
+    /// Test accuracy (classification) or mIoU and pixel accuracy (segmentation) of a saved model.
     Eval {
         #[arg(long)]
         model: String,
         #[arg(long)]
         weights: PathBuf,
+        /// classify or segment (default: what the weights file says).
+        #[arg(long)]
+        task: Option<String>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -195,6 +198,9 @@ struct RunArgs {
     /// A TOML file with any RunConfig fields; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// classify (default), segment (per-pixel classes; shapes or voc:<folder>) or detect.
+    #[arg(long)]
+    task: Option<String>,
     #[arg(long)]
     data: Option<String>,
     #[arg(long)]
@@ -256,6 +262,9 @@ impl RunArgs {
         if let Some(s) = &self.schedule {
             c.schedule = s.parse()?;
         }
+        if let Some(t) = &self.task {
+            c.task = t.parse()?;
+        }
         if self.data_dir.is_some() {
             c.data_dir = self.data_dir.clone();
         }
@@ -287,8 +296,17 @@ fn report(r: &RunResult) {
     let ag = r.agreement.map_or(String::new(), |a| {
         format!(", agreement with teacher {:.2}%", a * 100.0)
     });
+    let metric = match r.task {
+        condenser::tasks::Task::Classify => "test accuracy",
+        t => t.metric(),
+    };
+    let extra: String = r
+        .extra
+        .iter()
+        .map(|(k, v)| format!(", {k} {:.2}%", v * 100.0))
+        .collect();
     println!(
-        "{:<14} test accuracy {:.2}%{ag} ({} params, {:.0} s)",
+        "{:<14} {metric} {:.2}%{extra}{ag} ({} params, {:.0} s)",
         r.name,
         r.test_acc * 100.0,
         r.params,
@@ -402,8 +420,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Eval {
             model,
             weights,
+            task,
             data,
-        } => eval(&model, &weights, &data),
+        } => eval(&model, &weights, task.as_deref(), &data),
         Cmd::Compare {
             teacher_model,
             teacher_weights,
@@ -496,7 +515,12 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn eval(model: &str, weights: &std::path::Path, data: &DataArgs) -> Result<()> {
+fn eval(model: &str, weights: &std::path::Path, task: Option<&str>, data: &DataArgs) -> Result<()> {
+    use condenser::tasks::Task;
+    let task: Task = match task {
+        Some(t) => t.parse()?,
+        None => condenser::distill::trainer::file_task(weights)?,
+    };
     let gpu = Gpu::new()?;
     let split = data.split(Split::Test)?;
     let set = data.load(split)?;
@@ -505,23 +529,43 @@ fn eval(model: &str, weights: &std::path::Path, data: &DataArgs) -> Result<()> {
         condenser::data::load(&data.data, Split::Train, &data.options(None))
     })?;
     input.check_data(&set, weights)?;
-    let m = load_model(&gpu, model, weights, set.channels, set.num_classes())?;
+    let cfg = RunConfig {
+        task,
+        ..RunConfig::default()
+    };
+    let q = condenser::distill::trainer::ModelQuery {
+        arch: model,
+        task,
+        in_channels: set.channels,
+        num_classes: cfg.num_classes(&set)?,
+    };
+    let m = load_model(&gpu, &q, weights)?;
     let loader = condenser::data::loader::Loader::new(
         &gpu,
         &set,
-        condenser::data::loader::LoaderConfig::eval(256, Some(input.norm())),
+        condenser::data::loader::LoaderConfig::eval(64, Some(input.norm())),
     )?;
-    let acc = condenser::tasks::classification::evaluate(m.model.as_ref(), &loader)?;
+    let pred = condenser::tasks::predictions(m.model.as_ref(), &loader, q.num_classes)?;
+    let scores = pred.scores();
     let split_name = match split {
         Split::Train => "train",
         Split::Test => "test",
     };
-    println!(
-        "{model} on {} {split_name} split ({} images): accuracy {:.2}%",
+    let mut line = format!(
+        "{model} on {} {split_name} split ({} images): {} {:.2}%",
         data.data,
         set.len(),
-        acc * 100.0
+        if task == Task::Classify {
+            "accuracy"
+        } else {
+            task.metric()
+        },
+        scores.primary * 100.0
     );
+    for (k, v) in &scores.extra {
+        line.push_str(&format!(", {k} {:.2}%", v * 100.0));
+    }
+    println!("{line}");
     Ok(())
 }
 

@@ -302,6 +302,10 @@ fn loader_gpu_and_host_paths_agree() {
                 1e-6,
                 "batch",
             );
+            // Masks move with their images, on both paths.
+            let (md, mh) = (bd.masks.unwrap(), bh.masks.unwrap());
+            assert_eq!(md.shape(), &[bd.samples.len(), 9, 9]);
+            assert_eq!(md.to_vec_u32().unwrap(), mh.to_vec_u32().unwrap());
             seen.extend(bd.samples.iter().map(|s| s.index));
         }
         seen.sort();
@@ -346,6 +350,7 @@ fn crop_and_flip_semantics() {
         labels: vec![0],
         classes: vec!["x".into()],
         masks: None,
+        mask_classes: Vec::new(),
         boxes: None,
     };
     let px = |spec: SampleSpec| -> Vec<f32> {
@@ -365,6 +370,63 @@ fn crop_and_flip_semantics() {
     assert_eq!(px(s(0, 1, 0)), vec![0., 1., 2., 0., 4., 5., 0., 7., 8.]);
     assert_eq!(px(s(1, 2, 0)), vec![4., 5., 6., 7., 8., 9., 0., 0., 0.]);
     assert_eq!(px(s(1, 1, 1)), vec![3., 2., 1., 6., 5., 4., 9., 8., 7.]);
+}
+
+#[test]
+fn masks_are_cropped_and_flipped_with_their_images() {
+    // Image and mask 1..9 on a 3x3 grid; pad 1: the mask's padding is 255.
+    let set = ImageSet {
+        name: "t".into(),
+        channels: 1,
+        height: 3,
+        width: 3,
+        images: (1..=9).collect(),
+        labels: vec![0],
+        classes: vec!["x".into()],
+        masks: Some((1..=9).collect()),
+        mask_classes: (0..10).map(|c| c.to_string()).collect(),
+        boxes: None,
+    };
+    set.validate().unwrap();
+    let s = |dx, dy, flip| SampleSpec {
+        index: 0,
+        dx,
+        dy,
+        flip,
+    };
+    for spec in [s(1, 1, 0), s(0, 1, 0), s(1, 2, 0), s(0, 0, 1), s(2, 1, 1)] {
+        let img: Vec<u32> = assemble(&set, &[spec], 1, &[0.0; 4], &[255.0; 4])
+            .iter()
+            .map(|v| v.round() as u32)
+            .collect();
+        let mask = condenser::data::loader::assemble_masks(&set, &[spec], 1).unwrap();
+        let want: Vec<u32> = img.iter().map(|&v| if v == 0 { 255 } else { v }).collect();
+        assert_eq!(mask, want, "{spec:?}");
+    }
+    // The GPU path on the same samples.
+    let g = gpu();
+    let cfg = LoaderConfig {
+        crop_pad: 1,
+        flip: true,
+        shuffle: true,
+        ..LoaderConfig::eval(1, None)
+    };
+    let dev = Loader::new(&g, &set, cfg.clone()).unwrap();
+    for epoch in 0..6 {
+        let b = dev.batch(epoch, 0).unwrap();
+        let want = condenser::data::loader::assemble_masks(&set, &b.samples, 1).unwrap();
+        assert_eq!(b.masks.unwrap().to_vec_u32().unwrap(), want);
+    }
+    // A mask value with no class is refused when the set is checked.
+    let bad = ImageSet {
+        masks: Some(vec![1, 2, 3, 4, 10, 6, 7, 8, 9]),
+        ..set
+    };
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("value 10 at pixel 4") && e.contains("10 mask classes"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -375,3 +375,81 @@ fn distillation_runs_are_deterministic_and_resume_exactly() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dense_soft_target_skips_ignored_pixels() {
+    let g = gpu();
+    let (n, k, h, w) = (2, 4, 3, 5);
+    let s = h * w;
+    // Every fourth position ignored, and one image with every position ignored.
+    for (name, labels) in [
+        (
+            "some ignored",
+            (0..n * s)
+                .map(|i| if i % 4 == 1 { 255 } else { (i % k) as u32 })
+                .collect::<Vec<u32>>(),
+        ),
+        ("all ignored", vec![255u32; n * s]),
+    ] {
+        let lab = Tensor::from_u32(&g, &[n, h, w], &labels).unwrap();
+        for t in [1.0f32, 3.0] {
+            let zt = Input {
+                grad: false,
+                data: rand_vec(n * k * s, 12).iter().map(|v| 4.0 * v).collect(),
+                ..input(&[n, k, h, w], 12)
+            };
+            let labels = labels.clone();
+            check_op(
+                &format!("dense soft target, {name}, T={t}"),
+                &[
+                    Input {
+                        data: rand_vec(n * k * s, 11).iter().map(|v| 4.0 * v).collect(),
+                        ..input(&[n, k, h, w], 11)
+                    },
+                    zt,
+                ],
+                &|v| F::soft_target_dense(&v[0], v[1].value(), &lab, 255, t).unwrap(),
+                &|xs| {
+                    vec![cpu::distill::soft_target_dense(
+                        &xs[0],
+                        &xs[1],
+                        &labels,
+                        (k, s),
+                        255,
+                        t as f64,
+                    )]
+                },
+                FWD,
+                GRAD,
+            );
+        }
+    }
+    // Shapes that do not fit are refused, not misread.
+    let z = Var::constant(Tensor::from_slice(&g, &[2, 4, 3, 5], &[0.0; 120]).unwrap());
+    let bad = Tensor::from_u32(&g, &[2, 5, 3], &[0; 30]).unwrap();
+    let e = F::soft_target_dense(&z, z.value(), &bad, 255, 1.0).unwrap_err();
+    assert!(e.to_string().contains("labels [N, ...]"), "{e}");
+}
+
+#[test]
+fn affinity_path_matches_reference() {
+    use condenser::distill::paths::affinity;
+    let (n, h, w) = (2, 3, 2);
+    let ft = Input {
+        grad: false,
+        ..input(&[n, 5, h, w], 21)
+    };
+    check_op(
+        "affinity",
+        &[input(&[n, 3, h, w], 20), ft],
+        &|v| F::mse(&affinity(&v[0]).unwrap(), &affinity(&v[1]).unwrap()).unwrap(),
+        &|xs| {
+            vec![cpu::distill::mse(
+                &cpu::distill::affinity(&xs[0], n, 3, h * w),
+                &cpu::distill::affinity(&xs[1], n, 5, h * w),
+            )]
+        },
+        FWD,
+        GRAD,
+    );
+}

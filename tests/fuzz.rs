@@ -119,6 +119,7 @@ fn weights_files() {
         arch: "cnn4".into(),
         in_channels: 1,
         num_classes: 3,
+        task: condenser::tasks::Task::Classify,
     };
     let m = build_model(&g, &spec, 0).unwrap();
     let good = dir.join("good.safetensors");

@@ -21,6 +21,7 @@ fn spec(arch: &str, cin: usize, classes: usize) -> ModelSpec {
         arch: arch.into(),
         in_channels: cin,
         num_classes: classes,
+        task: condenser::tasks::Task::Classify,
     }
 }
 

@@ -478,3 +478,26 @@ pub fn soft_target(student: &Var, teacher: &Tensor, t: f32) -> Result<Var> {
         Box::new(move |g| Ok(vec![Some(ops::mul(&dz, &g.reshape(&[1, 1])?)?)])),
     ))
 }
+
+/// The soft-target loss per position of dense logits [N, K, ...] (segmentation
+/// maps, detection heat-maps), averaged over the positions whose label is not
+/// `ignore`; the teacher's logits are constant (shaders/kd.wgsl, dense form).
+pub fn soft_target_dense(
+    student: &Var,
+    teacher: &Tensor,
+    labels: &Tensor,
+    ignore: u32,
+    t: f32,
+) -> Result<Var> {
+    let (loss, saved) = ops::kd::soft_target_dense(student.value(), teacher, labels, ignore, t)?;
+    let rank = student.shape().len();
+    Ok(Var::from_op(
+        loss,
+        "soft_target_dense",
+        vec![student.clone()],
+        Box::new(move |g| {
+            let factor = ops::mul(&g.reshape(&[1])?, &saved.inv_count)?.reshape(&vec![1; rank])?;
+            Ok(vec![Some(ops::mul(&saved.dz, &factor)?)])
+        }),
+    ))
+}

@@ -60,3 +60,55 @@ pub fn gram(f: &[f64], n: usize, c: usize, hw: usize) -> Vec<f64> {
 pub fn mse(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64
 }
+
+/// T^2 times the mean over positions of [N, K, S] logits (classes strided by
+/// S) whose label is not `ignore` of KL(softmax(zt/T) || softmax(zs/T)); 0
+/// when no position counts.
+pub fn soft_target_dense(
+    zs: &[f64],
+    zt: &[f64],
+    labels: &[u32],
+    (k, s): (usize, usize),
+    ignore: u32,
+    t: f64,
+) -> f64 {
+    let (mut total, mut count) = (0.0, 0usize);
+    for (pos, &l) in labels.iter().enumerate() {
+        if l == ignore {
+            continue;
+        }
+        let (img, at) = (pos / s, pos % s);
+        let column =
+            |z: &[f64]| -> Vec<f64> { (0..k).map(|j| z[(img * k + j) * s + at]).collect() };
+        let ls = log_softmax_row(&column(zs), t);
+        let lt = log_softmax_row(&column(zt), t);
+        total += lt
+            .iter()
+            .zip(&ls)
+            .map(|(a, b)| a.exp() * (a - b))
+            .sum::<f64>();
+        count += 1;
+    }
+    t * t * total / count.max(1) as f64
+}
+
+/// Affinity of [N, C, HW] features: each position's C-vector L2-normalised
+/// (eps^2 = 1e-12 under the root), then every pair's dot product: [N, HW, HW].
+pub fn affinity(f: &[f64], n: usize, c: usize, hw: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n * hw * hw);
+    for i in 0..n {
+        let unit: Vec<Vec<f64>> = (0..hw)
+            .map(|p| {
+                let v: Vec<f64> = (0..c).map(|ch| f[(i * c + ch) * hw + p]).collect();
+                let norm = (v.iter().map(|x| x * x).sum::<f64>() + 1e-12).sqrt();
+                v.iter().map(|x| x / norm).collect()
+            })
+            .collect();
+        for a in &unit {
+            for b in &unit {
+                out.push(a.iter().zip(b).map(|(x, y)| x * y).sum());
+            }
+        }
+    }
+    out
+}

@@ -108,6 +108,7 @@ pub fn load(dir: &Path, cifar100: bool, split: Split, limit: Option<usize>) -> R
         labels,
         classes,
         masks: None,
+        mask_classes: Vec::new(),
         boxes: None,
     })
 }

@@ -197,6 +197,7 @@ fn empty_set(root: &Path, size: usize, classes: Vec<String>) -> ImageSet {
         labels: Vec::new(),
         classes,
         masks: None,
+        mask_classes: Vec::new(),
         boxes: None,
     }
 }

@@ -218,6 +218,7 @@ pub fn load_mnist_like(
         labels: labels.data.iter().map(|&l| l as u32).collect(),
         classes: classes.iter().map(|s| s.to_string()).collect(),
         masks: None,
+        mask_classes: Vec::new(),
         boxes: None,
     };
     Ok(match limit {

@@ -63,6 +63,9 @@ pub struct Batch {
     pub images: Tensor,
     /// [B] u32
     pub labels: Tensor,
+    /// [B, H, W] u32, moved with the images; `IGNORE` where the crop padded
+    /// (sets with segmentation masks only).
+    pub masks: Option<Tensor>,
     pub samples: Vec<SampleSpec>,
 }
 
@@ -89,6 +92,15 @@ pub struct Loader<'a> {
     inv_std: [f32; 4],
     /// The whole set as packed bytes on the device, when it fits.
     device_images: Option<Tensor>,
+    /// Its masks likewise.
+    device_masks: Option<Tensor>,
+}
+
+/// Bytes packed four to a u32 word, on the device.
+fn packed(gpu: &Gpu, bytes: &[u8]) -> Result<Tensor> {
+    let mut words = vec![0u32; bytes.len().div_ceil(4).max(1)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    Tensor::from_u32(gpu, &[words.len()], &words)
 }
 
 impl<'a> Loader<'a> {
@@ -142,13 +154,11 @@ impl<'a> Loader<'a> {
                 .limits()
                 .max_storage_buffer_binding_size
                 .min(DEVICE_BUDGET);
-        let device_images = if device_copy && fits {
-            let mut words = vec![0u32; set.images.len().div_ceil(4)];
-            bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..set.images.len()]
-                .copy_from_slice(&set.images);
-            Some(Tensor::from_u32(gpu, &[words.len()], &words)?)
+        let (device_images, device_masks) = if device_copy && fits {
+            let masks = set.masks.as_deref().map(|m| packed(gpu, m)).transpose()?;
+            (Some(packed(gpu, &set.images)?), masks)
         } else {
-            None
+            (None, None)
         };
         Ok(Loader {
             set,
@@ -157,6 +167,7 @@ impl<'a> Loader<'a> {
             mean,
             inv_std,
             device_images,
+            device_masks,
         })
     }
 
@@ -241,7 +252,8 @@ impl<'a> Loader<'a> {
         let shape = [samples.len(), s.channels, s.height, s.width];
         let labels: Vec<u32> = samples.iter().map(|x| s.labels[x.index as usize]).collect();
         let labels = Tensor::from_u32(&self.gpu, &[samples.len()], &labels)?;
-        let images = match &self.device_images {
+        let mask_shape = [samples.len(), s.height, s.width];
+        let (images, masks) = match &self.device_images {
             Some(dev) => {
                 let spec_words: &[u32] = bytemuck::cast_slice(&samples);
                 let spec = Tensor::from_u32(&self.gpu, &[spec_words.len()], spec_words)?;
@@ -256,25 +268,78 @@ impl<'a> Loader<'a> {
                     mean: self.mean,
                     inv_std: self.inv_std,
                 };
-                self.gpu.launch(
+                let p = bytemuck::bytes_of(&params);
+                self.gpu.launch_items(
                     &KernelSpec::new("augment", "augment"),
-                    bytemuck::bytes_of(&params),
+                    p,
                     &[out.binding(), dev.binding(), spec.binding()],
-                    out.numel().div_ceil(256) as u64,
+                    out.numel(),
                 )?;
-                out
+                let masks = match &self.device_masks {
+                    Some(dm) => {
+                        let m = Tensor::empty(&self.gpu, &mask_shape, DType::U32)?;
+                        self.gpu.launch_items(
+                            &KernelSpec::new("augment", "augment_mask"),
+                            p,
+                            &[spec.binding().at(3), m.binding().at(4), dm.binding().at(5)],
+                            m.numel(),
+                        )?;
+                        Some(m)
+                    }
+                    None => None,
+                };
+                (out, masks)
             }
             None => {
                 let v = assemble(s, &samples, self.cfg.crop_pad, &self.mean, &self.inv_std);
-                Tensor::from_slice(&self.gpu, &shape, &v)?
+                let masks = match assemble_masks(s, &samples, self.cfg.crop_pad) {
+                    Some(m) => Some(Tensor::from_u32(&self.gpu, &mask_shape, &m)?),
+                    None => None,
+                };
+                (Tensor::from_slice(&self.gpu, &shape, &v)?, masks)
             }
         };
         Ok(Batch {
             images,
             labels,
+            masks,
             samples,
         })
     }
+}
+
+/// Where output pixel (x, y) of a sample reads in its source image, or None in
+/// the crop's padding (the arithmetic of shaders/augment.wgsl).
+fn source_of(
+    sp: &SampleSpec,
+    x: usize,
+    y: usize,
+    pad: usize,
+    (h, w): (usize, usize),
+) -> Option<usize> {
+    let xc = if sp.flip != 0 { w - 1 - x } else { x };
+    let sx = (xc + sp.dx as usize) as isize - pad as isize;
+    let sy = (y + sp.dy as usize) as isize - pad as isize;
+    (sx >= 0 && sy >= 0 && (sx as usize) < w && (sy as usize) < h)
+        .then(|| sy as usize * w + sx as usize)
+}
+
+/// The host version of `augment_mask`: the masks of `samples`, cropped and
+/// flipped as their images, `IGNORE` in the padding (None without masks).
+pub fn assemble_masks(set: &ImageSet, samples: &[SampleSpec], pad: usize) -> Option<Vec<u32>> {
+    let (h, w) = (set.height, set.width);
+    let mut out = Vec::with_capacity(samples.len() * h * w);
+    for sp in samples {
+        let mask = set.mask(sp.index as usize)?;
+        for y in 0..h {
+            for x in 0..w {
+                out.push(
+                    source_of(sp, x, y, pad, (h, w)).map_or(super::IGNORE, |at| mask[at]) as u32,
+                );
+            }
+        }
+    }
+    Some(out)
 }
 
 /// The host version of shaders/augment.wgsl (also its test reference).
@@ -290,16 +355,10 @@ pub fn assemble(
     for sp in samples {
         let img = set.image(sp.index as usize);
         for c in 0..c_n {
+            let plane = &img[c * h * w..(c + 1) * h * w];
             for y in 0..h {
                 for x in 0..w {
-                    let xc = if sp.flip != 0 { w - 1 - x } else { x };
-                    let sx = (xc + sp.dx as usize) as isize - pad as isize;
-                    let sy = (y + sp.dy as usize) as isize - pad as isize;
-                    let v = if sx >= 0 && sy >= 0 && (sx as usize) < w && (sy as usize) < h {
-                        img[c * h * w + sy as usize * w + sx as usize] as f32
-                    } else {
-                        0.0
-                    };
+                    let v = source_of(sp, x, y, pad, (h, w)).map_or(0.0, |at| plane[at] as f32);
                     out.push((v * (1.0 / 255.0) - mean[c]) * inv_std[c]);
                 }
             }

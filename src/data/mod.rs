@@ -9,6 +9,7 @@ pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod shapes;
+pub mod voc;
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,7 @@ pub struct BBox {
 }
 
 /// Images and labels held in memory.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ImageSet {
     pub name: String,
     pub channels: usize,
@@ -35,11 +36,19 @@ pub struct ImageSet {
     pub images: Vec<u8>,
     pub labels: Vec<u32>,
     pub classes: Vec<String>,
-    /// N x H x W: 0 background, k + 1 for a pixel of class k (shapes world).
+    /// N x H x W segmentation masks: each pixel's index into `mask_classes`,
+    /// or `IGNORE` where no class is known (borders, padding).
     pub masks: Option<Vec<u8>>,
+    /// What each mask value means (background first in the shapes world and
+    /// Pascal VOC); empty without masks.
+    pub mask_classes: Vec<String>,
     /// Objects of each image (shapes world).
     pub boxes: Option<Vec<Vec<BBox>>>,
 }
+
+/// The mask value of pixels that count in no metric and no loss (Pascal VOC's
+/// object borders; padding added by a random crop).
+pub const IGNORE: u8 = 255;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
@@ -169,6 +178,9 @@ impl ImageSet {
                 self.image_len()
             ));
         }
+        if let Some(m) = &self.masks {
+            self.validate_masks(m)?;
+        }
         if let Some(&l) = self
             .labels
             .iter()
@@ -177,6 +189,34 @@ impl ImageSet {
             return bad(format!(
                 "label {l} is out of range for {} classes",
                 self.classes.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ImageSet {
+    fn validate_masks(&self, m: &[u8]) -> Result<()> {
+        let bad = |msg: String| Err(Error::data(&self.name, msg, ""));
+        let hw = self.height * self.width;
+        if m.len() != self.len() * hw {
+            return bad(format!(
+                "{} mask bytes for {} images of {}x{}",
+                m.len(),
+                self.len(),
+                self.height,
+                self.width
+            ));
+        }
+        let k = self.mask_classes.len();
+        if let Some(pos) = m.iter().position(|&v| v != IGNORE && v as usize >= k) {
+            return bad(format!(
+                "mask of image {} holds value {} at pixel {}, but there are {k} mask classes \
+                 (0..{}, and {IGNORE} for ignore)",
+                pos / hw.max(1),
+                m[pos],
+                pos % hw.max(1),
+                k.saturating_sub(1)
             ));
         }
         Ok(())
@@ -261,7 +301,11 @@ impl DataOptions {
 }
 
 /// The names `load` accepts.
-pub const DATA_SETS: &str = "fashion-mnist, mnist, cifar10, cifar100, shapes, folder:<path>";
+pub const DATA_SETS: &str =
+    "fashion-mnist, mnist, cifar10, cifar100, shapes, folder:<path>, voc:<path>";
+
+/// The side VOC-layout images are resized to unless --size says otherwise.
+pub const VOC_DEFAULT_SIZE: usize = 64;
 
 /// Loads a data set by name: `fashion-mnist`, `mnist`, `cifar10`, `cifar100`,
 /// `shapes` (procedural, built in) or `folder:<path>` (one sub-folder per class).
@@ -292,6 +336,12 @@ pub fn load(name: &str, split: Split, opts: &DataOptions) -> Result<ImageSet> {
             cifar::load(&dir, name == "cifar100", split, opts.limit)?
         }
         "shapes" => load_shapes(split, opts)?,
+        other if other.starts_with("voc:") => voc::load(
+            Path::new(&other[4..]),
+            split,
+            opts.size.unwrap_or(VOC_DEFAULT_SIZE),
+            opts.limit,
+        )?,
         other => match other.strip_prefix("folder:") {
             Some(root) => {
                 let set = folder::load_split(

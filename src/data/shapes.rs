@@ -296,6 +296,10 @@ impl ShapesWorld {
             labels: Vec::with_capacity(count),
             classes: CLASSES.iter().map(|c| c.to_string()).collect(),
             masks: Some(Vec::with_capacity(count * s * s)),
+            mask_classes: std::iter::once("background")
+                .chain(CLASSES.iter().copied())
+                .map(String::from)
+                .collect(),
             boxes: Some(Vec::with_capacity(count)),
         };
         for i in 0..count {

@@ -11,12 +11,15 @@ use super::paths::parse_paths;
 use crate::data::{DataOptions, ImageSet, MAX_SIDE, Split, load};
 use crate::error::{Error, Result};
 use crate::optim::{Schedule, ScheduleSpec};
+use crate::tasks::Task;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     /// A name for tables and plots.
     pub name: String,
+    /// classify, segment or detect.
+    pub task: Task,
     pub data: String,
     pub data_dir: Option<PathBuf>,
     /// Training images to use (None: all).
@@ -70,6 +73,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             name: String::new(),
+            task: Task::Classify,
             data: "shapes".into(),
             data_dir: None,
             train_limit: None,
@@ -251,8 +255,26 @@ impl RunConfig {
         }
     }
 
+    /// The classes the models of this run predict: the image classes, or
+    /// for segmentation the mask classes (background included).
+    pub fn num_classes(&self, train: &ImageSet) -> Result<usize> {
+        match self.task {
+            Task::Classify => Ok(train.num_classes()),
+            Task::Segment | Task::Detect if train.masks.is_none() => Err(Error::data(
+                &train.name,
+                format!(
+                    "has no segmentation masks, which --task {} needs",
+                    self.task
+                ),
+                "use a data set with masks: shapes, or voc:<folder> (Pascal VOC layout)",
+            )),
+            _ => Ok(train.mask_classes.len()),
+        }
+    }
+
     /// Checks that need the data: the crop must leave part of the image.
     pub fn validate_for(&self, train: &ImageSet) -> Result<()> {
+        self.num_classes(train)?;
         let side = train.height.min(train.width);
         if self.crop_pad > side / 2 {
             return Err(Error::range(
@@ -340,8 +362,10 @@ impl RunConfig {
         let canon = |p: &FsPath| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let mut c = self.clone();
         c.data_dir = c.data_dir.as_deref().map(canon);
-        if let Some(root) = c.data.strip_prefix("folder:") {
-            c.data = format!("folder:{}", canon(FsPath::new(root)).display());
+        for prefix in ["folder:", "voc:"] {
+            if let Some(root) = c.data.strip_prefix(prefix) {
+                c.data = format!("{prefix}{}", canon(FsPath::new(root)).display());
+            }
         }
         serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
     }

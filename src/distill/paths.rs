@@ -5,7 +5,13 @@
 //! - at (attention transfer): MSE of L2-normalised channel-mean f^2 maps, p = 2;
 //! - nst: MSE of the Gram matrices of channel-normalised features (student
 //!   features through a regressor to the teacher's channel count);
-//! - logits: MSE(z_s, z_t).
+//! - logits: MSE(z_s, z_t);
+//! - affinity: MSE of the pair-wise cosine similarities between the positions
+//!   of a low-resolution feature map, [N, HW, HW] (structured knowledge for
+//!   dense prediction; no regressor: the matrix is the same size for any C).
+//!
+//! For dense logits ([N, K, H, W], segmentation) `soft` is the per-pixel KL,
+//! averaged over the pixels whose label is not ignored.
 //!
 //! Feature paths attach to stage outputs (`ModelOutput::features`). In
 //! layer-wise mode a feature path at several stages becomes one path per stage.
@@ -16,6 +22,7 @@ use crate::gpu::Gpu;
 use crate::nn::init::Seeds;
 use crate::nn::layers::ConvSpec;
 use crate::nn::{BatchNorm2d, Conv2d, Entry, ModelOutput, Module, join};
+use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathKind {
@@ -24,6 +31,7 @@ pub enum PathKind {
     Attention,
     Nst,
     Logits,
+    Affinity,
 }
 
 impl PathKind {
@@ -34,6 +42,7 @@ impl PathKind {
             PathKind::Attention => "at",
             PathKind::Nst => "nst",
             PathKind::Logits => "logits",
+            PathKind::Affinity => "affinity",
         }
     }
 
@@ -45,6 +54,7 @@ impl PathKind {
             PathKind::Attention => 1000.0,
             PathKind::Nst => 50.0,
             PathKind::Logits => 1.0,
+            PathKind::Affinity => 10.0,
         }
     }
 }
@@ -68,9 +78,10 @@ pub fn parse_paths(s: &str) -> Result<Vec<(PathKind, Option<usize>)>> {
             "at" | "attention" => PathKind::Attention,
             "nst" => PathKind::Nst,
             "logits" => PathKind::Logits,
+            "affinity" | "aff" => PathKind::Affinity,
             _ => {
                 return Err(Error::Config(format!(
-                    "unknown distillation path {name:?}; known: soft, hint, at, nst, logits"
+                    "unknown distillation path {name:?}; known: soft, hint, at, nst, logits, affinity"
                 )));
             }
         };
@@ -140,7 +151,7 @@ pub fn build_paths(
             (_, Some(s)) => vec![s],
             (PathKind::Hint, None) => vec![stages / 2],
             (PathKind::Attention, None) => (1.max(stages.saturating_sub(3))..stages).collect(),
-            (PathKind::Nst, None) => vec![stages - 1],
+            (PathKind::Nst | PathKind::Affinity, None) => vec![stages - 1],
         };
         let needs_reg = matches!(kind, PathKind::Hint | PathKind::Nst);
         let make = |sts: &[usize], seeds: &mut Seeds| -> Result<Vec<Regressor>> {
@@ -202,6 +213,26 @@ pub fn attention(f: &Var) -> Result<Var> {
     F::normalize_last(&F::reshape(&a, &[n, h * w])?)
 }
 
+/// Cosine similarities between every pair of positions of [N, C, H, W]
+/// features (each position's C-vector L2-normalised): [N, HW, HW].
+pub fn affinity(f: &Var) -> Result<Var> {
+    let s = f.shape().to_vec();
+    let [n, c, h, w] = s[..] else {
+        return Err(Error::shape(
+            "affinity",
+            format!("needs [N, C, H, W], got {s:?}"),
+        ));
+    };
+    let fl = F::reshape(f, &[n, c, h * w])?;
+    let norm = F::sqrt(&F::affine(
+        &F::sum_axis(&F::mul(&fl, &fl)?, 1)?,
+        1.0,
+        1e-12,
+    )?)?;
+    let unit = F::div(&fl, &norm)?;
+    F::matmul(&unit, &unit, true, false)
+}
+
 /// Gram matrices of channel-normalised features: [N, C, C].
 pub fn gram(f: &Var) -> Result<Var> {
     let s = f.shape().to_vec();
@@ -230,12 +261,38 @@ fn same_spatial(name: &str, a: &Var, b: &Var) -> Result<()> {
 }
 
 impl Path {
-    /// This path's loss. The teacher's outputs are constants (computed under no_grad).
-    pub fn loss(&self, s: &ModelOutput, t: &ModelOutput, train: bool) -> Result<Var> {
+    /// This path's loss. The teacher's outputs are constants (computed under
+    /// no_grad). `labels` are the batch's per-pixel labels for dense logits:
+    /// pixels labelled `IGNORE` do not count in the soft path.
+    pub fn loss(
+        &self,
+        s: &ModelOutput,
+        t: &ModelOutput,
+        labels: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Var> {
         match self.kind {
+            PathKind::Soft if s.logits.shape().len() > 2 => {
+                let labels = match labels {
+                    Some(l) => l.clone(),
+                    None => {
+                        let sh = s.logits.shape();
+                        let pos: Vec<usize> = [&sh[..1], &sh[2..]].concat();
+                        let n = pos.iter().product();
+                        Tensor::from_u32(s.logits.value().gpu(), &pos, &vec![0; n])?
+                    }
+                };
+                F::soft_target_dense(
+                    &s.logits,
+                    t.logits.value(),
+                    &labels,
+                    crate::data::IGNORE as u32,
+                    self.temperature,
+                )
+            }
             PathKind::Soft => F::soft_target(&s.logits, t.logits.value(), self.temperature),
             PathKind::Logits => F::mse(&s.logits, &t.logits),
-            PathKind::Hint | PathKind::Attention | PathKind::Nst => {
+            PathKind::Hint | PathKind::Attention | PathKind::Nst | PathKind::Affinity => {
                 let mut total: Option<Var> = None;
                 for (i, &st) in self.stages.iter().enumerate() {
                     let (fs, ft) = (&s.features[st], &t.features[st]);
@@ -243,6 +300,7 @@ impl Path {
                     let l = match self.kind {
                         PathKind::Hint => F::mse(&self.regressors[i].forward(fs, train)?, ft)?,
                         PathKind::Attention => F::mse(&attention(fs)?, &attention(ft)?)?,
+                        PathKind::Affinity => F::mse(&affinity(fs)?, &affinity(ft)?)?,
                         _ => F::mse(&gram(&self.regressors[i].forward(fs, train)?)?, &gram(ft)?)?,
                     };
                     total = Some(match total {

@@ -29,7 +29,7 @@ use crate::gpu::Gpu;
 use crate::nn::{self, InputSpec, Model, ModelSpec, Module, build_model, safetensors};
 use crate::ops::losses::CeConfig;
 use crate::optim::{Adam, Optimizer, Schedule, Sgd};
-use crate::tasks::classification::{agreement, predictions};
+use crate::tasks::{Predictions, Task, predictions};
 use crate::tensor::Tensor;
 
 pub use super::checkpoint::RunResult;
@@ -46,16 +46,44 @@ pub struct Loaded {
     pub input: Option<InputSpec>,
 }
 
-/// A trained model from a weights file. The file's architecture must be `arch`;
+/// The task a model file's metadata names (classification when it names none,
+/// as files from PyTorch).
+fn task_of(meta: &std::collections::BTreeMap<String, String>) -> Result<Task> {
+    meta.get("task").map_or(Ok(Task::Classify), |t| t.parse())
+}
+
+/// The task of the model in a weights file.
+pub fn file_task(weights: &FsPath) -> Result<Task> {
+    task_of(&safetensors::metadata(weights)?)
+}
+
+/// What a model file must hold: its architecture, task and shape.
+pub struct ModelQuery<'a> {
+    pub arch: &'a str,
+    pub task: Task,
+    pub in_channels: usize,
+    pub num_classes: usize,
+}
+
+/// A trained model from a weights file. The file's architecture must be
+/// `arch` and its task `task` (files that name no task hold classifiers);
 /// weights holding NaN or infinities are refused.
-pub fn load_model(
-    gpu: &Gpu,
-    arch: &str,
-    weights: &FsPath,
-    in_channels: usize,
-    num_classes: usize,
-) -> Result<Loaded> {
+pub fn load_model(gpu: &Gpu, q: &ModelQuery, weights: &FsPath) -> Result<Loaded> {
+    let ModelQuery {
+        arch,
+        task,
+        in_channels,
+        num_classes,
+    } = *q;
     let meta = safetensors::metadata(weights)?;
+    let file_task = task_of(&meta)?;
+    if file_task != task {
+        return Err(Error::weights(
+            weights,
+            format!("holds a model for --task {file_task}, but this is --task {task}"),
+            format!("pass --task {file_task}, or the weights of a {task} model"),
+        ));
+    }
     if let Some(a) = meta.get("arch")
         && a != arch
     {
@@ -72,6 +100,7 @@ pub fn load_model(
             arch: arch.into(),
             in_channels,
             num_classes,
+            task,
         },
         0,
     )?;
@@ -93,7 +122,13 @@ fn load_teacher(
     let (Some(arch), Some(w)) = (&cfg.teacher_model, &cfg.teacher_weights) else {
         return Ok(None);
     };
-    let loaded = load_model(gpu, arch, w, train.channels, train.num_classes())?;
+    let q = ModelQuery {
+        arch,
+        task: cfg.task,
+        in_channels: train.channels,
+        num_classes: cfg.num_classes(train)?,
+    };
+    let loaded = load_model(gpu, &q, w)?;
     if let Some(spec) = &loaded.input {
         spec.check_data(train, w)?;
     }
@@ -121,8 +156,10 @@ struct Parts<'d> {
     test_loader: Loader<'d>,
     schedule: Schedule,
     /// The teacher's test predictions, for its accuracy and the agreement.
-    teacher_pred: Option<Vec<u32>>,
+    teacher_pred: Option<Predictions>,
     teacher_acc: Option<f32>,
+    /// Classes the models predict.
+    classes: usize,
 }
 
 fn build_optimizer(cfg: &RunConfig, params: &[Var]) -> Result<Box<dyn Optimizer>> {
@@ -167,7 +204,8 @@ fn setup<'d>(
         &ModelSpec {
             arch: cfg.student_model.clone(),
             in_channels: train.channels,
-            num_classes: train.num_classes(),
+            num_classes: cfg.num_classes(train)?,
+            task: cfg.task,
         },
         cfg.seed,
     )?;
@@ -206,10 +244,11 @@ fn setup<'d>(
     );
     let (param_names, params): (Vec<String>, Vec<Var>) = named.into_iter().unzip();
     let opt = build_optimizer(cfg, &params)?;
+    let classes = cfg.num_classes(train)?;
     let (teacher_acc, teacher_pred) = match &teacher {
         Some(t) => {
-            let (p, l) = predictions(t.model.as_ref(), &test_loader)?;
-            (Some(agreement(&p, &l)), Some(p))
+            let p = predictions(t.model.as_ref(), &test_loader, classes)?;
+            (Some(p.scores().primary), Some(p))
         }
         None => (None, None),
     };
@@ -228,6 +267,7 @@ fn setup<'d>(
         schedule: cfg.schedule(),
         teacher_pred,
         teacher_acc,
+        classes,
     })
 }
 
@@ -406,6 +446,7 @@ fn run_locked(gpu: &Gpu, cfg: &RunConfig, t0: Instant) -> Result<RunResult> {
                 },
                 path_names: parts.paths.iter().map(|p| p.name.clone()).collect(),
                 params: nn::param_count(parts.student.as_ref()),
+                task: cfg.task,
                 ..RunResult::default()
             },
             log_bytes: 0,
@@ -486,7 +527,7 @@ fn train_epoch(
     let steps_per_epoch = parts.loader.batches_per_epoch();
     let ce_cfg = CeConfig {
         label_smoothing: cfg.label_smoothing,
-        ignore_index: None,
+        ignore_index: (cfg.task == Task::Segment).then_some(crate::data::IGNORE as u32),
     };
     let mut sums = vec![0f32; parts.paths.len()];
     let mut samples = 0usize;
@@ -509,12 +550,19 @@ fn train_epoch(
             None => None,
         };
         let s_out = parts.student.forward(&x, true)?;
-        let ce = F::cross_entropy(&s_out.logits, &batch.labels, ce_cfg)?;
+        let truth = match cfg.task {
+            Task::Classify => &batch.labels,
+            _ => batch
+                .masks
+                .as_ref()
+                .ok_or_else(|| Error::Internal("a dense task's batch came without masks".into()))?,
+        };
+        let ce = F::cross_entropy(&s_out.logits, truth, ce_cfg)?;
         let losses: Vec<Var> = match &t_out {
             Some(t) => parts
                 .paths
                 .iter()
-                .map(|p| p.loss(&s_out, t, true))
+                .map(|p| p.loss(&s_out, t, batch.masks.as_ref(), true))
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };
@@ -572,17 +620,24 @@ fn finish_epoch(
     let last_step = (epoch + 1) * steps_per_epoch - 1;
     health.mark_params(last_step, &parts.params)?;
     health.check(cfg, steps_per_epoch, epoch)?;
-    let (pred, labels) = predictions(parts.student.as_ref(), &parts.test_loader)?;
-    let acc = agreement(&pred, &labels);
-    let agreement = parts.teacher_pred.as_ref().map(|tp| agreement(&pred, tp));
+    let pred = predictions(parts.student.as_ref(), &parts.test_loader, parts.classes)?;
+    let scores = pred.scores();
+    let acc = scores.primary;
+    let agreement = parts.teacher_pred.as_ref().map(|tp| pred.agreement(tp));
     result.curve.push(acc);
     result.test_acc = acc;
     result.agreement = agreement;
     result.epochs_done = epoch + 1;
-    log.write(
-        serde_json::json!({"type": "epoch", "epoch": epoch, "test_acc": acc,
-        "agreement": agreement, "teacher_acc": parts.teacher_acc}),
-    )?;
+    result.extra = scores.extra.clone();
+    let mut entry = serde_json::json!({"type": "epoch", "epoch": epoch, "test_acc": acc,
+        "agreement": agreement, "teacher_acc": parts.teacher_acc});
+    if cfg.task != Task::Classify {
+        entry["metric"] = cfg.task.metric().into();
+        for (k, v) in &scores.extra {
+            entry[k.replace(' ', "_")] = (*v).into();
+        }
+    }
+    log.write(entry)?;
     let log_bytes = log.sync()?;
     let mut tensors: Vec<(String, Tensor)> = parts
         .opt
@@ -622,6 +677,7 @@ fn finish_epoch(
 fn save_model(cfg: &RunConfig, parts: &Parts<'_>, result: &RunResult) -> Result<()> {
     let mut meta = vec![
         ("arch", cfg.student_model.clone()),
+        ("task", cfg.task.to_string()),
         ("data", cfg.data.clone()),
         (nn::input::KEY, parts.input.to_json()),
         ("test_acc", result.test_acc.to_string()),

@@ -2,6 +2,7 @@
 //! does (`layer1.0.conv1.weight`, `bn1.running_mean`, ...), so weight files move
 //! between condenser and PyTorch.
 
+pub mod dense;
 pub mod init;
 pub mod input;
 pub mod layers;
@@ -44,10 +45,16 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
 /// What a model's forward pass returns: logits and the outputs of its stages
 /// (the feature maps distillation paths attach to), from early to late.
 pub struct ModelOutput {
+    /// [N, K] for classification; [N, K, H, W] per-pixel class scores for
+    /// segmentation; class heat-map logits [N, K, H/4, W/4] for detection.
     pub logits: Var,
+    /// Detection only: box sizes and centre offsets [N, 4, H/4, W/4]
+    /// (width, height, dx, dy in output cells).
+    pub boxes: Option<Var>,
     /// Stage outputs, [N, C_i, H_i, W_i].
     pub features: Vec<Var>,
-    /// The pooled feature vector the classifier reads, [N, C].
+    /// The pooled feature vector the classifier reads, [N, C]; for dense
+    /// tasks the decoder's output map.
     pub pooled: Var,
 }
 
@@ -57,6 +64,8 @@ pub trait Model: Module {
     fn arch(&self) -> &str;
     /// Channels of each stage output, as `features` returns them.
     fn feature_channels(&self) -> Vec<usize>;
+    /// What the logits mean.
+    fn task(&self) -> crate::tasks::Task;
 }
 
 /// The learnable parameters, in a stable order.

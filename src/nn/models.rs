@@ -10,6 +10,7 @@ use crate::autograd::{Var, functional as F};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::pool::Pool2dConfig;
+use crate::tasks::Task;
 
 /// Which model to build.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +19,74 @@ pub struct ModelSpec {
     pub arch: String,
     pub in_channels: usize,
     pub num_classes: usize,
+    /// Which head: a classifier, a segmentation decoder or a detection head.
+    pub task: Task,
+}
+
+/// A network's feature extractor: the stage outputs, early to late.
+pub trait Backbone: Module {
+    fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>>;
+    /// Channels of each stage output.
+    fn channels(&self) -> Vec<usize>;
+}
+
+/// A backbone, global average pooling of its last stage, and a linear layer
+/// (`fc`), with the parameter names of the PyTorch definitions.
+pub struct Classifier {
+    arch: String,
+    body: Box<dyn Backbone>,
+    fc: Linear,
+}
+
+impl Classifier {
+    fn new(
+        gpu: &Gpu,
+        spec: &ModelSpec,
+        body: Box<dyn Backbone>,
+        seeds: &mut Seeds,
+    ) -> Result<Self> {
+        let last = *body
+            .channels()
+            .last()
+            .ok_or_else(|| Error::Internal(format!("{} has no stages", spec.arch)))?;
+        Ok(Classifier {
+            arch: spec.arch.clone(),
+            fc: Linear::new(gpu, last, spec.num_classes, seeds)?,
+            body,
+        })
+    }
+}
+
+impl Module for Classifier {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
+        self.body.visit(prefix, f);
+        self.fc.visit(&join(prefix, "fc"), f);
+    }
+}
+
+impl Model for Classifier {
+    fn forward(&self, x: &Var, train: bool) -> Result<ModelOutput> {
+        let features = self.body.encode(x, train)?;
+        let last = features
+            .last()
+            .ok_or_else(|| Error::Internal(format!("{} returned no stages", self.arch)))?;
+        let pooled = F::global_avg_pool(last)?;
+        Ok(ModelOutput {
+            logits: self.fc.forward(&pooled)?,
+            boxes: None,
+            features,
+            pooled,
+        })
+    }
+    fn arch(&self) -> &str {
+        &self.arch
+    }
+    fn feature_channels(&self) -> Vec<usize> {
+        self.body.channels()
+    }
+    fn task(&self) -> Task {
+        Task::Classify
+    }
 }
 
 /// Names `build_model` understands (any depth/width of these forms works).
@@ -29,15 +98,28 @@ pub const MAX_CNN_WIDTH: usize = 4096;
 pub const MAX_DEPTH: usize = 1202;
 pub const MAX_WIDEN: usize = 64;
 
+/// The model `spec` names: a backbone with the head of its task (a linear
+/// classifier, or a dense decoder and per-pixel heads).
 pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Model>> {
-    let bad = || {
-        Error::Config(format!(
-            "unknown model {:?}; known forms: {ARCHS}",
-            spec.arch
-        ))
-    };
-    let a = spec.arch.as_str();
     let mut seeds = Seeds::new(seed);
+    let body = build_backbone(gpu, &spec.arch, spec.in_channels, &mut seeds)?;
+    match spec.task {
+        Task::Classify => Ok(Box::new(Classifier::new(gpu, spec, body, &mut seeds)?)),
+        Task::Segment | Task::Detect => Ok(Box::new(super::dense::DenseModel::new(
+            gpu, spec, body, &mut seeds,
+        )?)),
+    }
+}
+
+/// The feature extractor an architecture name describes.
+fn build_backbone(
+    gpu: &Gpu,
+    arch: &str,
+    in_channels: usize,
+    seeds: &mut Seeds,
+) -> Result<Box<dyn Backbone>> {
+    let bad = || Error::Config(format!("unknown model {arch:?}; known forms: {ARCHS}"));
+    let a = arch;
     if let Some(w) = a.strip_prefix("cnn") {
         let width: usize = w.parse().map_err(|_| bad())?;
         if !(1..=MAX_CNN_WIDTH).contains(&width) {
@@ -47,7 +129,7 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
                 format!("1..={MAX_CNN_WIDTH}"),
             ));
         }
-        return Ok(Box::new(PlainCnn::new(gpu, spec, width, &mut seeds)?));
+        return Ok(Box::new(PlainCnn::new(gpu, in_channels, width, seeds)?));
     }
     if let Some(rest) = a.strip_prefix("resnet") {
         let (depth, x4) = match rest.strip_suffix("x4") {
@@ -66,7 +148,11 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
             [16, 16, 32, 64]
         };
         return Ok(Box::new(CifarResNet::new(
-            gpu, spec, depth, filters, &mut seeds,
+            gpu,
+            in_channels,
+            depth,
+            filters,
+            seeds,
         )?));
     }
     if let Some(rest) = a.strip_prefix("wrn-") {
@@ -82,7 +168,11 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
             )));
         }
         return Ok(Box::new(WideResNet::new(
-            gpu, spec, depth, widen, &mut seeds,
+            gpu,
+            in_channels,
+            depth,
+            widen,
+            seeds,
         )?));
     }
     Err(bad())
@@ -93,14 +183,12 @@ pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Mod
 /// conv-bn-relu-maxpool x2, conv-bn-relu, global average pool, linear. Widths
 /// w, 2w, 4w.
 pub struct PlainCnn {
-    arch: String,
     convs: Vec<(Conv2d, BatchNorm2d)>,
-    fc: Linear,
 }
 
 impl PlainCnn {
-    fn new(gpu: &Gpu, spec: &ModelSpec, w: usize, seeds: &mut Seeds) -> Result<Self> {
-        let chans = [spec.in_channels, w, 2 * w, 4 * w];
+    fn new(gpu: &Gpu, in_channels: usize, w: usize, seeds: &mut Seeds) -> Result<Self> {
+        let chans = [in_channels, w, 2 * w, 4 * w];
         let mut convs = Vec::new();
         for i in 0..3 {
             convs.push((
@@ -108,11 +196,7 @@ impl PlainCnn {
                 BatchNorm2d::new(gpu, chans[i + 1])?,
             ));
         }
-        Ok(PlainCnn {
-            arch: spec.arch.clone(),
-            convs,
-            fc: Linear::new(gpu, 4 * w, spec.num_classes, seeds)?,
-        })
+        Ok(PlainCnn { convs })
     }
 }
 
@@ -122,12 +206,11 @@ impl Module for PlainCnn {
             c.visit(&join(prefix, &format!("conv{}", i + 1)), f);
             b.visit(&join(prefix, &format!("bn{}", i + 1)), f);
         }
-        self.fc.visit(&join(prefix, "fc"), f);
     }
 }
 
-impl Model for PlainCnn {
-    fn forward(&self, x: &Var, train: bool) -> Result<ModelOutput> {
+impl Backbone for PlainCnn {
+    fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>> {
         let mut h = x.clone();
         let mut features = Vec::new();
         for (i, (c, b)) in self.convs.iter().enumerate() {
@@ -137,17 +220,9 @@ impl Model for PlainCnn {
                 h = F::max_pool2d(&h, Pool2dConfig::new(2, 2, 0))?;
             }
         }
-        let pooled = F::global_avg_pool(&h)?;
-        Ok(ModelOutput {
-            logits: self.fc.forward(&pooled)?,
-            features,
-            pooled,
-        })
+        Ok(features)
     }
-    fn arch(&self) -> &str {
-        &self.arch
-    }
-    fn feature_channels(&self) -> Vec<usize> {
+    fn channels(&self) -> Vec<usize> {
         self.convs.iter().map(|(c, _)| c.out_channels()).collect()
     }
 }
@@ -209,24 +284,22 @@ impl Module for BasicBlock {
 /// stages of (depth - 2) / 6 basic blocks with filters[1..4], strides 1, 2, 2 ->
 /// global average pool -> fc.
 pub struct CifarResNet {
-    arch: String,
     conv1: Conv2d,
     bn1: BatchNorm2d,
     layers: Vec<Vec<BasicBlock>>,
-    fc: Linear,
     filters: [usize; 4],
 }
 
 impl CifarResNet {
     fn new(
         gpu: &Gpu,
-        spec: &ModelSpec,
+        in_channels: usize,
         depth: usize,
         filters: [usize; 4],
         seeds: &mut Seeds,
     ) -> Result<Self> {
         let n = (depth - 2) / 6;
-        let conv1 = Conv2d::new(gpu, ConvSpec::new(spec.in_channels, filters[0], 3), seeds)?;
+        let conv1 = Conv2d::new(gpu, ConvSpec::new(in_channels, filters[0], 3), seeds)?;
         let bn1 = BatchNorm2d::new(gpu, filters[0])?;
         let mut layers = Vec::new();
         let mut cin = filters[0];
@@ -240,11 +313,9 @@ impl CifarResNet {
             layers.push(blocks);
         }
         Ok(CifarResNet {
-            arch: spec.arch.clone(),
             conv1,
             bn1,
             layers,
-            fc: Linear::new(gpu, filters[3], spec.num_classes, seeds)?,
             filters,
         })
     }
@@ -259,12 +330,11 @@ impl Module for CifarResNet {
                 b.visit(&join(prefix, &format!("layer{}.{i}", s + 1)), f);
             }
         }
-        self.fc.visit(&join(prefix, "fc"), f);
     }
 }
 
-impl Model for CifarResNet {
-    fn forward(&self, x: &Var, train: bool) -> Result<ModelOutput> {
+impl Backbone for CifarResNet {
+    fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>> {
         let mut h = F::relu(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
         let mut features = vec![h.clone()];
         for blocks in &self.layers {
@@ -273,17 +343,9 @@ impl Model for CifarResNet {
             }
             features.push(h.clone());
         }
-        let pooled = F::global_avg_pool(&h)?;
-        Ok(ModelOutput {
-            logits: self.fc.forward(&pooled)?,
-            features,
-            pooled,
-        })
+        Ok(features)
     }
-    fn arch(&self) -> &str {
-        &self.arch
-    }
-    fn feature_channels(&self) -> Vec<usize> {
+    fn channels(&self) -> Vec<usize> {
         self.filters.to_vec()
     }
 }
@@ -345,19 +407,23 @@ impl Module for WideBlock {
 /// WRN-d-k: conv1 (16) -> three groups of (d - 4) / 6 pre-activation blocks of
 /// widths 16k, 32k, 64k (strides 1, 2, 2) -> bn -> relu -> pool -> fc.
 pub struct WideResNet {
-    arch: String,
     conv1: Conv2d,
     blocks: Vec<Vec<WideBlock>>,
     bn1: BatchNorm2d,
-    fc: Linear,
     widths: [usize; 4],
 }
 
 impl WideResNet {
-    fn new(gpu: &Gpu, spec: &ModelSpec, depth: usize, k: usize, seeds: &mut Seeds) -> Result<Self> {
+    fn new(
+        gpu: &Gpu,
+        in_channels: usize,
+        depth: usize,
+        k: usize,
+        seeds: &mut Seeds,
+    ) -> Result<Self> {
         let n = (depth - 4) / 6;
         let widths = [16, 16 * k, 32 * k, 64 * k];
-        let conv1 = Conv2d::new(gpu, ConvSpec::new(spec.in_channels, 16, 3), seeds)?;
+        let conv1 = Conv2d::new(gpu, ConvSpec::new(in_channels, 16, 3), seeds)?;
         let mut blocks = Vec::new();
         let mut cin = 16;
         for (g, &cout) in widths[1..].iter().enumerate() {
@@ -370,11 +436,9 @@ impl WideResNet {
             blocks.push(v);
         }
         Ok(WideResNet {
-            arch: spec.arch.clone(),
             conv1,
             blocks,
             bn1: BatchNorm2d::new(gpu, widths[3])?,
-            fc: Linear::new(gpu, widths[3], spec.num_classes, seeds)?,
             widths,
         })
     }
@@ -389,12 +453,11 @@ impl Module for WideResNet {
             }
         }
         self.bn1.visit(&join(prefix, "bn1"), f);
-        self.fc.visit(&join(prefix, "fc"), f);
     }
 }
 
-impl Model for WideResNet {
-    fn forward(&self, x: &Var, train: bool) -> Result<ModelOutput> {
+impl Backbone for WideResNet {
+    fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>> {
         let mut h = self.conv1.forward(x)?;
         let mut features = vec![h.clone()];
         for (g, v) in self.blocks.iter().enumerate() {
@@ -406,18 +469,10 @@ impl Model for WideResNet {
             }
         }
         h = F::relu(&self.bn1.forward(&h, train)?)?;
-        features.push(h.clone());
-        let pooled = F::global_avg_pool(&h)?;
-        Ok(ModelOutput {
-            logits: self.fc.forward(&pooled)?,
-            features,
-            pooled,
-        })
+        features.push(h);
+        Ok(features)
     }
-    fn arch(&self) -> &str {
-        &self.arch
-    }
-    fn feature_channels(&self) -> Vec<usize> {
+    fn channels(&self) -> Vec<usize> {
         self.widths.to_vec()
     }
 }

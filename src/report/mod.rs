@@ -31,4 +31,11 @@ pub struct RunResult {
     /// Where the run's files are.
     #[serde(default)]
     pub out_dir: PathBuf,
+    /// What the run trained for: `test_acc` and `curve` hold its main metric
+    /// (accuracy, mIoU, mAP).
+    #[serde(default)]
+    pub task: crate::tasks::Task,
+    /// The task's other metrics after the last epoch (pixel accuracy, ...).
+    #[serde(default)]
+    pub extra: Vec<(String, f32)>,
 }
