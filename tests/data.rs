@@ -628,3 +628,209 @@ fn image_folder_without_test_holds_out_a_disjoint_split() {
     assert_eq!(load(&root, Split::Test, &o).unwrap().labels, test.labels);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Writes an 8-bit palette (or grey) PNG of class indices.
+fn index_png(path: &Path, w: usize, h: usize, data: &[u8], palette: bool) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut e = png::Encoder::new(std::io::BufWriter::new(f), w as u32, h as u32);
+    if palette {
+        e.set_color(png::ColorType::Indexed);
+        let pal: Vec<u8> = (0..=255u8)
+            .flat_map(condenser::data::voc::voc_color)
+            .collect();
+        e.set_palette(pal);
+    } else {
+        e.set_color(png::ColorType::Grayscale);
+    }
+    e.set_depth(png::BitDepth::Eight);
+    e.write_header().unwrap().write_image_data(data).unwrap();
+}
+
+/// A VOC-layout set of 8x8 images: train ids a, b, c (palette, grey and RGB
+/// masks), val id d. Mask of image i: class (i + 1) on the left half, 0 on
+/// the right, 255 on the last row.
+fn write_voc(root: &Path) {
+    for d in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        let img = image::RgbImage::from_fn(8, 8, |x, y| {
+            image::Rgb([(x * 30) as u8, (y * 30) as u8, i as u8 * 60])
+        });
+        img.save(root.join(format!("JPEGImages/{id}.png"))).unwrap();
+        let mask: Vec<u8> = (0..64)
+            .map(|p| {
+                if p >= 56 {
+                    255
+                } else if p % 8 < 4 {
+                    i as u8 + 1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let file = root.join(format!("SegmentationClass/{id}.png"));
+        if i == 2 {
+            let rgb = image::RgbImage::from_fn(8, 8, |x, y| {
+                let v = mask[(y * 8 + x) as usize];
+                image::Rgb(if v == 255 {
+                    [224, 224, 192]
+                } else {
+                    condenser::data::voc::voc_color(v)
+                })
+            });
+            rgb.save(&file).unwrap();
+        } else {
+            index_png(&file, 8, 8, &mask, i != 1);
+        }
+    }
+    std::fs::write(root.join("ImageSets/Segmentation/train.txt"), "a\nb\n\nc\n").unwrap();
+    std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "d\n").unwrap();
+}
+
+fn voc_opts(size: usize) -> DataOptions {
+    DataOptions {
+        size: Some(size),
+        ..DataOptions::default()
+    }
+}
+
+#[test]
+fn voc_segmentation_sets_read_palette_grey_and_rgb_masks() {
+    let root = tmp("voc");
+    write_voc(&root);
+    let name = format!("voc:{}", root.display());
+    let train = load(&name, Split::Train, &voc_opts(8)).unwrap();
+    assert_eq!(
+        (train.len(), train.height, train.mask_classes.len()),
+        (3, 8, 21)
+    );
+    for i in 0..3 {
+        let m = train.mask(i).unwrap();
+        assert_eq!(m[0], i as u8 + 1, "image {i}: left half");
+        assert_eq!(m[5], 0, "image {i}: right half");
+        assert_eq!(m[60], 255, "image {i}: ignored last row");
+        assert_eq!(
+            train.labels[i],
+            i as u32 + 1,
+            "the dominant class labels the image"
+        );
+    }
+    let test = load(&name, Split::Test, &voc_opts(8)).unwrap();
+    assert_eq!((test.len(), test.mask(0).unwrap()[0]), (1, 4));
+    // Resized to 4x4 with nearest neighbours: no class appears at an edge.
+    let small = load(&name, Split::Train, &voc_opts(4)).unwrap();
+    assert_eq!(
+        small.mask(0).unwrap(),
+        &[1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+    );
+    // classes.txt names the classes.
+    std::fs::write(root.join("classes.txt"), "bg\none\ntwo\nthree\nfour\n").unwrap();
+    let named = load(&name, Split::Train, &voc_opts(8)).unwrap();
+    assert_eq!(
+        named.mask_classes,
+        vec!["bg", "one", "two", "three", "four"]
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn hostile_voc_sets_are_clear_errors() {
+    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+        (
+            "no list",
+            Box::new(|r: &Path| {
+                std::fs::remove_file(r.join("ImageSets/Segmentation/train.txt")).unwrap()
+            }),
+            "train.txt: is missing",
+        ),
+        (
+            "escaping id",
+            Box::new(|r: &Path| {
+                std::fs::write(
+                    r.join("ImageSets/Segmentation/train.txt"),
+                    "a\n../../etc/passwd\n",
+                )
+                .unwrap()
+            }),
+            "not a plain file id",
+        ),
+        (
+            "empty list",
+            Box::new(|r: &Path| {
+                std::fs::write(r.join("ImageSets/Segmentation/train.txt"), "\n\n").unwrap()
+            }),
+            "lists no images",
+        ),
+        (
+            "missing mask",
+            Box::new(|r: &Path| std::fs::remove_file(r.join("SegmentationClass/b.png")).unwrap()),
+            "b.png: is missing",
+        ),
+        (
+            "missing image",
+            Box::new(|r: &Path| std::fs::remove_file(r.join("JPEGImages/c.png")).unwrap()),
+            "c.jpg: is missing",
+        ),
+        (
+            "mask of another size",
+            Box::new(|r: &Path| {
+                index_png(&r.join("SegmentationClass/a.png"), 4, 8, &[0; 32], true)
+            }),
+            "is 4x8 but its image is 8x8",
+        ),
+        (
+            "class out of range",
+            Box::new(|r: &Path| {
+                index_png(&r.join("SegmentationClass/a.png"), 8, 8, &[30; 64], true)
+            }),
+            "holds class 30, but the set has 21 classes",
+        ),
+        (
+            "unknown colour",
+            Box::new(|r: &Path| {
+                image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]))
+                    .save(r.join("SegmentationClass/a.png"))
+                    .unwrap()
+            }),
+            "colour [1, 2, 3]",
+        ),
+        (
+            "corrupt png",
+            Box::new(|r: &Path| {
+                std::fs::write(
+                    r.join("SegmentationClass/a.png"),
+                    b"\x89PNG\r\n\x1a\nbroken",
+                )
+                .unwrap()
+            }),
+            "not a readable PNG",
+        ),
+        (
+            "corrupt image",
+            Box::new(|r: &Path| {
+                std::fs::write(r.join("JPEGImages/a.png"), b"not an image").unwrap()
+            }),
+            "cannot decode the image",
+        ),
+        (
+            "one class",
+            Box::new(|r: &Path| std::fs::write(r.join("classes.txt"), "only\n").unwrap()),
+            "names 1 classes",
+        ),
+    ];
+    for (what, spoil, want) in cases {
+        let root = tmp(&format!("voc-bad-{}", what.replace(' ', "-")));
+        write_voc(&root);
+        spoil(&root);
+        let e = err_of(load(
+            &format!("voc:{}", root.display()),
+            Split::Train,
+            &voc_opts(8),
+        ));
+        assert!(e.contains(want), "{what}: want {want:?} in: {e}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    let e = err_of(load("voc:/nonexistent/voc", Split::Train, &voc_opts(8)));
+    assert!(e.contains("is not a folder"), "{e}");
+}

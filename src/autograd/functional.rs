@@ -501,3 +501,31 @@ pub fn soft_target_dense(
         }),
     ))
 }
+
+/// The penalty-reduced focal loss of heat-map logits against Gaussian targets
+/// (ops::detect::focal_loss); the targets are constant.
+pub fn focal_loss(logits: &Var, target: &Tensor) -> Result<Var> {
+    let (loss, saved) = ops::detect::focal_loss(logits.value(), target)?;
+    let rank = logits.shape().len();
+    Ok(Var::from_op(
+        loss,
+        "focal_loss",
+        vec![logits.clone()],
+        Box::new(move |g| {
+            let factor = ops::mul(&g.reshape(&[1])?, &saved.inv_count)?.reshape(&vec![1; rank])?;
+            Ok(vec![Some(ops::mul(&saved.dx, &factor)?)])
+        }),
+    ))
+}
+
+/// sum(weight * |pred - target|) with constant target and weights.
+pub fn weighted_l1(pred: &Var, target: &Tensor, weight: &Tensor) -> Result<Var> {
+    let (loss, dx) = ops::detect::weighted_l1(pred.value(), target, weight)?;
+    let rank = pred.shape().len();
+    Ok(Var::from_op(
+        loss,
+        "weighted_l1",
+        vec![pred.clone()],
+        Box::new(move |g| Ok(vec![Some(ops::mul(&dx, &g.reshape(&vec![1; rank])?)?)])),
+    ))
+}

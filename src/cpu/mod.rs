@@ -2,6 +2,7 @@
 //! the oracle the GPU kernels are tested against, never a fast path.
 
 pub mod conv;
+pub mod detect;
 pub mod distill;
 pub mod elementwise;
 pub mod health;

@@ -8,7 +8,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::ImageSet;
+use super::{BBox, ImageSet};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, KernelSpec};
 use crate::rng::Rng;
@@ -66,6 +66,8 @@ pub struct Batch {
     /// [B, H, W] u32, moved with the images; `IGNORE` where the crop padded
     /// (sets with segmentation masks only).
     pub masks: Option<Tensor>,
+    /// Each sample's objects, moved with its image (sets with boxes only).
+    pub boxes: Option<Vec<Vec<BBox>>>,
     pub samples: Vec<SampleSpec>,
 }
 
@@ -299,10 +301,24 @@ impl<'a> Loader<'a> {
                 (Tensor::from_slice(&self.gpu, &shape, &v)?, masks)
             }
         };
+        let boxes = s.boxes.as_ref().map(|all| {
+            samples
+                .iter()
+                .map(|sp| {
+                    transform_boxes(
+                        &all[sp.index as usize],
+                        sp,
+                        self.cfg.crop_pad,
+                        (s.height, s.width),
+                    )
+                })
+                .collect()
+        });
         Ok(Batch {
             images,
             labels,
             masks,
+            boxes,
             samples,
         })
     }
@@ -322,6 +338,37 @@ fn source_of(
     let sy = (y + sp.dy as usize) as isize - pad as isize;
     (sx >= 0 && sy >= 0 && (sx as usize) < w && (sy as usize) < h)
         .then(|| sy as usize * w + sx as usize)
+}
+
+/// A sample's boxes after its crop and flip (the pixel mapping of
+/// `source_of`), clipped to the image; boxes left without a pixel are dropped.
+pub fn transform_boxes(
+    boxes: &[BBox],
+    sp: &SampleSpec,
+    pad: usize,
+    (h, w): (usize, usize),
+) -> Vec<BBox> {
+    let shift = |v: u16, d: u32| v as i64 + pad as i64 - d as i64;
+    boxes
+        .iter()
+        .filter_map(|b| {
+            let (mut x0, mut x1) = (shift(b.x0, sp.dx), shift(b.x1, sp.dx));
+            let (y0, y1) = (shift(b.y0, sp.dy), shift(b.y1, sp.dy));
+            if sp.flip != 0 {
+                (x0, x1) = (w as i64 - x1, w as i64 - x0);
+            }
+            let cx = |v: i64| v.clamp(0, w as i64) as u16;
+            let cy = |v: i64| v.clamp(0, h as i64) as u16;
+            let out = BBox {
+                x0: cx(x0),
+                y0: cy(y0),
+                x1: cx(x1),
+                y1: cy(y1),
+                ..*b
+            };
+            (out.x1 > out.x0 && out.y1 > out.y0).then_some(out)
+        })
+        .collect()
 }
 
 /// The host version of `augment_mask`: the masks of `samples`, cropped and

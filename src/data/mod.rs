@@ -23,6 +23,9 @@ pub struct BBox {
     pub x1: u16,
     pub y1: u16,
     pub class: u16,
+    /// COCO's `iscrowd`: a region of many objects, neither to be found nor
+    /// to count as a false detection.
+    pub crowd: bool,
 }
 
 /// Images and labels held in memory.
@@ -223,8 +226,13 @@ impl ImageSet {
     }
 }
 
-fn load_shapes(split: Split, opts: &DataOptions) -> Result<ImageSet> {
-    let size = opts.size.unwrap_or(shapes::DEFAULT_SIZE);
+fn load_shapes(split: Split, opts: &DataOptions, scenes: bool) -> Result<ImageSet> {
+    let default = if scenes {
+        shapes::SCENE_SIZE
+    } else {
+        shapes::DEFAULT_SIZE
+    };
+    let size = opts.size.unwrap_or(default);
     if !(MIN_SHAPES_SIDE..=MAX_SIDE).contains(&size) {
         return Err(Error::range(
             "shapes image size",
@@ -253,7 +261,16 @@ fn load_shapes(split: Split, opts: &DataOptions) -> Result<ImageSet> {
             ),
         ));
     }
-    Ok(shapes::ShapesWorld::new(size, seed).render_set(count))
+    let world = if scenes {
+        shapes::ShapesWorld::scenes(size, seed)
+    } else {
+        shapes::ShapesWorld::new(size, seed)
+    };
+    let mut set = world.render_set(count);
+    if scenes {
+        set.name = "shapes-scenes".into();
+    }
+    Ok(set)
 }
 
 /// Where and how to find a data set.
@@ -301,8 +318,7 @@ impl DataOptions {
 }
 
 /// The names `load` accepts.
-pub const DATA_SETS: &str =
-    "fashion-mnist, mnist, cifar10, cifar100, shapes, folder:<path>, voc:<path>";
+pub const DATA_SETS: &str = "fashion-mnist, mnist, cifar10, cifar100, shapes, shapes-scenes, folder:<path>, voc:<path>, coco:<path>";
 
 /// The side VOC-layout images are resized to unless --size says otherwise.
 pub const VOC_DEFAULT_SIZE: usize = 64;
@@ -335,7 +351,8 @@ pub fn load(name: &str, split: Split, opts: &DataOptions) -> Result<ImageSet> {
             })?;
             cifar::load(&dir, name == "cifar100", split, opts.limit)?
         }
-        "shapes" => load_shapes(split, opts)?,
+        "shapes" => load_shapes(split, opts, false)?,
+        "shapes-scenes" => load_shapes(split, opts, true)?,
         other if other.starts_with("voc:") => voc::load(
             Path::new(&other[4..]),
             split,

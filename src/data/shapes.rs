@@ -37,7 +37,18 @@ struct Shape {
 pub struct ShapesWorld {
     pub size: usize,
     pub seed: u64,
+    /// Scenes for detection: 1 to `MAX_OBJECTS` shapes of similar sizes per
+    /// image, anywhere, overlapping at times, instead of one main shape.
+    pub scenes: bool,
 }
+
+/// The most shapes a scene holds.
+pub const MAX_OBJECTS: usize = 6;
+/// The default side of scenes (detection works at stride 4).
+pub const SCENE_SIZE: usize = 64;
+/// An object less visible than this (pixels) gets no box: too little of it
+/// shows to say what it is.
+pub const MIN_BOX_AREA: usize = 12;
 
 fn polygon(n: usize, radius: impl Fn(usize) -> f32, phase: f32) -> Vec<(f32, f32)> {
     (0..n)
@@ -78,7 +89,38 @@ impl ShapesWorld {
         ShapesWorld {
             size: size.max(8),
             seed,
+            scenes: false,
         }
+    }
+
+    /// The world of detection scenes (see `scenes`).
+    pub fn scenes(size: usize, seed: u64) -> Self {
+        ShapesWorld {
+            scenes: true,
+            ..ShapesWorld::new(size, seed)
+        }
+    }
+
+    /// 1..=MAX_OBJECTS shapes of radius 8-18% of the side, back to front.
+    fn scene_objects(
+        &self,
+        rng: &mut Rng,
+        pick_color: &dyn Fn(&mut Rng) -> [f32; 3],
+    ) -> (Vec<Shape>, usize) {
+        let sf = self.size as f32;
+        let n = 1 + rng.below(MAX_OBJECTS);
+        let shapes: Vec<Shape> = (0..n)
+            .map(|_| Shape {
+                class: rng.below(CLASSES.len()),
+                cx: rng.range(0.12, 0.88) * sf,
+                cy: rng.range(0.12, 0.88) * sf,
+                r: rng.range(0.08, 0.18) * sf,
+                angle: rng.range(-0.3, 0.3),
+                color: pick_color(rng),
+            })
+            .collect();
+        let main = shapes[0].class;
+        (shapes, main)
     }
 
     fn outlines() -> Vec<Vec<(f32, f32)>> {
@@ -138,9 +180,6 @@ impl ShapesWorld {
             .collect();
         let noise = rng.range(0.02, 0.08);
 
-        // Objects: distractors first or last, so they may occlude or be occluded.
-        let main_class = rng.below(CLASSES.len());
-        let n_distract = rng.below(3);
         let pick_color = |rng: &mut Rng| {
             [
                 rng.range(fg_lo, fg_hi),
@@ -148,34 +187,11 @@ impl ShapesWorld {
                 rng.range(fg_lo, fg_hi),
             ]
         };
-        let main = Shape {
-            class: main_class,
-            cx: rng.range(0.3, 0.7) * sf,
-            cy: rng.range(0.3, 0.7) * sf,
-            r: rng.range(0.24, 0.4) * sf,
-            angle: rng.range(-0.3, 0.3),
-            color: pick_color(&mut rng),
+        let (shapes, main_class) = if self.scenes {
+            self.scene_objects(&mut rng, &pick_color)
+        } else {
+            Self::single_object(&mut rng, sf, &pick_color)
         };
-        let mut shapes = Vec::new();
-        let mut after = Vec::new();
-        for _ in 0..n_distract {
-            let sh = Shape {
-                class: rng.below(CLASSES.len()),
-                cx: rng.range(0.1, 0.9) * sf,
-                cy: rng.range(0.1, 0.9) * sf,
-                r: rng.range(0.07, 0.13) * sf,
-                angle: rng.range(-0.3, 0.3),
-                color: pick_color(&mut rng),
-            };
-            if rng.uniform() < 0.5 {
-                shapes.push(sh)
-            } else {
-                after.push(sh)
-            }
-        }
-        shapes.push(main);
-        shapes.extend(after);
-
         let mut img = vec![0f32; 3 * s * s];
         let mut inst = vec![u8::MAX; s * s];
         for y in 0..s {
@@ -244,6 +260,7 @@ impl ShapesWorld {
         let mut mask = vec![0u8; s * s];
         let mut area = vec![0usize; CLASSES.len()];
         let mut bounds: Vec<Option<(usize, usize, usize, usize)>> = vec![None; shapes.len()];
+        let mut visible = vec![0usize; shapes.len()];
         for y in 0..s {
             for x in 0..s {
                 let k = inst[y * s + x];
@@ -253,20 +270,26 @@ impl ShapesWorld {
                 let sh = &shapes[k as usize];
                 mask[y * s + x] = sh.class as u8 + 1;
                 area[sh.class] += 1;
+                visible[k as usize] += 1;
                 let b = bounds[k as usize].get_or_insert((x, y, x + 1, y + 1));
                 *b = (b.0.min(x), b.1.min(y), b.2.max(x + 1), b.3.max(y + 1));
             }
         }
+        // Scenes leave out the boxes of objects hidden all but a sliver.
+        let min_area = if self.scenes { MIN_BOX_AREA } else { 1 };
         let boxes = shapes
             .iter()
             .zip(&bounds)
-            .filter_map(|(sh, b)| {
+            .zip(&visible)
+            .filter(|(_, v)| **v >= min_area)
+            .filter_map(|((sh, b), _)| {
                 b.map(|(x0, y0, x1, y1)| BBox {
                     x0: x0 as u16,
                     y0: y0 as u16,
                     x1: x1 as u16,
                     y1: y1 as u16,
                     class: sh.class as u16,
+                    crowd: false,
                 })
             })
             .collect();
@@ -283,6 +306,46 @@ impl ShapesWorld {
             boxes,
             label: label as u32,
         }
+    }
+
+    /// One main shape and up to two small distractors.
+    fn single_object(
+        rng: &mut Rng,
+        sf: f32,
+        pick_color: &dyn Fn(&mut Rng) -> [f32; 3],
+    ) -> (Vec<Shape>, usize) {
+        // Objects: distractors first or last, so they may occlude or be occluded.
+        let main_class = rng.below(CLASSES.len());
+        let n_distract = rng.below(3);
+        let main = Shape {
+            class: main_class,
+            cx: rng.range(0.3, 0.7) * sf,
+            cy: rng.range(0.3, 0.7) * sf,
+            r: rng.range(0.24, 0.4) * sf,
+            angle: rng.range(-0.3, 0.3),
+            color: pick_color(rng),
+        };
+        let mut shapes = Vec::new();
+        let mut after = Vec::new();
+        for _ in 0..n_distract {
+            let sh = Shape {
+                class: rng.below(CLASSES.len()),
+                cx: rng.range(0.1, 0.9) * sf,
+                cy: rng.range(0.1, 0.9) * sf,
+                r: rng.range(0.07, 0.13) * sf,
+                angle: rng.range(-0.3, 0.3),
+                color: pick_color(rng),
+            };
+            if rng.uniform() < 0.5 {
+                shapes.push(sh)
+            } else {
+                after.push(sh)
+            }
+        }
+        shapes.push(main);
+        shapes.extend(after);
+
+        (shapes, main_class)
     }
 
     pub fn render_set(&self, count: usize) -> ImageSet {

@@ -15,7 +15,7 @@ use crate::report::table;
 pub struct CompareConfig {
     /// Data, student, schedule, ...; teacher_model names the teacher.
     pub base: RunConfig,
-    /// Run names: student, soft, hint, at, nst, logits (one path, hand-tuned
+    /// Run names: student, soft, hint, at, nst, logits, affinity (one path, hand-tuned
     /// weight), equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda (all paths).
     pub runs: Vec<String>,
     pub seeds: Vec<u64>,
@@ -45,7 +45,7 @@ pub fn variant(
             c.paths = String::new();
             c.aggregate = AggregateSpec::Equal;
         }
-        "soft" | "hint" | "at" | "nst" | "logits" => {
+        "soft" | "hint" | "at" | "nst" | "logits" | "affinity" => {
             c.paths = run_name.into();
             c.aggregate = AggregateSpec::Fixed(None);
         }
@@ -59,7 +59,7 @@ pub fn variant(
         }
         other => {
             return Err(Error::Config(format!(
-                "unknown run {other:?}; use student, soft, hint, at, nst, logits, equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda"
+                "unknown run {other:?}; use student, soft, hint, at, nst, logits, affinity, equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda"
             )));
         }
     }
@@ -224,13 +224,14 @@ pub fn compare(
         }
     }
     let rows = table::rows(&results);
+    let cols = table::Columns::of(&results);
     let t = teacher_row.as_ref().map(|(n, a, p)| (n.as_str(), *a, *p));
-    let md = table::markdown(&rows, t);
+    let md = table::markdown(&rows, t, &cols);
     let io = |p: &FsPath, data: &[u8]| crate::fsutil::write_atomic(p, data);
     io(&cc.out_dir.join("table.md"), md.as_bytes())?;
     io(
         &cc.out_dir.join("table.csv"),
-        table::csv(&rows, t).as_bytes(),
+        table::csv(&rows, t, &cols).as_bytes(),
     )?;
     io(
         &cc.out_dir.join("results.json"),
@@ -239,12 +240,50 @@ pub fn compare(
             .as_bytes(),
     )?;
     plots(&results, &cc.out_dir)?;
+    if base.task != crate::tasks::Task::Classify {
+        prediction_figure(gpu, cc, &base, &teacher_arch)?;
+    }
     Ok(CompareOutput {
         results,
         teacher: teacher_row,
         markdown: md,
         out_dir,
     })
+}
+
+/// predictions.png: the teacher, the student alone and the adaptive run (or
+/// the last one compared) on the first test images, first seed.
+fn prediction_figure(gpu: &Gpu, cc: &CompareConfig, base: &RunConfig, teacher: &str) -> Result<()> {
+    use super::showcase::{Shown, dense_figure};
+    let Some(weights) = base.teacher_weights.clone() else {
+        return Ok(());
+    };
+    let mut shown = vec![Shown {
+        title: format!("teacher {teacher}"),
+        arch: teacher.to_string(),
+        weights,
+    }];
+    let seed = cc.seeds[0];
+    let last = cc.runs.iter().rev().find(|r| r.as_str() != "student");
+    let pick = ["student", "adaptive"]
+        .iter()
+        .filter(|r| cc.runs.iter().any(|x| x == *r))
+        .map(|r| r.to_string())
+        .chain(
+            last.filter(|_| !cc.runs.iter().any(|x| x == "adaptive"))
+                .cloned(),
+        );
+    for r in pick {
+        shown.push(Shown {
+            title: format!("{} {r}", base.student_model),
+            arch: base.student_model.clone(),
+            weights: cc
+                .out_dir
+                .join(format!("{r}-s{seed}"))
+                .join("model.safetensors"),
+        });
+    }
+    dense_figure(gpu, base, &shown, 6, &cc.out_dir.join("predictions.png"))
 }
 
 fn stopped(r: &RunResult) -> Error {
@@ -274,10 +313,16 @@ pub fn plots(results: &[RunResult], out: &FsPath) -> Result<()> {
             points,
         });
     }
+    let metric = table::Columns::of(results).metric;
+    let metric = if metric == "test acc" {
+        "test accuracy".to_string()
+    } else {
+        metric
+    };
     LineChart {
-        title: "Student test accuracy".into(),
+        title: format!("Student {metric}"),
         x_label: "epoch".into(),
-        y_label: "test accuracy %".into(),
+        y_label: format!("{metric} %"),
         series,
         log_y: false,
     }

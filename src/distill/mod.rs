@@ -7,6 +7,7 @@ pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod paths;
+pub mod showcase;
 pub mod trainer;
 
 pub use aggregate::{AggregateSpec, Aggregator, build_aggregator};

@@ -34,6 +34,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("resample", &[include_str!("../../shaders/resample.wgsl")]),
     ("kd", &[include_str!("../../shaders/kd.wgsl")]),
     ("health", &[include_str!("../../shaders/health.wgsl")]),
+    ("detect", &[include_str!("../../shaders/detect.wgsl")]),
     // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
     (
         "matmul_subgroup",

@@ -6,7 +6,7 @@
 //! lateral (the skip connection), and refined by conv3x3-BN-ReLU. D is the
 //! backbone's first stage width, so a wide teacher gets a wide decoder and a
 //! narrow student a narrow one (cnn32 vs cnn4: 8x).
-//! - Segmentation reads every stage and ends in a 1x1 classifier; the logits
+//! - Segmentation reads every stage and ends in a 1x1 classifier (FCN); the logits
 //!   are upsampled to the input's resolution: [N, K, H, W].
 //! - Detection (CenterNet-style, anchor-free) reads the stage at stride 4 (the
 //!   last stage of every backbone here) and has two heads, conv3x3-ReLU-conv1x1
@@ -30,30 +30,44 @@ pub const DETECT_STRIDE: usize = 4;
 /// from a sensible prior instead of half the map lit.
 const HEATMAP_PRIOR_BIAS: f32 = -2.19;
 
-/// conv3x3 -> ReLU -> conv1x1 (PyTorch: nn.Sequential, names `0` and `2`).
+/// A prediction head: conv3x3 -> ReLU -> conv1x1 (PyTorch: nn.Sequential,
+/// names `0` and `2`) for detection, or one 1x1 conv (FCN's classifier) for
+/// segmentation, whose decoder already ends in a 3x3 conv.
 struct Head {
-    hidden: Conv2d,
+    hidden: Option<Conv2d>,
     out: Conv2d,
 }
 
 impl Head {
-    fn new(gpu: &Gpu, d: usize, out: usize, seeds: &mut Seeds) -> Result<Head> {
+    fn new(gpu: &Gpu, (d, out): (usize, usize), hidden: bool, seeds: &mut Seeds) -> Result<Head> {
         let with_bias = |s: ConvSpec| ConvSpec { bias: true, ..s };
+        let hidden = match hidden {
+            true => Some(Conv2d::new(gpu, with_bias(ConvSpec::new(d, d, 3)), seeds)?),
+            false => None,
+        };
         Ok(Head {
-            hidden: Conv2d::new(gpu, with_bias(ConvSpec::new(d, d, 3)), seeds)?,
+            hidden,
             out: Conv2d::new(gpu, with_bias(ConvSpec::new(d, out, 1)), seeds)?,
         })
     }
 
     fn forward(&self, x: &Var) -> Result<Var> {
-        self.out.forward(&F::relu(&self.hidden.forward(x)?)?)
+        match &self.hidden {
+            Some(h) => self.out.forward(&F::relu(&h.forward(x)?)?),
+            None => self.out.forward(x),
+        }
     }
 }
 
 impl Module for Head {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
-        self.hidden.visit(&join(prefix, "0"), f);
-        self.out.visit(&join(prefix, "2"), f);
+        match &self.hidden {
+            Some(h) => {
+                h.visit(&join(prefix, "0"), f);
+                self.out.visit(&join(prefix, "2"), f);
+            }
+            None => self.out.visit(prefix, f),
+        }
     }
 }
 
@@ -102,13 +116,14 @@ impl DenseModel {
                 BatchNorm2d::new(gpu, d)?,
             ));
         }
-        let classes = Head::new(gpu, d, spec.num_classes, seeds)?;
+        let detect = spec.task == Task::Detect;
+        let classes = Head::new(gpu, (d, spec.num_classes), detect, seeds)?;
         let regression = match spec.task {
             Task::Detect => {
                 if let Some(b) = &classes.out.bias {
                     crate::ops::elementwise::fill(b.value(), HEATMAP_PRIOR_BIAS)?;
                 }
-                Some(Head::new(gpu, d, 4, seeds)?)
+                Some(Head::new(gpu, (d, 4), true, seeds)?)
             }
             _ => None,
         };

@@ -2,6 +2,7 @@
 //! (its WGSL lives in shaders/, its reference in src/cpu/).
 
 pub mod conv;
+pub mod detect;
 pub mod elementwise;
 pub mod health;
 pub mod kd;

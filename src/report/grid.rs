@@ -1,5 +1,6 @@
 //! A grid of data set samples, each labelled with its class; for sets with masks
-//! (the shapes world) each sample is followed by its mask, and boxes are drawn.
+//! (the shapes world, VOC) each sample is followed by its mask (ignored pixels
+//! grey), and boxes are drawn (shapes scenes, COCO).
 
 use super::canvas::{BLACK, Canvas, PALETTE, WHITE};
 use crate::data::ImageSet;
@@ -41,6 +42,8 @@ pub fn sample_grid(set: &ImageSet, count: usize, cols: usize) -> Result<Canvas> 
                     let k = mask[(y / scale) * w + x / scale];
                     let c = if k == 0 {
                         BLACK
+                    } else if k == crate::data::IGNORE {
+                        [200, 200, 200]
                     } else {
                         PALETTE[(k as usize - 1) % PALETTE.len()]
                     };

@@ -3,6 +3,7 @@
 //! flow: it depends on no training code.
 
 pub mod canvas;
+pub mod figure;
 pub mod grid;
 pub mod plot;
 pub mod table;
