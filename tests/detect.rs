@@ -125,3 +125,136 @@ fn confidence_and_peaks_match_reference() {
     let xt = Tensor::from_slice(&g, &[1, 1, 2, 2], &[0.0; 4]).unwrap();
     assert!(detect::peaks(&xt, 0).is_err() && detect::peaks(&xt, 129).is_err());
 }
+
+#[test]
+fn mean_ap_agrees_with_pycocotools() {
+    use condenser::tasks::detection::{Detection, Truth, mean_ap};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coco_map");
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
+    };
+    let (gt, dt, want) = (read("gt.json"), read("dt.json"), read("expected.json"));
+    let ids: Vec<i64> = gt["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    let at = |id: i64| ids.iter().position(|&x| x == id).unwrap();
+    let xyxy = |b: &serde_json::Value| {
+        let v: Vec<f64> = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        [v[0], v[1], v[0] + v[2], v[1] + v[3]]
+    };
+    let mut truth = vec![Vec::new(); ids.len()];
+    for a in gt["annotations"].as_array().unwrap() {
+        truth[at(a["image_id"].as_i64().unwrap())].push(Truth {
+            b: xyxy(&a["bbox"]),
+            class: a["category_id"].as_u64().unwrap() as usize - 1,
+            crowd: a["iscrowd"].as_i64().unwrap() == 1,
+        });
+    }
+    let mut dets = vec![Vec::new(); ids.len()];
+    for d in dt.as_array().unwrap() {
+        dets[at(d["image_id"].as_i64().unwrap())].push(Detection {
+            b: xyxy(&d["bbox"]),
+            class: d["category_id"].as_u64().unwrap() as usize - 1,
+            score: d["score"].as_f64().unwrap(),
+        });
+    }
+    let (map, map50) = mean_ap(&dets, &truth, 3);
+    let (wm, w50) = (
+        want["map"].as_f64().unwrap(),
+        want["map50"].as_f64().unwrap(),
+    );
+    // Same arithmetic in f64: only summation order may differ.
+    assert!((map - wm).abs() < 1e-12, "mAP {map} vs pycocotools {wm}");
+    assert!(
+        (map50 - w50).abs() < 1e-12,
+        "mAP@.5 {map50} vs pycocotools {w50}"
+    );
+    // Perfect detections score 1; none score 0.
+    let perfect: Vec<Vec<Detection>> = truth
+        .iter()
+        .map(|ts| {
+            ts.iter()
+                .filter(|t| !t.crowd)
+                .map(|t| Detection {
+                    b: t.b,
+                    class: t.class,
+                    score: 0.9,
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(mean_ap(&perfect, &truth, 3), (1.0, 1.0));
+    assert_eq!(mean_ap(&vec![Vec::new(); ids.len()], &truth, 3), (0.0, 0.0));
+}
+
+#[test]
+fn targets_peak_at_centres_and_decode_back_to_the_boxes() {
+    use condenser::data::BBox;
+    use condenser::tasks::detection::{decode, render_targets};
+    let b = |x0, y0, x1, y1, class| BBox {
+        x0,
+        y0,
+        x1,
+        y1,
+        class,
+        crowd: false,
+    };
+    let boxes = vec![
+        vec![b(4, 8, 20, 16, 1), b(30, 30, 62, 50, 0)],
+        vec![b(0, 0, 8, 8, 2)],
+    ];
+    let t = render_targets(&boxes, 3, (16, 16));
+    let plane = 256;
+    // Centre of box 1 of image 0: (12, 12) px -> cell (3, 3), offset 0.
+    assert_eq!(t.heat[plane + 3 * 16 + 3], 1.0);
+    assert_eq!(
+        t.heat.iter().filter(|&&v| v == 1.0).count(),
+        3,
+        "one peak per object"
+    );
+    assert!(t.heat.iter().all(|v| (0.0..=1.0).contains(v)));
+    // Regression at that cell: width 4 cells, height 2, offsets 0; weights / 3 objects.
+    let reg = |img: usize, c: usize, at: usize| t.reg[(img * 4 + c) * plane + at];
+    assert_eq!(
+        [reg(0, 0, 51), reg(0, 1, 51), reg(0, 2, 51), reg(0, 3, 51)],
+        [4.0, 2.0, 0.0, 0.0]
+    );
+    assert!((t.weight[51] - 0.1 / 3.0).abs() < 1e-7);
+    // Box 2: centre (46, 40) px -> cell (11.5, 10) -> (11, 10), offset (0.5, 0).
+    assert_eq!(reg(0, 2, 10 * 16 + 11), 0.5);
+    // Logits that are the targets' logit, with the regression targets as the
+    // head's output, decode back to the boxes.
+    let g = gpu();
+    let logit: Vec<f32> = t
+        .heat
+        .iter()
+        .map(|&p| {
+            if p >= 1.0 {
+                6.0
+            } else {
+                (p.max(1e-4) / (1.0 - p.min(0.999))).ln() - 3.0
+            }
+        })
+        .collect();
+    let heat = Tensor::from_slice(&g, &[2, 3, 16, 16], &logit).unwrap();
+    let regt = Tensor::from_slice(&g, &[2, 4, 16, 16], &t.reg).unwrap();
+    let dets = decode(&heat, &regt, 3).unwrap();
+    for (img, want) in boxes.iter().enumerate() {
+        for w in want {
+            assert!(
+                dets[img].iter().any(|d| d.class == w.class as usize
+                    && d.b == [w.x0 as f32, w.y0 as f32, w.x1 as f32, w.y1 as f32]),
+                "image {img}: {w:?} not in {:?}",
+                dets[img]
+            );
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The three tasks: what a model predicts, its supervised loss and its metrics.
 
 pub mod classification;
+pub mod detection;
 pub mod segmentation;
 
 use serde::{Deserialize, Serialize};
