@@ -132,6 +132,9 @@ enum Cmd {
         /// A smaller, faster demo (a smoke test).
         #[arg(long)]
         quick: bool,
+        /// Only this task: classify, segment or detect (default: all three, one table each).
+        #[arg(long)]
+        task: Option<String>,
     },
 }
 
@@ -488,31 +491,63 @@ fn dispatch(cli: Cli) -> Result<()> {
             resume,
             overwrite,
             quick,
-        } => {
-            let gpu = Gpu::new()?;
-            let mut cc = condenser::distill::demo::config(out.as_deref(), quick);
-            if resume && out.is_none() {
-                return Err(condenser::Error::Config(
-                    "demo --resume needs --out <the folder of the demo to continue>".into(),
-                ));
-            }
-            (cc.base.resume, cc.base.overwrite) = (resume, overwrite);
-            println!(
-                "demo: shapes world, teacher {} vs student {}; results in {}",
-                cc.base.teacher_model.as_deref().unwrap_or("?"),
-                cc.base.student_model,
-                cc.out_dir.display()
-            );
-            let res = compare(&gpu, &cc, &mut report)?;
-            println!("\n{}", res.markdown);
-            println!(
-                "plots: {}/accuracy.png, {}/weights_adaptive.png (and the other aggregators)",
-                res.out_dir.display(),
-                res.out_dir.display()
-            );
-            Ok(())
-        }
+            task,
+        } => demo(out, resume, overwrite, quick, task.as_deref()),
     }
+}
+
+/// `condenser demo`: one comparison per task, each in its own sub-folder.
+fn demo(
+    out: Option<PathBuf>,
+    resume: bool,
+    overwrite: bool,
+    quick: bool,
+    task: Option<&str>,
+) -> Result<()> {
+    use condenser::distill::demo;
+    if resume && out.is_none() {
+        return Err(condenser::Error::Config(
+            "demo --resume needs --out <the folder of the demo to continue>".into(),
+        ));
+    }
+    let tasks: Vec<condenser::tasks::Task> = match task {
+        Some(t) => vec![t.parse()?],
+        None => demo::TASKS.to_vec(),
+    };
+    let root =
+        out.unwrap_or_else(|| condenser::fsutil::fresh_dir(std::path::Path::new("runs/demo")));
+    // Every task's comparison checked before the first one trains.
+    let configs: Vec<_> = tasks
+        .iter()
+        .map(|&t| {
+            let mut cc = demo::config(&root.join(t.name()), quick, t);
+            (cc.base.resume, cc.base.overwrite) = (resume, overwrite);
+            cc.validate().map(|_| (t, cc))
+        })
+        .collect::<Result<_>>()?;
+    let gpu = Gpu::new()?;
+    let mut tables = Vec::new();
+    for (t, cc) in configs {
+        let started = std::time::Instant::now();
+        println!(
+            "demo, {t}: {}, teacher {} vs student {}; results in {}",
+            cc.base.data,
+            cc.base.teacher_model.as_deref().unwrap_or("?"),
+            cc.base.student_model,
+            cc.out_dir.display()
+        );
+        let res = compare(&gpu, &cc, &mut report)?;
+        let secs = started.elapsed().as_secs_f32();
+        println!("\n{}\n({t}: {secs:.0} s)\n", res.markdown);
+        tables.push((t, secs));
+    }
+    for (t, secs) in &tables {
+        println!(
+            "{t}: {secs:.0} s, plots in {}",
+            root.join(t.name()).display()
+        );
+    }
+    Ok(())
 }
 
 fn eval(model: &str, weights: &std::path::Path, task: Option<&str>, data: &DataArgs) -> Result<()> {

@@ -137,7 +137,7 @@ fn data_show_writes_a_grid_and_reports_missing_data() {
 }
 
 #[test]
-fn quick_demo_writes_table_and_plots() {
+fn quick_demo_writes_a_table_and_plots_per_task() {
     let dir = std::env::temp_dir().join(format!("condenser-demo-{}", std::process::id()));
     let out = condenser()
         .args(["demo", "--quick", "--out"])
@@ -153,24 +153,45 @@ fn quick_demo_writes_table_and_plots() {
     );
     for row in [
         "| teacher (cnn32)",
+        "| run | test acc % (mean +- std) |",
+        "| run | mIoU % (mean +- std) | pixel acc % |",
+        "| run | mAP % (mean +- std) | mAP@.5 % |",
         "| student",
         "| soft",
+        "| affinity",
+        "| reg",
         "| adaptive",
         "| gradnorm",
         "| dwa",
     ] {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }
-    for f in [
-        "table.md",
-        "table.csv",
-        "accuracy.png",
-        "weights_adaptive.png",
-        "weights_gradnorm.png",
+    for (task, files) in [
+        (
+            "classify",
+            &[
+                "accuracy.png",
+                "weights_adaptive.png",
+                "weights_gradnorm.png",
+            ][..],
+        ),
+        (
+            "segment",
+            &["accuracy.png", "weights_dwa.png", "predictions.png"][..],
+        ),
+        (
+            "detect",
+            &["accuracy.png", "weights_adaptive.png", "predictions.png"][..],
+        ),
     ] {
-        assert!(dir.join(f).exists(), "{f} not written");
+        for f in ["table.md", "table.csv", "results.json"]
+            .iter()
+            .chain(files)
+        {
+            assert!(dir.join(task).join(f).exists(), "{task}/{f} not written");
+        }
     }
-    let png = image::open(dir.join("accuracy.png")).unwrap();
+    let png = image::open(dir.join("classify/accuracy.png")).unwrap();
     assert_eq!((png.width(), png.height()), (900, 520));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -734,9 +734,12 @@ fn voc_segmentation_sets_read_palette_grey_and_rgb_masks() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// A change that breaks a written data set.
+type Spoil = Box<dyn Fn(&Path)>;
+
 #[test]
 fn hostile_voc_sets_are_clear_errors() {
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str)> = vec![
+    let cases: Vec<(&str, Spoil, &str)> = vec![
         (
             "no list",
             Box::new(|r: &Path| {
@@ -833,4 +836,122 @@ fn hostile_voc_sets_are_clear_errors() {
     }
     let e = err_of(load("voc:/nonexistent/voc", Split::Train, &voc_opts(8)));
     assert!(e.contains("is not a folder"), "{e}");
+}
+
+/// A COCO set: three 16x8 images in val2017/, categories 5 and 9, one crowd
+/// region, one image without objects.
+fn write_coco(root: &Path, json: &str) {
+    std::fs::create_dir_all(root.join("annotations")).unwrap();
+    std::fs::create_dir_all(root.join("val2017")).unwrap();
+    for i in 1..=3 {
+        image::RgbImage::from_pixel(16, 8, image::Rgb([i * 40, 0, 0]))
+            .save(root.join(format!("val2017/{i}.png")))
+            .unwrap();
+    }
+    std::fs::write(root.join("annotations/instances_val2017.json"), json).unwrap();
+}
+
+const COCO_OK: &str = r#"{
+  "images": [{"id": 7, "file_name": "1.png", "width": 16, "height": 8},
+             {"id": 3, "file_name": "2.png", "width": 16, "height": 8},
+             {"id": 9, "file_name": "3.png", "width": 16, "height": 8}],
+  "categories": [{"id": 9, "name": "dog"}, {"id": 5, "name": "cat"}],
+  "annotations": [
+    {"id": 1, "image_id": 7, "category_id": 9, "bbox": [2, 1, 6, 4], "iscrowd": 0},
+    {"id": 2, "image_id": 7, "category_id": 5, "bbox": [8, 0, 8, 8], "iscrowd": 1},
+    {"id": 3, "image_id": 3, "category_id": 5, "bbox": [0, 2, 4, 2]}
+  ]
+}"#;
+
+#[test]
+fn coco_sets_scale_boxes_map_categories_and_keep_crowds() {
+    let root = tmp("coco");
+    write_coco(&root, COCO_OK);
+    let set = load(
+        &format!("coco:{}", root.display()),
+        Split::Test,
+        &voc_opts(8),
+    )
+    .unwrap();
+    assert_eq!(set.classes, vec!["cat", "dog"], "categories in id order");
+    let boxes = set.boxes.as_ref().unwrap();
+    // 16x8 -> 8x8: x halves, y stays.
+    let b = |x0, y0, x1, y1, class, crowd| condenser::data::BBox {
+        x0,
+        y0,
+        x1,
+        y1,
+        class,
+        crowd,
+    };
+    assert_eq!(
+        boxes[0],
+        vec![b(1, 1, 4, 5, 1, false), b(4, 0, 8, 8, 0, true)]
+    );
+    assert_eq!(boxes[1], vec![b(0, 2, 2, 4, 0, false)]);
+    assert!(
+        boxes[2].is_empty(),
+        "an image without objects stays, as a negative"
+    );
+    assert_eq!(set.labels, vec![1, 0, 0]);
+    let e = err_of(load(
+        &format!("coco:{}", root.display()),
+        Split::Train,
+        &voc_opts(8),
+    ));
+    assert!(e.contains("holds no instances_train"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn hostile_coco_sets_are_clear_errors() {
+    let cases = [
+        ("not json", "{\"images\": [", "is not COCO instances JSON"),
+        (
+            "unknown image",
+            r#"{"images": [{"id": 1, "file_name": "1.png"}], "categories": [{"id": 1, "name": "a"}], "annotations": [{"image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}"#,
+            "annotation 0: image_id 2",
+        ),
+        (
+            "unknown category",
+            r#"{"images": [{"id": 1, "file_name": "1.png"}], "categories": [{"id": 1, "name": "a"}], "annotations": [{"image_id": 1, "category_id": 4, "bbox": [0, 0, 1, 1]}]}"#,
+            "category_id 4",
+        ),
+        (
+            "negative size",
+            r#"{"images": [{"id": 1, "file_name": "1.png"}], "categories": [{"id": 1, "name": "a"}], "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1]}]}"#,
+            "is not [x, y, width >= 0",
+        ),
+        (
+            "escaping file",
+            r#"{"images": [{"id": 1, "file_name": "../../etc/passwd"}], "categories": [{"id": 1, "name": "a"}]}"#,
+            "not a file inside the image folder",
+        ),
+        (
+            "missing file",
+            r#"{"images": [{"id": 1, "file_name": "nope.png"}], "categories": [{"id": 1, "name": "a"}]}"#,
+            "nope.png",
+        ),
+        (
+            "no categories",
+            r#"{"images": [], "categories": []}"#,
+            "has no categories",
+        ),
+        (
+            "twice the same image",
+            r#"{"images": [{"id": 1, "file_name": "1.png"}, {"id": 1, "file_name": "2.png"}], "categories": [{"id": 1, "name": "a"}]}"#,
+            "image id twice",
+        ),
+    ];
+    for (what, json, want) in cases {
+        let root = tmp(&format!("coco-bad-{}", what.replace(' ', "-")));
+        write_coco(&root, json);
+        let e = err_of(load(
+            &format!("coco:{}", root.display()),
+            Split::Test,
+            &voc_opts(8),
+        ));
+        assert!(e.contains(want), "{what}: want {want:?} in: {e}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -227,7 +227,7 @@ fn targets_peak_at_centres_and_decode_back_to_the_boxes() {
         [reg(0, 0, 51), reg(0, 1, 51), reg(0, 2, 51), reg(0, 3, 51)],
         [4.0, 2.0, 0.0, 0.0]
     );
-    assert!((t.weight[51] - 0.1 / 3.0).abs() < 1e-7);
+    assert!((t.weight[51] - condenser::tasks::detection::SIZE_WEIGHT / 3.0).abs() < 1e-7);
     // Box 2: centre (46, 40) px -> cell (11.5, 10) -> (11, 10), offset (0.5, 0).
     assert_eq!(reg(0, 2, 10 * 16 + 11), 0.5);
     // Logits that are the targets' logit, with the regression targets as the

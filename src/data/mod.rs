@@ -5,6 +5,7 @@
 //! batches on the GPU.
 
 pub mod cifar;
+pub mod coco;
 pub mod folder;
 pub mod idx;
 pub mod loader;
@@ -353,6 +354,12 @@ pub fn load(name: &str, split: Split, opts: &DataOptions) -> Result<ImageSet> {
         }
         "shapes" => load_shapes(split, opts, false)?,
         "shapes-scenes" => load_shapes(split, opts, true)?,
+        other if other.starts_with("coco:") => coco::load(
+            Path::new(&other[5..]),
+            split,
+            opts.size.unwrap_or(shapes::SCENE_SIZE),
+            opts.limit,
+        )?,
         other if other.starts_with("voc:") => voc::load(
             Path::new(&other[4..]),
             split,

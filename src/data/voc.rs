@@ -192,7 +192,7 @@ fn resize_nearest(m: &[u8], (h, w): (usize, usize), size: usize) -> Vec<u8> {
 }
 
 /// The image as CHW RGB bytes at size x size, and its original (h, w).
-fn decode_image(file: &Path, size: usize) -> Result<(Vec<u8>, (usize, usize))> {
+pub(crate) fn decode_image(file: &Path, size: usize) -> Result<(Vec<u8>, (usize, usize))> {
     let bytes = crate::fsutil::read_regular(file, MAX_FILE)?;
     let img = image::load_from_memory(&bytes).map_err(|e| {
         Error::data(

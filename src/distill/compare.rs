@@ -45,7 +45,7 @@ pub fn variant(
             c.paths = String::new();
             c.aggregate = AggregateSpec::Equal;
         }
-        "soft" | "hint" | "at" | "nst" | "logits" | "affinity" => {
+        "soft" | "hint" | "at" | "nst" | "logits" | "affinity" | "reg" => {
             c.paths = run_name.into();
             c.aggregate = AggregateSpec::Fixed(None);
         }
@@ -59,7 +59,7 @@ pub fn variant(
         }
         other => {
             return Err(Error::Config(format!(
-                "unknown run {other:?}; use student, soft, hint, at, nst, logits, affinity, equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda"
+                "unknown run {other:?}; use student, soft, hint, at, nst, logits, affinity, reg, equal, hand, adaptive, gradnorm, dwa, pcgrad, mgda"
             )));
         }
     }

@@ -255,20 +255,24 @@ impl RunConfig {
         }
     }
 
-    /// The classes the models of this run predict: the image classes, or
-    /// for segmentation the mask classes (background included).
+    /// The classes the models of this run predict: the image classes (also
+    /// the object classes of detection), or for segmentation the mask classes
+    /// (background included).
     pub fn num_classes(&self, train: &ImageSet) -> Result<usize> {
         match self.task {
             Task::Classify => Ok(train.num_classes()),
-            Task::Segment | Task::Detect if train.masks.is_none() => Err(Error::data(
+            Task::Segment if train.masks.is_none() => Err(Error::data(
                 &train.name,
-                format!(
-                    "has no segmentation masks, which --task {} needs",
-                    self.task
-                ),
+                "has no segmentation masks, which --task segment needs",
                 "use a data set with masks: shapes, or voc:<folder> (Pascal VOC layout)",
             )),
-            _ => Ok(train.mask_classes.len()),
+            Task::Segment => Ok(train.mask_classes.len()),
+            Task::Detect if train.boxes.is_none() => Err(Error::data(
+                &train.name,
+                "has no boxes, which --task detect needs",
+                "use a data set with boxes: shapes-scenes, or coco:<folder> (COCO JSON)",
+            )),
+            Task::Detect => Ok(train.num_classes()),
         }
     }
 
@@ -362,7 +366,7 @@ impl RunConfig {
         let canon = |p: &FsPath| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let mut c = self.clone();
         c.data_dir = c.data_dir.as_deref().map(canon);
-        for prefix in ["folder:", "voc:"] {
+        for prefix in ["folder:", "voc:", "coco:"] {
             if let Some(root) = c.data.strip_prefix(prefix) {
                 c.data = format!("{prefix}{}", canon(FsPath::new(root)).display());
             }

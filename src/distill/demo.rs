@@ -1,42 +1,99 @@
-//! The demo's configuration: the shapes world, sized to finish in under ten
-//! minutes on llvmpipe with two cores.
+//! The demo's configurations: one comparison per task on the built-in shapes
+//! world, each sized for a few minutes on llvmpipe with two cores (README,
+//! section Demo, says how long each takes).
 
 use std::path::Path;
 
 use super::compare::{CompareConfig, DEFAULT_RUNS};
 use super::trainer::RunConfig;
+use crate::optim::ScheduleSpec;
+use crate::tasks::Task;
 
-/// The demo's comparison, written to `out` (None: a new folder under runs/
-/// that holds no earlier demo).
-pub fn config(out: Option<&Path>, quick: bool) -> CompareConfig {
-    let out = out.map_or_else(
-        || crate::fsutil::fresh_dir(Path::new("runs/demo")),
-        Path::to_path_buf,
-    );
-    let out = out.as_path();
-    let base = RunConfig {
-        data: "shapes".into(),
-        image_size: Some(24),
-        shapes_count: Some(if quick { 512 } else { 3000 }),
-        test_limit: Some(if quick { 256 } else { 750 }),
-        teacher_model: Some("cnn32".into()),
-        student_model: "cnn4".into(),
-        epochs: if quick { 1 } else { 4 },
-        batch_size: 64,
-        lr: 0.1,
-        schedule: crate::optim::ScheduleSpec::Cosine,
+/// The tasks `demo` runs without --task, in order.
+pub const TASKS: [Task; 3] = [Task::Classify, Task::Segment, Task::Detect];
+
+/// The runs of a task's demo and the paths of its aggregated runs.
+pub fn runs_and_paths(task: Task) -> (&'static str, &'static str) {
+    match task {
+        Task::Classify => (DEFAULT_RUNS, "soft,hint,at"),
+        Task::Segment => (
+            "student,soft,hint,at,affinity,equal,hand,adaptive,gradnorm,dwa",
+            "soft,hint,at,affinity",
+        ),
+        Task::Detect => (
+            "student,soft,hint,at,reg,equal,hand,adaptive,gradnorm,dwa",
+            "soft,hint,at,reg",
+        ),
+    }
+}
+
+/// The demo's comparison for `task`, written to `out`.
+pub fn config(out: &Path, quick: bool, task: Task) -> CompareConfig {
+    let q = |quick_v, full_v| if quick { quick_v } else { full_v };
+    let common = RunConfig {
+        task,
         crop_pad: 2,
         flip: true,
         out_dir: out.to_path_buf(),
         progress: !quick,
+        schedule: ScheduleSpec::Cosine,
         ..RunConfig::default()
     };
+    let (base, teacher_epochs) = match task {
+        Task::Classify => (
+            RunConfig {
+                data: "shapes".into(),
+                image_size: Some(24),
+                shapes_count: Some(q(512, 3000)),
+                test_limit: Some(q(256, 750)),
+                teacher_model: Some("cnn32".into()),
+                student_model: "cnn4".into(),
+                epochs: q(1, 4),
+                batch_size: 64,
+                lr: 0.1,
+                ..common
+            },
+            q(1, 8),
+        ),
+        Task::Segment => (
+            RunConfig {
+                data: "shapes".into(),
+                image_size: Some(24),
+                shapes_count: Some(q(256, 1200)),
+                test_limit: Some(q(64, 200)),
+                teacher_model: Some("cnn16".into()),
+                student_model: "cnn4".into(),
+                epochs: q(1, 3),
+                batch_size: 16,
+                lr: 0.05,
+                ..common
+            },
+            q(1, 6),
+        ),
+        Task::Detect => (
+            RunConfig {
+                data: "shapes-scenes".into(),
+                image_size: Some(48),
+                shapes_count: Some(q(256, 1000)),
+                test_limit: Some(q(64, 200)),
+                teacher_model: Some("cnn16".into()),
+                student_model: "cnn4".into(),
+                epochs: q(1, 3),
+                batch_size: 16,
+                optimizer: super::config::OptimizerKind::Adam,
+                lr: 0.002,
+                ..common
+            },
+            q(1, 6),
+        ),
+    };
+    let (runs, paths) = runs_and_paths(task);
     CompareConfig {
         out_dir: out.to_path_buf(),
         base,
-        runs: DEFAULT_RUNS.split(',').map(String::from).collect(),
+        runs: runs.split(',').map(String::from).collect(),
         seeds: vec![0],
-        all_paths: "soft,hint,at".into(),
-        teacher_epochs: if quick { 1 } else { 8 },
+        all_paths: paths.into(),
+        teacher_epochs,
     }
 }

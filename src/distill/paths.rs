@@ -10,6 +10,10 @@
 //!   of a low-resolution feature map, [N, HW, HW] (structured knowledge for
 //!   dense prediction; no regressor: the matrix is the same size for any C).
 //!
+//! - reg (detection): L1 between the student's and the teacher's box
+//!   regression, each position weighted by the teacher's confidence there
+//!   (its highest class probability), the weights summing to 1 per channel.
+//!
 //! For dense logits ([N, K, H, W], segmentation) `soft` is the per-pixel KL,
 //! averaged over the pixels whose label is not ignored.
 //!
@@ -32,6 +36,7 @@ pub enum PathKind {
     Nst,
     Logits,
     Affinity,
+    Regression,
 }
 
 impl PathKind {
@@ -43,6 +48,7 @@ impl PathKind {
             PathKind::Nst => "nst",
             PathKind::Logits => "logits",
             PathKind::Affinity => "affinity",
+            PathKind::Regression => "reg",
         }
     }
 
@@ -55,6 +61,7 @@ impl PathKind {
             PathKind::Nst => 50.0,
             PathKind::Logits => 1.0,
             PathKind::Affinity => 10.0,
+            PathKind::Regression => 1.0,
         }
     }
 }
@@ -79,9 +86,10 @@ pub fn parse_paths(s: &str) -> Result<Vec<(PathKind, Option<usize>)>> {
             "nst" => PathKind::Nst,
             "logits" => PathKind::Logits,
             "affinity" | "aff" => PathKind::Affinity,
+            "reg" | "regression" => PathKind::Regression,
             _ => {
                 return Err(Error::Config(format!(
-                    "unknown distillation path {name:?}; known: soft, hint, at, nst, logits, affinity"
+                    "unknown distillation path {name:?}; known: soft, hint, at, nst, logits, affinity, reg"
                 )));
             }
         };
@@ -141,7 +149,7 @@ pub fn build_paths(
     let mut out = Vec::new();
     for &(kind, stage) in kinds {
         let picked: Vec<usize> = match (kind, stage) {
-            (PathKind::Soft | PathKind::Logits, _) => vec![],
+            (PathKind::Soft | PathKind::Logits | PathKind::Regression, _) => vec![],
             (_, Some(s)) if s >= stages => {
                 return Err(Error::Config(format!(
                     "stage {s} does not exist: the models have stages 0..{}",
@@ -211,6 +219,21 @@ pub fn attention(f: &Var) -> Result<Var> {
     let sq = F::mul(f, f)?;
     let a = F::scale(&F::sum_axis(&sq, 1)?, 1.0 / c as f32)?;
     F::normalize_last(&F::reshape(&a, &[n, h * w])?)
+}
+
+/// The `reg` path: sum over positions of conf * |b_s - b_t| / sum(conf), per
+/// regression channel, conf = the teacher's confidence (ops::detect).
+fn regression_imitation(s: &ModelOutput, t: &ModelOutput) -> Result<Var> {
+    let (Some(bs), Some(bt)) = (&s.boxes, &t.boxes) else {
+        return Err(Error::Config(
+            "the reg path imitates a detection head's boxes: it needs --task detect".into(),
+        ));
+    };
+    let conf = crate::ops::detect::confidence(t.logits.value())?;
+    let total = crate::ops::sum(&conf, None)?.reshape(&[1, 1, 1, 1])?;
+    let w = crate::ops::div(&conf, &total)?;
+    let w = F::broadcast_to(&w, bs.shape())?;
+    F::weighted_l1(bs, bt.value(), &w)
 }
 
 /// Cosine similarities between every pair of positions of [N, C, H, W]
@@ -292,6 +315,7 @@ impl Path {
             }
             PathKind::Soft => F::soft_target(&s.logits, t.logits.value(), self.temperature),
             PathKind::Logits => F::mse(&s.logits, &t.logits),
+            PathKind::Regression => regression_imitation(s, t),
             PathKind::Hint | PathKind::Attention | PathKind::Nst | PathKind::Affinity => {
                 let mut total: Option<Var> = None;
                 for (i, &st) in self.stages.iter().enumerate() {

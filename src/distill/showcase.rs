@@ -9,7 +9,7 @@ use crate::autograd::{Var, no_grad};
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::report::figure::{Figure, FigureRow, Layer};
+use crate::report::figure::{Figure, FigureRow, Layer, ScoredBox};
 use crate::tasks::Task;
 
 /// A model to show: its column title, architecture and weights.
@@ -38,6 +38,14 @@ pub fn dense_figure(
                     .ok_or_else(|| Error::Internal("a segmentation set without masks".into()))?
                     .to_vec(),
             )),
+            Task::Detect => Ok(Layer::Boxes(
+                test.boxes
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("a detection set without boxes".into()))?[i]
+                    .iter()
+                    .map(ScoredBox::from)
+                    .collect(),
+            )),
             t => Err(Error::Config(format!("no figure for --task {t}"))),
         }
     };
@@ -63,19 +71,15 @@ pub fn dense_figure(
         let batch = loader.batch(0, 0)?;
         let _ng = no_grad();
         let out = model.forward(&Var::constant(batch.images), false)?;
-        let pred = crate::ops::argmax(out.logits.value(), Some(1))?.to_vec_u32()?;
-        let hw = test.height * test.width;
-        for (i, row) in rows.iter_mut().enumerate() {
-            row.panels.push(Layer::Mask(
-                pred[i * hw..(i + 1) * hw]
-                    .iter()
-                    .map(|&v| v as u8)
-                    .collect(),
-            ));
+        for (row, layer) in rows.iter_mut().zip(layers(&out, &test)?) {
+            row.panels.push(layer);
         }
         titles.push(m.title.clone());
     }
-    let fg: Vec<String> = test.mask_classes.iter().skip(1).cloned().collect();
+    let fg: Vec<String> = match cfg.task {
+        Task::Segment => test.mask_classes.iter().skip(1).cloned().collect(),
+        _ => test.classes.clone(),
+    };
     Figure {
         shape: [test.channels, test.height, test.width],
         titles: &titles,
@@ -84,4 +88,32 @@ pub fn dense_figure(
     }
     .draw()?
     .save_png(out)
+}
+
+/// Detections drawn per image: the most confident, at most this many.
+const SHOWN_DETECTIONS: usize = 10;
+/// ... and only those at least this sure.
+const SHOWN_SCORE: f32 = 0.3;
+
+/// What a model's outputs show over each image: the class map, or the
+/// confident detections.
+fn layers(out: &crate::nn::ModelOutput, test: &crate::data::ImageSet) -> Result<Vec<Layer>> {
+    match &out.boxes {
+        Some(reg) => Ok(crate::tasks::detection::decode(
+            out.logits.value(),
+            reg.value(),
+            SHOWN_DETECTIONS,
+        )?
+        .into_iter()
+        .map(|d| Layer::Boxes(d.into_iter().filter(|b| b.score >= SHOWN_SCORE).collect()))
+        .collect()),
+        None => {
+            let pred = crate::ops::argmax(out.logits.value(), Some(1))?.to_vec_u32()?;
+            let hw = test.height * test.width;
+            Ok(pred
+                .chunks(hw)
+                .map(|m| Layer::Mask(m.iter().map(|&v| v as u8).collect()))
+                .collect())
+        }
+    }
 }

@@ -540,7 +540,7 @@ fn train_epoch(
             epoch as f32 + b as f32 / steps_per_epoch as f32,
             cfg.warmup_epochs,
         );
-        let x = Var::constant(batch.images);
+        let x = Var::constant(batch.images.clone());
         // Without paths the teacher is only there for the agreement metric.
         let t_out = match parts.teacher.as_ref().filter(|_| !parts.paths.is_empty()) {
             Some(t) => {
@@ -550,19 +550,14 @@ fn train_epoch(
             None => None,
         };
         let s_out = parts.student.forward(&x, true)?;
-        let truth = match cfg.task {
-            Task::Classify => &batch.labels,
-            _ => batch
-                .masks
-                .as_ref()
-                .ok_or_else(|| Error::Internal("a dense task's batch came without masks".into()))?,
-        };
-        let ce = F::cross_entropy(&s_out.logits, truth, ce_cfg)?;
+        let ce = supervised_loss(cfg.task, &s_out, &batch, ce_cfg, parts.classes)?;
+        // Per-pixel labels (their ignored pixels) matter to segmentation's soft path only.
+        let pixel_labels = batch.masks.as_ref().filter(|_| cfg.task == Task::Segment);
         let losses: Vec<Var> = match &t_out {
             Some(t) => parts
                 .paths
                 .iter()
-                .map(|p| p.loss(&s_out, t, batch.masks.as_ref(), true))
+                .map(|p| p.loss(&s_out, t, pixel_labels, true))
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };
@@ -603,6 +598,33 @@ fn train_epoch(
         bar.inc(1);
     }
     Ok(sums.iter().map(|s| s / samples.max(1) as f32).collect())
+}
+
+/// The task's own loss on the batch's truth: cross-entropy on image labels
+/// or on pixels (ignoring `IGNORE`), or the detection loss on box targets.
+fn supervised_loss(
+    task: Task,
+    out: &nn::ModelOutput,
+    batch: &crate::data::loader::Batch,
+    ce: CeConfig,
+    classes: usize,
+) -> Result<Var> {
+    let missing = |what: &str| Error::Internal(format!("a {task} batch came without {what}"));
+    match task {
+        Task::Classify => F::cross_entropy(&out.logits, &batch.labels, ce),
+        Task::Segment => F::cross_entropy(
+            &out.logits,
+            batch.masks.as_ref().ok_or_else(|| missing("masks"))?,
+            ce,
+        ),
+        Task::Detect => {
+            let boxes = batch.boxes.as_ref().ok_or_else(|| missing("boxes"))?;
+            let reg = out.boxes.as_ref().ok_or_else(|| missing("a box head"))?;
+            let sh = out.logits.shape();
+            let targets = crate::tasks::detection::render_targets(boxes, classes, (sh[2], sh[3]));
+            crate::tasks::detection::loss(&out.logits, reg, &targets)
+        }
+    }
 }
 
 /// After an epoch: test accuracy and agreement, a health check of every

@@ -67,11 +67,19 @@ named_setting!(Task);
 /// (segmentation, `IGNORE` where unknown).
 pub struct Predictions {
     pub task: Task,
+    /// Classification and segmentation: the predicted and true classes.
     pub pred: Vec<u32>,
     pub truth: Vec<u32>,
+    /// Detection: each image's detections and true objects.
+    pub dets: Vec<Vec<detection::Detection>>,
+    pub objects: Vec<Vec<detection::Truth>>,
     /// Classes of the predictions.
     pub classes: usize,
 }
+
+/// A detection counts as the teacher's answer for the agreement when the
+/// teacher is at least this sure of it.
+pub const TEACHER_CONFIDENT: f64 = 0.3;
 
 /// What a run reports after an epoch: the task's main metric (accuracy,
 /// mIoU) and any others (pixel accuracy), by name.
@@ -91,9 +99,30 @@ pub fn predictions(
     let task = model.task();
     let _ng = no_grad();
     let (mut pred, mut truth) = (Vec::new(), Vec::new());
+    let (mut dets, mut objects) = (Vec::new(), Vec::new());
     for batch in loader.epoch(0) {
         let batch = batch?;
         let out = model.forward(&Var::constant(batch.images), false)?;
+        if task == Task::Detect {
+            let (Some(boxes), Some(truth)) = (&out.boxes, &batch.boxes) else {
+                return Err(Error::Config(
+                    "detection needs a model with a box head and a data set with boxes".into(),
+                ));
+            };
+            let found =
+                detection::decode(out.logits.value(), boxes.value(), detection::MAX_DETECTIONS)?;
+            dets.extend(
+                found
+                    .iter()
+                    .map(|d| d.iter().map(detection::Detection::from).collect::<Vec<_>>()),
+            );
+            objects.extend(
+                truth
+                    .iter()
+                    .map(|t| t.iter().map(detection::Truth::from).collect::<Vec<_>>()),
+            );
+            continue;
+        }
         pred.extend(crate::ops::argmax(out.logits.value(), Some(1))?.to_vec_u32()?);
         let t = match task {
             Task::Classify => &batch.labels,
@@ -110,6 +139,8 @@ pub fn predictions(
         task,
         pred,
         truth,
+        dets,
+        objects,
         classes,
     })
 }
@@ -124,15 +155,43 @@ impl Predictions {
                     extra: vec![("pixel acc".into(), s.pixel_acc)],
                 }
             }
-            _ => Scores {
+            Task::Detect => {
+                let (map, map50) = detection::mean_ap(&self.dets, &self.objects, self.classes);
+                Scores {
+                    primary: map.max(0.0) as f32,
+                    extra: vec![("mAP@.5".into(), map50.max(0.0) as f32)],
+                }
+            }
+            Task::Classify => Scores {
                 primary: classification::agreement(&self.pred, &self.truth),
                 extra: Vec::new(),
             },
         }
     }
 
-    /// The fraction of counted positions where two models predict the same class.
+    /// How far a student reproduces its teacher (`other`): the fraction of
+    /// counted positions where both predict the same class; for detection, the
+    /// student's mAP@.5 against the teacher's confident detections as truth.
     pub fn agreement(&self, other: &Predictions) -> f32 {
+        if self.task == Task::Detect {
+            let teacher: Vec<Vec<detection::Truth>> = other
+                .dets
+                .iter()
+                .map(|ds| {
+                    ds.iter()
+                        .filter(|d| d.score >= TEACHER_CONFIDENT)
+                        .map(|d| detection::Truth {
+                            b: d.b,
+                            class: d.class,
+                            crowd: false,
+                        })
+                        .collect()
+                })
+                .collect();
+            return detection::mean_ap(&self.dets, &teacher, self.classes)
+                .1
+                .max(0.0) as f32;
+        }
         let ignore = crate::data::IGNORE as u32;
         let (mut same, mut n) = (0usize, 0usize);
         for ((a, b), t) in self.pred.iter().zip(&other.pred).zip(&self.truth) {
