@@ -11,9 +11,9 @@ use crate::nn::dense::DETECT_STRIDE;
 use crate::report::figure::ScoredBox;
 use crate::tensor::Tensor;
 
-/// Weights of the regression terms. CenterNet weighs sizes 0.1 because its
-/// objects span tens of output cells; here they span a few, and with 0.1 the
-/// size head learns ten times slower than the offsets.
+/// Weights of the regression terms. CenterNet weighs its raw sizes 0.1
+/// because they span tens of cells; the log sizes here are of order 1, like
+/// the offsets.
 pub const SIZE_WEIGHT: f32 = 1.0;
 pub const OFFSET_WEIGHT: f32 = 1.0;
 /// Detections kept per image (COCO's maxDets).
@@ -42,7 +42,9 @@ pub fn gaussian_radius(h: f32, w: f32, min_overlap: f32) -> f32 {
 }
 
 /// Targets of one batch on the host: heat [N, K, h, w], regression [N, 4, h, w]
-/// (width, height, dx, dy in cells) and its weights (at centre cells only,
+/// (ln width, ln height, dx, dy in cells: log sizes, as FCOS and YOLO, so that
+/// an L1 step moves a size by a fraction of itself and a freshly initialised
+/// head starts near one cell, not at zero) and its weights (at centre cells only,
 /// divided by the number of objects).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Targets {
@@ -88,7 +90,7 @@ pub fn render_targets(boxes: &[Vec<BBox>], k: usize, (h, w): (usize, usize)) -> 
                 }
             }
             let at = iy * w + ix;
-            let vals = [bw, bh, cx - ix as f32, cy - iy as f32];
+            let vals = [bw.ln(), bh.ln(), cx - ix as f32, cy - iy as f32];
             let ws = [SIZE_WEIGHT, SIZE_WEIGHT, OFFSET_WEIGHT, OFFSET_WEIGHT];
             for c in 0..4 {
                 reg[(i * 4 + c) * plane + at] = vals[c];
@@ -150,7 +152,9 @@ pub fn decode(heat_logits: &Tensor, boxes: &Tensor, topk: usize) -> Result<Vec<V
                     let id = idx[i * topk + j] as usize;
                     let (class, at) = (id / plane, id % plane);
                     let r = |c: usize| reg[(i * 4 + c) * plane + at];
-                    let (bw, bh) = (r(0).max(0.0) * s, r(1).max(0.0) * s);
+                    // Sizes beyond the map are no box this head can mean.
+                    let size = |v: f32| v.min((plane as f32).ln()).exp() * s;
+                    let (bw, bh) = (size(r(0)), size(r(1)));
                     let cx = ((at % w) as f32 + r(2)) * s;
                     let cy = ((at / w) as f32 + r(3)) * s;
                     ScoredBox {
