@@ -257,3 +257,67 @@ fn toml_configs() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn voc_masks() {
+    let root = tmp("voc");
+    for d in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    image::RgbImage::from_pixel(6, 5, image::Rgb([9, 9, 9]))
+        .save(root.join("JPEGImages/a.png"))
+        .unwrap();
+    let mask = root.join("SegmentationClass/a.png");
+    let f = std::fs::File::create(&mask).unwrap();
+    let mut e = png::Encoder::new(std::io::BufWriter::new(f), 6, 5);
+    e.set_color(png::ColorType::Indexed);
+    e.set_palette(
+        (0..=255u8)
+            .flat_map(condenser::data::voc::voc_color)
+            .collect::<Vec<u8>>(),
+    );
+    e.set_depth(png::BitDepth::Eight);
+    e.write_header()
+        .unwrap()
+        .write_image_data(&(0..30).map(|i| (i % 3) as u8).collect::<Vec<u8>>())
+        .unwrap();
+    std::fs::write(root.join("ImageSets/Segmentation/train.txt"), "a\n").unwrap();
+    let base = std::fs::read(&mask).unwrap();
+    let name = format!("voc:{}", root.display());
+    let opts = DataOptions {
+        size: Some(8),
+        ..DataOptions::default()
+    };
+    fuzz("voc mask", &base, &mask, 300, &mut |_| {
+        load(&name, Split::Train, &opts)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn coco_annotations() {
+    let root = tmp("coco");
+    std::fs::create_dir_all(root.join("annotations")).unwrap();
+    std::fs::create_dir_all(root.join("val2017")).unwrap();
+    image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]))
+        .save(root.join("val2017/1.png"))
+        .unwrap();
+    let json = root.join("annotations/instances_val2017.json");
+    let base = br#"{"images": [{"id": 1, "file_name": "1.png", "width": 8, "height": 8}],
+        "categories": [{"id": 3, "name": "a"}, {"id": 4, "name": "b"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4], "iscrowd": 0},
+                        {"id": 2, "image_id": 1, "category_id": 4, "bbox": [0.5, 0, 7, 7.5], "iscrowd": 1}]}"#;
+    let name = format!("coco:{}", root.display());
+    let opts = DataOptions {
+        size: Some(8),
+        ..DataOptions::default()
+    };
+    fuzz("coco json", base, &json, 300, &mut |_| {
+        load(&name, Split::Test, &opts)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    std::fs::remove_dir_all(&root).unwrap();
+}

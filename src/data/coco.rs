@@ -150,7 +150,19 @@ pub fn load(root: &Path, split: Split, size: usize, limit: Option<usize>) -> Res
     let mut dims = Vec::with_capacity(n);
     for im in &file.images[..n] {
         plain_name(&json, &im.file_name)?;
-        let (chw, hw) = super::voc::decode_image(&dir.join(&im.file_name), size)?;
+        let file = dir.join(&im.file_name);
+        if !file.is_file() {
+            return Err(Error::data(
+                &json,
+                format!(
+                    "image {} is {}, which is missing",
+                    im.id,
+                    crate::fsutil::shown(&file)
+                ),
+                LAYOUT,
+            ));
+        }
+        let (chw, hw) = super::voc::decode_image(&file, size)?;
         set.images.extend_from_slice(&chw);
         dims.push(hw);
     }
