@@ -162,7 +162,7 @@ pub fn load(root: &Path, split: Split, size: usize, limit: Option<usize>) -> Res
                 LAYOUT,
             ));
         }
-        let (chw, hw) = super::voc::decode_image(&file, size)?;
+        let (chw, hw) = super::decode_image(&file, size)?;
         set.images.extend_from_slice(&chw);
         dims.push(hw);
     }

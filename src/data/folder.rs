@@ -214,23 +214,7 @@ fn add_images(
         if limit.is_some_and(|l| set.len() >= l) {
             break;
         }
-        let img = image::open(f).map_err(|e| {
-            Error::data(
-                f,
-                format!("cannot decode the image ({e})"),
-                "remove or replace the file",
-            )
-        })?;
-        let rgb = img
-            .resize_exact(
-                size as u32,
-                size as u32,
-                image::imageops::FilterType::Triangle,
-            )
-            .to_rgb8();
-        // HWC -> CHW
-        let px = rgb.as_raw();
-        let base = set.images.len();
+        let (chw, _) = super::decode_image(f, size)?;
         set.images.try_reserve(3 * hw).map_err(|_| {
             Error::data(
                 f,
@@ -238,12 +222,7 @@ fn add_images(
                 "use --limit or a smaller --size",
             )
         })?;
-        set.images.resize(base + 3 * hw, 0);
-        for i in 0..hw {
-            for c in 0..3 {
-                set.images[base + c * hw + i] = px[i * 3 + c];
-            }
-        }
+        set.images.extend_from_slice(&chw);
         set.labels.push(label as u32);
     }
     Ok(())

@@ -274,6 +274,39 @@ fn load_shapes(split: Split, opts: &DataOptions, scenes: bool) -> Result<ImageSe
     Ok(set)
 }
 
+/// The largest image file a reader opens: far above any real photo.
+const MAX_IMAGE_FILE: u64 = 256 << 20;
+
+/// The image as CHW RGB bytes at size x size, and its original (h, w).
+/// (Shared by the image folder, VOC and COCO readers.)
+pub(crate) fn decode_image(file: &Path, size: usize) -> Result<(Vec<u8>, (usize, usize))> {
+    let bytes = crate::fsutil::read_regular(file, MAX_IMAGE_FILE)?;
+    let img = image::load_from_memory(&bytes).map_err(|e| {
+        Error::data(
+            file,
+            format!("cannot decode the image ({e})"),
+            "remove or replace the file",
+        )
+    })?;
+    let hw0 = (img.height() as usize, img.width() as usize);
+    let rgb = img
+        .resize_exact(
+            size as u32,
+            size as u32,
+            image::imageops::FilterType::Triangle,
+        )
+        .to_rgb8();
+    let px = rgb.as_raw();
+    let n = size * size;
+    let mut chw = vec![0u8; 3 * n];
+    for i in 0..n {
+        for c in 0..3 {
+            chw[c * n + i] = px[i * 3 + c];
+        }
+    }
+    Ok((chw, hw0))
+}
+
 /// Where and how to find a data set.
 #[derive(Clone, Debug, Default)]
 pub struct DataOptions {

@@ -191,35 +191,6 @@ fn resize_nearest(m: &[u8], (h, w): (usize, usize), size: usize) -> Vec<u8> {
     out
 }
 
-/// The image as CHW RGB bytes at size x size, and its original (h, w).
-pub(crate) fn decode_image(file: &Path, size: usize) -> Result<(Vec<u8>, (usize, usize))> {
-    let bytes = crate::fsutil::read_regular(file, MAX_FILE)?;
-    let img = image::load_from_memory(&bytes).map_err(|e| {
-        Error::data(
-            file,
-            format!("cannot decode the image ({e})"),
-            "remove or replace the file",
-        )
-    })?;
-    let hw0 = (img.height() as usize, img.width() as usize);
-    let rgb = img
-        .resize_exact(
-            size as u32,
-            size as u32,
-            image::imageops::FilterType::Triangle,
-        )
-        .to_rgb8();
-    let px = rgb.as_raw();
-    let n = size * size;
-    let mut chw = vec![0u8; 3 * n];
-    for i in 0..n {
-        for c in 0..3 {
-            chw[c * n + i] = px[i * 3 + c];
-        }
-    }
-    Ok((chw, hw0))
-}
-
 /// The class with the most pixels other than background and ignore (0 if none):
 /// the image's label for classification views of the set.
 fn dominant(mask: &[u8], classes: usize) -> u32 {
@@ -263,7 +234,7 @@ pub fn load(root: &Path, split: Split, size: usize, limit: Option<usize>) -> Res
                 LAYOUT,
             ));
         }
-        let (chw, (ih, iw)) = decode_image(&img_file, size)?;
+        let (chw, (ih, iw)) = super::decode_image(&img_file, size)?;
         let (mask, mh, mw) = decode_mask(&mask_file)?;
         if (mh, mw) != (ih, iw) {
             return Err(Error::data(
