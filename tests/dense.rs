@@ -158,6 +158,10 @@ fn segmentation_student_beats_chance() {
         .collect();
     let chance = condenser::tasks::segmentation::scores(&vec![0; truth.len()], &truth, 7);
     let (teacher, s) = teacher_then_student(Task::Segment, base, "soft,at,affinity", "seg");
+    eprintln!(
+        "segmentation: chance {chance:?}, teacher mIoU {teacher}, student {:?} {:?}",
+        s.test_acc, s.extra
+    );
     assert!(
         teacher > chance.miou + 0.02,
         "teacher mIoU {teacher} vs chance {}",
@@ -192,6 +196,10 @@ fn detection_student_beats_chance() {
         ..RunConfig::default()
     };
     let (teacher, s) = teacher_then_student(Task::Detect, base, "soft,at,reg", "det");
+    eprintln!(
+        "detection: teacher mAP {teacher}, student {:?} {:?}",
+        s.curve, s.extra
+    );
     // Chance finds no box at IoU 0.5: mAP 0.
     assert!(teacher > 0.0, "teacher mAP {teacher}");
     let map50 = s.extra[0].1;
@@ -202,4 +210,24 @@ fn detection_student_beats_chance() {
         "the student's mAP rises: {:?}",
         s.curve
     );
+}
+
+#[test]
+fn miou_and_pixel_accuracy_by_hand() {
+    use condenser::tasks::segmentation::scores;
+    // Truth: 0 0 1 1 2 255; prediction: 0 1 1 1 0 2 (the ignored pixel does not count).
+    let truth = [0, 0, 1, 1, 2, 255];
+    let pred = [0, 1, 1, 1, 0, 2];
+    let s = scores(&pred, &truth, 4);
+    // IoU: class 0: tp 1, union |{0,1,4}| = 3 -> 1/3; class 1: tp 2, union 3 -> 2/3;
+    // class 2: tp 0, union 1 -> 0; class 3: absent from truth and prediction: no IoU.
+    let want = (1.0 / 3.0 + 2.0 / 3.0 + 0.0) / 3.0;
+    assert!((s.miou as f64 - want).abs() < 1e-6, "{s:?}");
+    assert!((s.pixel_acc - 3.0 / 5.0).abs() < 1e-6, "{s:?}");
+    // A prediction out of range is a miss of its pixel's class.
+    let s = scores(&[9, 1], &[0, 1], 2);
+    assert_eq!((s.miou, s.pixel_acc), (0.5, 0.5));
+    // Nothing counted: no score rather than NaN.
+    let s = scores(&[1], &[255], 3);
+    assert_eq!((s.miou, s.pixel_acc), (0.0, 0.0));
 }
