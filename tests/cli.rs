@@ -273,6 +273,15 @@ fn hostile_inputs_get_clear_errors_not_panics_or_hangs() {
             .success()
     );
     let fifo = fifo.to_str().unwrap();
+    // An image folder: classes, no masks, no boxes.
+    for c in ["a", "b"] {
+        std::fs::create_dir_all(dir.join("imgs").join(c)).unwrap();
+        for i in 0..12 {
+            image::RgbImage::from_pixel(8, 8, image::Rgb([i, 2, 3]))
+                .save(dir.join("imgs").join(c).join(format!("x{i}.png")))
+                .unwrap();
+        }
+    }
     let cases: Vec<Case> = vec![
         (vec!["data", "show", "--limit", "0"], vec![], "--limit = 0"),
         (vec!["data", "show", "--count", "0"], vec![], "--count = 0"),
@@ -347,6 +356,89 @@ fn hostile_inputs_get_clear_errors_not_panics_or_hangs() {
             vec!["compare", "--teacher-model", "cnn8", "--runs", "soft,soft"],
             vec![],
             "named twice",
+        ),
+        (
+            vec!["train", "--task", "paint", "--out", "m"],
+            vec![],
+            "unknown task \"paint\"",
+        ),
+        (
+            vec!["demo", "--task", "paint"],
+            vec![],
+            "unknown task \"paint\"",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "segment",
+                "--data",
+                "folder:imgs",
+                "--out",
+                "m",
+            ],
+            vec![],
+            "has no segmentation masks",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "detect",
+                "--data",
+                "folder:imgs",
+                "--out",
+                "m",
+            ],
+            vec![],
+            "has no boxes",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "detect",
+                "--data",
+                "shapes-scenes",
+                "--image-size",
+                "30",
+                "--out",
+                "m",
+            ],
+            vec![],
+            "sides divisible by 4",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "segment",
+                "--data",
+                "voc:/nonexistent",
+                "--out",
+                "m",
+            ],
+            vec![],
+            "is not a folder",
+        ),
+        (
+            vec![
+                "distill",
+                "--task",
+                "detect",
+                "--data",
+                "shapes",
+                "--teacher-model",
+                "cnn8",
+                "--teacher-weights",
+                "/nonexistent.safetensors",
+                "--paths",
+                "affinity,reg",
+                "--out",
+                "m",
+            ],
+            vec![],
+            "nonexistent.safetensors",
         ),
     ];
     for (args, envs, want) in cases {

@@ -279,6 +279,18 @@ impl RunConfig {
     /// Checks that need the data: the crop must leave part of the image.
     pub fn validate_for(&self, train: &ImageSet) -> Result<()> {
         self.num_classes(train)?;
+        let stride = crate::nn::dense::DETECT_STRIDE;
+        if self.task == Task::Detect
+            && !(train.height.is_multiple_of(stride) && train.width.is_multiple_of(stride))
+        {
+            return Err(Error::range(
+                "image size for detection",
+                format!("{}x{}", train.height, train.width),
+                format!(
+                    "sides divisible by {stride} (the heads work at stride {stride}); pass --image-size"
+                ),
+            ));
+        }
         let side = train.height.min(train.width);
         if self.crop_pad > side / 2 {
             return Err(Error::range(
