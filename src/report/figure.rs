@@ -59,6 +59,9 @@ fn blend(a: Rgb, b: Rgb, t: f32) -> Rgb {
 }
 
 const TITLE_H: usize = 20;
+/// Masks nearly opaque: at half opacity a red star over a green one reads as
+/// brown, the hexagon's colour.
+const MASK_OPACITY: f32 = 0.85;
 const GAP: usize = 6;
 
 impl Figure<'_> {
@@ -112,7 +115,7 @@ impl Figure<'_> {
                             k => class_color(k as usize - 1),
                         };
                         let (px, py) = (x0 + x, y0 + y);
-                        let c = blend(cv.get(px, py), over, 0.6);
+                        let c = blend(cv.get(px, py), over, MASK_OPACITY);
                         cv.put(px, py, c);
                     }
                 }
