@@ -187,10 +187,10 @@ fn detection_student_beats_chance() {
     let base = RunConfig {
         data: "shapes-scenes".into(),
         image_size: Some(48),
-        train_limit: Some(800),
+        train_limit: Some(600),
         test_limit: Some(100),
-        epochs: 4,
-        batch_size: 16,
+        epochs: 3,
+        batch_size: 8,
         optimizer: OptimizerKind::Adam,
         lr: 0.003,
         ..RunConfig::default()
