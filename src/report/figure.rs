@@ -141,8 +141,12 @@ impl Figure<'_> {
                     } else {
                         name.to_string()
                     };
+                    // The label's tag, about 6 pixels a character at size 11,
+                    // kept inside the panel so it never covers the next one.
                     let ty = (y0 + by0).saturating_sub(12).max(y0);
-                    cv.fill_rect(x0 + bx0, ty, 7 * label.len().min(20), 12, c);
+                    let room = (w * s).saturating_sub(bx0);
+                    let label: String = label.chars().take(room / 6).collect();
+                    cv.fill_rect(x0 + bx0, ty, (6 * label.len() + 2).min(room), 12, c);
                     cv.text(&label, x0 + bx0 + 1, ty, 11, WHITE)?;
                 }
             }
