@@ -2,7 +2,7 @@
 //! Set CONDENSER_BENCH_FILTER to run a subset, CONDENSER_BENCH_RUNS for more runs.
 
 use condenser::Gpu;
-use condenser::bench::{BenchOptions, run_kernels, run_train_steps};
+use condenser::bench::{BenchOptions, run_inference, run_kd_step, run_kernels, run_train_steps};
 
 fn main() {
     let gpu = match Gpu::new() {
@@ -24,11 +24,14 @@ fn main() {
             .unwrap_or(5),
         filter: std::env::var("CONDENSER_BENCH_FILTER").ok(),
         quick: false,
+        profile: false,
     };
     let mut print = |r: &condenser::bench::BenchResult| println!("{}", r.to_row());
-    if let Err(e) =
-        run_kernels(&gpu, &opts, &mut print).and_then(|_| run_train_steps(&gpu, &opts, &mut print))
-    {
+    let all = run_kernels(&gpu, &opts, &mut print)
+        .and_then(|_| run_train_steps(&gpu, &opts, &mut print))
+        .and_then(|_| run_kd_step(&gpu, &opts, &mut print))
+        .and_then(|_| run_inference(&gpu, &opts, &mut print));
+    if let Err(e) = all {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

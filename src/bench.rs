@@ -18,6 +18,8 @@ pub struct BenchOptions {
     pub filter: Option<String>,
     /// Smaller sizes, for a smoke test.
     pub quick: bool,
+    /// Print a per-kernel breakdown of one step of each training-step case.
+    pub profile: bool,
 }
 
 impl Default for BenchOptions {
@@ -26,6 +28,7 @@ impl Default for BenchOptions {
             runs: 5,
             filter: None,
             quick: false,
+            profile: false,
         }
     }
 }
@@ -250,39 +253,213 @@ pub fn run_train_steps(
         let x = Var::constant(Tensor::rand_uniform(gpu, &[b, c, s, s], -1.0, 1.0, 1)?);
         let labels: Vec<u32> = (0..b as u32).map(|i| i % 10).collect();
         let lab = Tensor::from_u32(gpu, &[b], &labels)?;
-        let mut step = || -> Result<()> {
+        // The warm-up steps create the optimiser state; the pool must not
+        // grow after them (the shape column shows it).
+        let mut before = None;
+        let mut calls = 0;
+        let ms = time_steps(gpu, opts, &name, || {
+            calls += 1;
+            if calls == 3 {
+                before = Some(gpu.pool_stats());
+            }
             train_step(m.as_ref(), &mut opt, &x, &lab, 0.01, CeConfig::default()).map(|_| ())
-        };
-        // Two warm-up steps: the first creates the optimiser state.
-        step()?;
-        step()?;
-        gpu.sync()?;
-        let before = gpu.pool_stats();
-        let mut times = Vec::new();
-        for _ in 0..opts.runs.max(1) {
-            let t0 = Instant::now();
-            step()?;
-            gpu.sync()?;
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-        let after = gpu.pool_stats();
-        let ms = median(&mut times);
-        let r = BenchResult {
-            name,
-            shape: format!(
-                "[{b}, {c}, {s}, {s}] pool {:.1}->{:.1} MiB",
-                before.reserved_bytes as f64 / 1048576.0,
-                after.reserved_bytes as f64 / 1048576.0
-            ),
-            rate: Rate::ImagesPerSec(b as f64 / (ms / 1e3)),
-            median_ms: ms,
-            clock: "wall",
-            adapter: gpu.adapter_name().to_string(),
-        };
+        })?;
+        let (before, after) = (before.unwrap_or_default(), gpu.pool_stats());
+        let shape = format!(
+            "[{b}, {c}, {s}, {s}] pool {:.1}->{:.1} MiB",
+            before.reserved_bytes as f64 / 1048576.0,
+            after.reserved_bytes as f64 / 1048576.0
+        );
+        let r = images_row(gpu, name, shape, b, ms);
         on_result(&r);
         out.push(r);
     }
     Ok(out)
+}
+
+/// Wall time of `step` (after two warm-up steps), median over `runs`, with an
+/// optional kernel-by-kernel profile of one more step.
+fn time_steps(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    name: &str,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    step()?;
+    step()?;
+    gpu.sync()?;
+    let mut times = Vec::new();
+    for _ in 0..opts.runs.max(1) {
+        let t0 = Instant::now();
+        step()?;
+        gpu.sync()?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    if opts.profile && gpu.profile_begin()? {
+        step()?;
+        print_profile(name, &gpu.profile_end()?);
+    }
+    Ok(median(&mut times))
+}
+
+fn images_row(gpu: &Gpu, name: String, shape: String, images: usize, ms: f64) -> BenchResult {
+    BenchResult {
+        name,
+        shape,
+        rate: Rate::ImagesPerSec(images as f64 / (ms / 1e3)),
+        median_ms: ms,
+        clock: "wall",
+        adapter: gpu.adapter_name().to_string(),
+    }
+}
+
+fn bench_model(
+    gpu: &Gpu,
+    arch: &str,
+    channels: usize,
+    seed: u64,
+) -> Result<Box<dyn crate::nn::Model>> {
+    crate::nn::build_model(
+        gpu,
+        &crate::nn::ModelSpec {
+            arch: arch.into(),
+            in_channels: channels,
+            num_classes: 100,
+            task: crate::tasks::Task::Classify,
+        },
+        seed,
+    )
+}
+
+fn wanted(opts: &BenchOptions, name: &str) -> bool {
+    opts.filter
+        .as_ref()
+        .is_none_or(|f| name.contains(f.as_str()))
+}
+
+/// The distillation step of the literature's benchmark: resnet32x4 teacher
+/// (eval, no graph) -> resnet8x4 student on 32x32 inputs, batch 64, with the
+/// soft, hint and attention paths under the adaptive aggregator, SGD.
+pub fn run_kd_step(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    on_result: &mut dyn FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
+    use crate::autograd::{Var, functional as F, no_grad};
+    use crate::distill::{AggregateSpec, build_aggregator, build_paths, parse_paths};
+    use crate::ops::losses::CeConfig;
+    use crate::optim::{Optimizer, Sgd};
+
+    let (teacher_arch, student_arch, b, s) = if opts.quick {
+        ("cnn32", "cnn4", 64, 24)
+    } else {
+        ("resnet32x4", "resnet8x4", 64, 32)
+    };
+    let name = format!("kd_step_{teacher_arch}_{student_arch}");
+    if !wanted(opts, &name) {
+        return Ok(Vec::new());
+    }
+    let teacher = bench_model(gpu, teacher_arch, 3, 1)?;
+    let student = bench_model(gpu, student_arch, 3, 2)?;
+    let kinds = parse_paths("soft,hint,at")?;
+    let paths = build_paths(
+        gpu,
+        &kinds,
+        &student.feature_channels(),
+        &teacher.feature_channels(),
+        false,
+        4.0,
+        3,
+    )?;
+    let mut agg = build_aggregator(&AggregateSpec::Adaptive, &paths, gpu)?;
+    let mut params = crate::nn::parameters(student.as_ref());
+    let shared = params[0].clone();
+    for p in &paths {
+        params.extend(crate::nn::parameters(p));
+    }
+    params.extend(agg.params());
+    let mut opt = Sgd::new(params.clone(), 0.9, false, 5e-4)?;
+    let x = Var::constant(Tensor::rand_uniform(gpu, &[b, 3, s, s], -1.0, 1.0, 1)?);
+    let labels: Vec<u32> = (0..b as u32).map(|i| i % 100).collect();
+    let lab = Tensor::from_u32(gpu, &[b], &labels)?;
+    let ms = time_steps(gpu, opts, &name, || {
+        let t = {
+            let _ng = no_grad();
+            teacher.forward(&x, false)?
+        };
+        let so = student.forward(&x, true)?;
+        let ce = F::cross_entropy(&so.logits, &lab, CeConfig::default())?;
+        let losses: Vec<Var> = paths
+            .iter()
+            .map(|p| p.loss(&so, &t, None, true))
+            .collect::<Result<_>>()?;
+        opt.zero_grad();
+        agg.backward(&ce, &losses, &params, &shared)?;
+        opt.step(0.01)
+    })?;
+    let r = images_row(
+        gpu,
+        name,
+        format!("[{b}, 3, {s}, {s}] soft+hint+at adaptive"),
+        b,
+        ms,
+    );
+    on_result(&r);
+    Ok(vec![r])
+}
+
+/// Student inference (eval mode, no graph): images/s at batch 1 and 64.
+pub fn run_inference(
+    gpu: &Gpu,
+    opts: &BenchOptions,
+    on_result: &mut dyn FnMut(&BenchResult),
+) -> Result<Vec<BenchResult>> {
+    use crate::autograd::{Var, no_grad};
+    let (arch, s, batches): (&str, usize, &[usize]) = if opts.quick {
+        ("cnn4", 16, &[1, 16])
+    } else {
+        ("resnet8x4", 32, &[1, 64])
+    };
+    let model = bench_model(gpu, arch, 3, 1)?;
+    let mut out = Vec::new();
+    for &b in batches {
+        let name = format!("infer_{arch}_b{b}");
+        if !wanted(opts, &name) {
+            continue;
+        }
+        let x = Var::constant(Tensor::rand_uniform(gpu, &[b, 3, s, s], -1.0, 1.0, 1)?);
+        let ms = time_steps(gpu, opts, &name, || {
+            let _ng = no_grad();
+            model.forward(&x, false).map(|_| ())
+        })?;
+        let r = images_row(gpu, name, format!("[{b}, 3, {s}, {s}]"), b, ms);
+        on_result(&r);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Prints GPU time per kernel entry point (summed over launches), largest first.
+fn print_profile(case: &str, times: &[crate::gpu::KernelTime]) {
+    let mut by: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
+    for t in times {
+        let e = by.entry(t.kernel.as_str()).or_default();
+        e.0 += 1;
+        e.1 += t.ms;
+    }
+    let total: f64 = by.values().map(|v| v.1).sum();
+    let mut rows: Vec<_> = by.into_iter().collect();
+    rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    println!(
+        "  {case}: {} launches, {total:.1} ms of GPU time",
+        times.len()
+    );
+    for (k, (n, ms)) in rows {
+        println!(
+            "    {k:<40} {n:>5} x {ms:>10.2} ms {:>5.1}%",
+            100.0 * ms / total
+        );
+    }
 }
 
 /// Runs the kernel benchmarks; `on_result` sees each result as it is measured.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use condenser::bench::{BenchOptions, run_kernels, run_train_steps};
+use condenser::bench::{BenchOptions, run_inference, run_kd_step, run_kernels, run_train_steps};
 use condenser::data::{DataOptions, Split};
 use condenser::distill::compare::{CompareConfig, DEFAULT_RUNS, compare};
 use condenser::distill::trainer::{RunConfig, RunResult, load_model, run};
@@ -39,6 +39,10 @@ enum Cmd {
         /// Small sizes only (a smoke test).
         #[arg(long)]
         quick: bool,
+        /// After each training-step case, time one step kernel by kernel and
+        /// print where the GPU time goes (needs timestamp queries).
+        #[arg(long)]
+        profile: bool,
     },
     /// Data sets: size, classes, and a grid of samples as PNG.
     Data {
@@ -105,6 +109,10 @@ enum Cmd {
         /// Seeds, comma-separated.
         #[arg(long, default_value = "0")]
         seeds: String,
+        /// MiB of teacher outputs the runs of a seed share (computed once per
+        /// step, not once per run); 0 computes them in every run.
+        #[arg(long, default_value_t = 2048)]
+        teacher_cache_mib: u64,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -325,6 +333,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             runs,
             filter,
             quick,
+            profile,
         } => {
             if runs == 0 {
                 return Err(condenser::Error::range("--runs", 0, "at least 1 timed run"));
@@ -341,6 +350,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 runs,
                 filter,
                 quick,
+                profile,
             };
             let mut print = |r: &condenser::bench::BenchResult| {
                 if json {
@@ -351,6 +361,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             run_kernels(&gpu, &opts, &mut print)?;
             run_train_steps(&gpu, &opts, &mut print)?;
+            run_kd_step(&gpu, &opts, &mut print)?;
+            run_inference(&gpu, &opts, &mut print)?;
             Ok(())
         }
         Cmd::Data {
@@ -434,6 +446,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             runs,
             paths,
             seeds,
+            teacher_cache_mib,
             run: args,
         } => {
             let mut base = args.config()?;
@@ -461,6 +474,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 seeds,
                 all_paths: paths,
                 teacher_epochs,
+                teacher_cache_bytes: teacher_cache_mib << 20,
             };
             let gpu = Gpu::new()?;
             let out = compare(&gpu, &cc, &mut report)?;

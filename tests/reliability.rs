@@ -380,6 +380,7 @@ fn compare_refuses_an_earlier_comparison_and_resumes_to_its_numbers() {
         seeds: vec![0],
         all_paths: "soft,hint,at".into(),
         teacher_epochs: 1,
+        teacher_cache_bytes: 1 << 30,
         out_dir: dir.clone(),
     };
     let first = compare(&g, &cc, &mut |_| {}).unwrap();
@@ -397,5 +398,63 @@ fn compare_refuses_an_earlier_comparison_and_resumes_to_its_numbers() {
         "a finished comparison resumes to its table"
     );
     assert_eq!(second.teacher.map(|t| t.1), first.teacher.map(|t| t.1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A comparison's runs share the teacher's outputs per (seed, step); the
+/// results must be bit-identical to computing them in every run.
+#[test]
+fn compare_with_shared_teacher_outputs_matches_computing_them_per_run() {
+    use condenser::distill::compare::{CompareConfig, compare};
+    let g = gpu();
+    let dir = tmp("compare-cache");
+    let weights = teacher(&dir);
+    let run_compare = |name: &str, budget: u64| {
+        let out = dir.join(name);
+        let cc = CompareConfig {
+            base: RunConfig {
+                teacher_model: Some("cnn8".into()),
+                teacher_weights: Some(weights.clone()),
+                epochs: 2,
+                ..tiny(&out)
+            },
+            runs: vec![
+                "student".into(),
+                "soft".into(),
+                "hint".into(),
+                "adaptive".into(),
+            ],
+            seeds: vec![0, 1],
+            all_paths: "soft,hint,at".into(),
+            teacher_epochs: 1,
+            teacher_cache_bytes: budget,
+            out_dir: out.clone(),
+        };
+        let r = compare(&g, &cc, &mut |_| {}).unwrap();
+        (r, out)
+    };
+    let (plain, plain_dir) = run_compare("plain", 0);
+    let (shared, shared_dir) = run_compare("shared", 1 << 30);
+    assert_eq!(plain.teacher_cache.hits, 0);
+    // Per seed: "soft" computes every step, "hint" and "adaptive" reuse them.
+    let steps = 2 * (192 / 32) as u64;
+    assert_eq!(shared.teacher_cache.misses, 2 * steps);
+    assert_eq!(shared.teacher_cache.hits, 2 * 2 * steps);
+    for (a, b) in plain.results.iter().zip(&shared.results) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.test_acc.to_bits(), b.test_acc.to_bits(), "{}", a.name);
+        assert_eq!(a.curve, b.curve, "{}", a.name);
+        assert_eq!(a.weight_history, b.weight_history, "{}", a.name);
+    }
+    for seed in [0, 1] {
+        for run in ["soft", "hint", "adaptive"] {
+            let f = format!("{run}-s{seed}/model.safetensors");
+            assert_eq!(
+                std::fs::read(plain_dir.join(&f)).unwrap(),
+                std::fs::read(shared_dir.join(&f)).unwrap(),
+                "{f}"
+            );
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -50,7 +50,7 @@ impl LoaderConfig {
 
 /// One sample of a batch: which image, crop offsets in [0, 2 * pad], flip.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct SampleSpec {
     pub index: u32,
     pub dx: u32,

@@ -4,7 +4,8 @@
 use std::path::{Path as FsPath, PathBuf};
 
 use super::aggregate::AggregateSpec;
-use super::trainer::{RunConfig, RunResult, run};
+use super::teacher_cache::TeacherCache;
+use super::trainer::{RunConfig, RunResult, run, run_with_cache};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::report::plot::{LineChart, Series};
@@ -23,8 +24,13 @@ pub struct CompareConfig {
     pub all_paths: String,
     /// Epochs for training the teacher when no weights are given.
     pub teacher_epochs: usize,
+    /// Bytes of teacher outputs kept for the runs of a seed to share (0: none).
+    pub teacher_cache_bytes: u64,
     pub out_dir: PathBuf,
 }
+
+/// Teacher outputs kept per seed by default: a demo's seed needs ~0.8 GiB.
+pub const DEFAULT_TEACHER_CACHE_BYTES: u64 = 2 << 30;
 
 pub const DEFAULT_RUNS: &str = "student,soft,hint,at,equal,hand,adaptive,gradnorm,dwa";
 
@@ -72,6 +78,8 @@ pub struct CompareOutput {
     pub markdown: String,
     /// Where the table, plots and runs are.
     pub out_dir: PathBuf,
+    /// How often runs found the teacher's outputs computed by an earlier run.
+    pub teacher_cache: super::teacher_cache::CacheStats,
 }
 
 impl CompareConfig {
@@ -209,10 +217,13 @@ pub fn compare(
         base.teacher_weights = Some(tcfg.out_dir.join("model.safetensors"));
     }
     let mut results = Vec::new();
+    let cache = TeacherCache::new(cc.teacher_cache_bytes);
     for &seed in &cc.seeds {
+        // Another seed, other batches: nothing cached for this one applies.
+        cache.clear_batches();
         for name in &cc.runs {
             let cfg = variant(&base, name, &cc.all_paths, seed, &cc.out_dir)?;
-            let r = run(gpu, &cfg)?;
+            let r = run_with_cache(gpu, &cfg, Some(&cache))?;
             if r.epochs_done < cfg.epochs {
                 return Err(stopped(&r));
             }
@@ -248,6 +259,7 @@ pub fn compare(
         teacher: teacher_row,
         markdown: md,
         out_dir,
+        teacher_cache: cache.stats(),
     })
 }
 

@@ -98,5 +98,6 @@ pub fn config(out: &Path, quick: bool, task: Task) -> CompareConfig {
         seeds: vec![0],
         all_paths: paths.into(),
         teacher_epochs,
+        teacher_cache_bytes: super::compare::DEFAULT_TEACHER_CACHE_BYTES,
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod paths;
 pub mod showcase;
+pub mod teacher_cache;
 pub mod trainer;
 
 pub use aggregate::{AggregateSpec, Aggregator, build_aggregator};

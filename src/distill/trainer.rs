@@ -21,6 +21,7 @@ use super::checkpoint::{
 };
 use super::config::OptimizerKind;
 use super::paths::{Path, build_paths, parse_paths};
+use super::teacher_cache::TeacherCache;
 use crate::autograd::{Var, functional as F, no_grad};
 use crate::data::ImageSet;
 use crate::data::loader::{Loader, LoaderConfig};
@@ -160,6 +161,10 @@ struct Parts<'d> {
     teacher_acc: Option<f32>,
     /// Classes the models predict.
     classes: usize,
+    /// Teacher outputs shared with the other runs of a comparison.
+    cache: Option<&'d TeacherCache>,
+    /// What makes this run's batches and test set (see `teacher_cache`).
+    batch_context: String,
 }
 
 fn build_optimizer(cfg: &RunConfig, params: &[Var]) -> Result<Box<dyn Optimizer>> {
@@ -176,6 +181,7 @@ fn setup<'d>(
     cfg: &RunConfig,
     train: &'d ImageSet,
     test: &'d ImageSet,
+    cache: Option<&'d TeacherCache>,
 ) -> Result<Parts<'d>> {
     cfg.validate_for(train)?;
     let (teacher, teacher_input) = match load_teacher(gpu, cfg, train)? {
@@ -245,9 +251,14 @@ fn setup<'d>(
     let (param_names, params): (Vec<String>, Vec<Var>) = named.into_iter().unzip();
     let opt = build_optimizer(cfg, &params)?;
     let classes = cfg.num_classes(train)?;
+    let batch_context = batch_context(cfg, teacher.as_ref(), &input, train, test);
     let (teacher_acc, teacher_pred) = match &teacher {
         Some(t) => {
-            let p = predictions(t.model.as_ref(), &test_loader, classes)?;
+            let compute = || predictions(t.model.as_ref(), &test_loader, classes);
+            let p = match cache {
+                Some(c) => c.test_predictions(&batch_context, compute)?,
+                None => compute()?,
+            };
             (Some(p.scores().primary), Some(p))
         }
         None => (None, None),
@@ -268,7 +279,55 @@ fn setup<'d>(
         teacher_pred,
         teacher_acc,
         classes,
+        cache,
+        batch_context,
     })
+}
+
+/// Everything that, with a batch's samples, decides the teacher's outputs on
+/// it: the teacher file, the data sets, normalisation and crop padding.
+fn batch_context(
+    cfg: &RunConfig,
+    teacher: Option<&Teacher>,
+    input: &InputSpec,
+    train: &ImageSet,
+    test: &ImageSet,
+) -> String {
+    format!(
+        "teacher {} {:?} task {} data {} size {:?} count {:?} test {:?} train {}x{}x{}x{} test {} norm {:?} pad {}",
+        teacher.map_or("-", |t| t.sha256.as_str()),
+        cfg.teacher_model,
+        cfg.task,
+        cfg.data,
+        cfg.image_size,
+        cfg.shapes_count,
+        cfg.test_limit,
+        train.len(),
+        train.channels,
+        train.height,
+        train.width,
+        test.len(),
+        input.norm(),
+        cfg.crop_pad,
+    )
+}
+
+/// The teacher's outputs on a batch (eval mode, no graph), from the
+/// comparison's cache when another run already computed them.
+fn teacher_outputs(
+    parts: &Parts<'_>,
+    teacher: &Teacher,
+    x: &Var,
+    samples: &[crate::data::loader::SampleSpec],
+) -> Result<nn::ModelOutput> {
+    let compute = || {
+        let _ng = no_grad();
+        teacher.model.forward(x, false)
+    };
+    match parts.cache {
+        Some(c) => c.batch_outputs(&parts.batch_context, samples, compute),
+        None => compute(),
+    }
 }
 
 /// Device-side marks of the first step at which a watched number went bad.
@@ -419,21 +478,36 @@ fn resume(cfg: &RunConfig, parts: &mut Parts<'_>, gpu: &Gpu) -> Result<Option<St
 
 /// Runs one configuration to the end (or from its checkpoint with `resume`).
 pub fn run(gpu: &Gpu, cfg: &RunConfig) -> Result<RunResult> {
+    run_with_cache(gpu, cfg, None)
+}
+
+/// `run`, sharing the teacher's outputs through `cache` with other runs
+/// (those of one comparison).
+pub fn run_with_cache(
+    gpu: &Gpu,
+    cfg: &RunConfig,
+    cache: Option<&TeacherCache>,
+) -> Result<RunResult> {
     let t0 = Instant::now();
     cfg.validate()?;
     let mut cfg = cfg.clone();
     resolve_out_dir(&mut cfg)?;
     let lock = open_run_dir(&cfg)?;
-    let result = run_locked(gpu, &cfg, t0);
+    let result = run_locked(gpu, &cfg, t0, cache);
     if result.is_err() {
         lock.discard_if_unused();
     }
     result
 }
 
-fn run_locked(gpu: &Gpu, cfg: &RunConfig, t0: Instant) -> Result<RunResult> {
+fn run_locked(
+    gpu: &Gpu,
+    cfg: &RunConfig,
+    t0: Instant,
+    cache: Option<&TeacherCache>,
+) -> Result<RunResult> {
     let (train, test) = cfg.load_data()?;
-    let mut parts = setup(gpu, cfg, &train, &test)?;
+    let mut parts = setup(gpu, cfg, &train, &test, cache)?;
     let start = match resume(cfg, &mut parts, gpu)? {
         Some(s) => s,
         None => Start {
@@ -543,10 +617,7 @@ fn train_epoch(
         let x = Var::constant(batch.images.clone());
         // Without paths the teacher is only there for the agreement metric.
         let t_out = match parts.teacher.as_ref().filter(|_| !parts.paths.is_empty()) {
-            Some(t) => {
-                let _ng = no_grad();
-                Some(t.model.forward(&x, false)?)
-            }
+            Some(t) => Some(teacher_outputs(parts, t, &x, &batch.samples)?),
             None => None,
         };
         let s_out = parts.student.forward(&x, true)?;

@@ -65,6 +65,7 @@ named_setting!(Task);
 /// A model's predictions over a loader's batches with the truth they are
 /// scored against: one class per image (classification) or per pixel
 /// (segmentation, `IGNORE` where unknown).
+#[derive(Clone)]
 pub struct Predictions {
     pub task: Task,
     /// Classification and segmentation: the predicted and true classes.
