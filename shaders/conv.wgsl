@@ -49,56 +49,71 @@ fn src_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     return s;
 }
 
+// The cols row of one output pixel, as vec4s.
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
+
+// out = cols [N, OH*OW, klen_p] from the inputs. One invocation per (n, pixel)
+// writes its whole row: the integer divisions (slow on CPU adapters) happen once
+// per row, the kernel window is walked with counters, and the row goes out a
+// vec4 at a time (one per-lane store loop on llvmpipe moves four values).
+@compute @workgroup_size(64)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let i = global_id(wid, nwg, li, 64u);
+    let ohw = p.oh * p.ow;
+    if i >= p.n * ohw {
+        return;
+    }
+    let n = i / ohw;
+    let pix = i % ohw;
+    let y0 = i32((pix / p.ow) * p.sh) - i32(p.ph);
+    let x0 = i32((pix % p.ow) * p.sw) - i32(p.pw);
+    let klen = p.c * p.kh * p.kw;
+    let plane_len = p.h * p.w;
+    var plane = n * p.c * plane_len;
+    var ky = 0u;
+    var kx = 0u;
+    let row4 = i * (p.klen_p / 4u);
+    for (var t = 0u; t < p.klen_p; t += 4u) {
+        var v = vec4<f32>(0.0);
+        for (var j = 0u; j < 4u; j++) {
+            if t + j < klen {
+                let y = y0 + i32(ky * p.dh);
+                let x = x0 + i32(kx * p.dw);
+                if y >= 0 && y < i32(p.h) && x >= 0 && x < i32(p.w) {
+                    v[j] = inputs[plane + u32(y) * p.w + u32(x)];
+                }
+                kx++;
+                if kx == p.kw {
+                    kx = 0u;
+                    ky++;
+                    if ky == p.kh {
+                        ky = 0u;
+                        plane += plane_len;
+                    }
+                }
+            }
+        }
+        out4[row4 + t / 4u] = v;
+    }
+}
+
+// Strides of col2im as constants: its inner test `t % stride` is then a shift
+// or a multiply, not a per-lane integer division.
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+
 // Output position that reads input position i at kernel offset k, or -1.
 fn dst_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
     let t = i32(i + pad) - i32(k * dil);
-    if t < 0 || t % i32(stride) != 0 {
+    if t < 0 || u32(t) % stride != 0u {
         return -1;
     }
-    let o = t / i32(stride);
-    if o >= i32(size) {
+    let o = u32(t) / stride;
+    if o >= size {
         return -1;
     }
-    return o;
-}
-
-// out = cols [N, OH*OW, klen_p] from the inputs. One invocation per (n, pixel, channel)
-// writes that channel's KH*KW values, so the index arithmetic (integer division
-// is slow on CPU adapters) is shared by the whole kernel window.
-@compute @workgroup_size(256)
-fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) li: u32) {
-    let i = global_id(wid, nwg, li, 256u);
-    let ohw = p.oh * p.ow;
-    if i >= p.n * ohw * p.c {
-        return;
-    }
-    let c = i % p.c;
-    let pix = (i / p.c) % ohw;
-    let n = i / (p.c * ohw);
-    let kk = p.kh * p.kw;
-    let row = (n * ohw + pix) * p.klen_p;
-    let oy = pix / p.ow;
-    let ox = pix % p.ow;
-    let plane = (n * p.c + c) * p.h;
-    var o = row + c * kk;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        let y = src_pos(oy, ky, p.sh, p.ph, p.dh, p.h);
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let x = src_pos(ox, kx, p.sw, p.pw, p.dw, p.w);
-            var v = 0.0;
-            if y >= 0 && x >= 0 {
-                v = inputs[(plane + u32(y)) * p.w + u32(x)];
-            }
-            out[o] = v;
-            o++;
-        }
-    }
-    if c == p.c - 1u {
-        for (var t = p.c * kk; t < p.klen_p; t++) {
-            out[row + t] = 0.0;
-        }
-    }
+    return i32(o);
 }
 
 // out = dx [N, C, H, W] from grad_cols.
@@ -117,12 +132,12 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let klen = p.klen_p;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
-        let oy = dst_pos(y, ky, p.sh, p.ph, p.dh, p.oh);
+        let oy = dst_pos(y, ky, SH, p.ph, p.dh, p.oh);
         if oy < 0 {
             continue;
         }
         for (var kx = 0u; kx < p.kw; kx++) {
-            let ox = dst_pos(x, kx, p.sw, p.pw, p.dw, p.ow);
+            let ox = dst_pos(x, kx, SW, p.pw, p.dw, p.ow);
             if ox < 0 {
                 continue;
             }

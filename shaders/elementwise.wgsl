@@ -1,6 +1,6 @@
 // Elementwise ops. Bindings: 0 params, 1 output, 2.. inputs.
-// `binary`: out = a OP b with numpy broadcasting (strides 0 on broadcast axes).
-// `unary`:  out = f(a) for relu, exp, log, alpha * a + beta; `fill`: out = alpha.
+// `binary`: out = a OP b with numpy broadcasting (strides 0 on broadcast axes);
+// `binary4` the same-shape case. `unary4`: out = f(a) for relu, exp, log, alpha * a + beta; `fill`: out = alpha.
 
 struct EwParams {
     n: u32,
@@ -21,8 +21,6 @@ struct EwParams {
 
 // Binary: 0 add, 1 sub, 2 mul, 3 div, 4 a where b > 0. Unary: 0 affine, 1 relu, 2 exp, 3 log, 4 sqrt.
 override OP: u32 = 0u;
-// False when both inputs have the output's shape: no index arithmetic.
-override BROADCAST: bool = true;
 
 const WG: u32 = 256u;
 
@@ -60,33 +58,19 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if i >= p.n {
         return;
     }
-    var ia = i;
-    var ib = i;
-    if BROADCAST {
-        ia = 0u;
-        ib = 0u;
-        var r = i;
-        var d = p.ndim;
-        while d > 0u {
-            d -= 1u;
-            let s = p.shape[d / 4u][d % 4u];
-            let c = r % s;
-            r /= s;
-            ia += c * p.sa[d / 4u][d % 4u];
-            ib += c * p.sb[d / 4u][d % 4u];
-        }
+    var ia = 0u;
+    var ib = 0u;
+    var r = i;
+    var d = p.ndim;
+    while d > 0u {
+        d -= 1u;
+        let s = p.shape[d / 4u][d % 4u];
+        let c = r % s;
+        r /= s;
+        ia += c * p.sa[d / 4u][d % 4u];
+        ib += c * p.sb[d / 4u][d % 4u];
     }
     out[i] = binop(a[ia], b[ib]);
-}
-
-@compute @workgroup_size(256)
-fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) li: u32) {
-    let i = linear_wg(wid, nwg) * WG + li;
-    if i >= p.n {
-        return;
-    }
-    out[i] = unop(a[i]);
 }
 
 @compute @workgroup_size(256)
@@ -97,4 +81,38 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     out[i] = p.alpha;
+}
+
+// Vector variants for same-shape operands (src/ops/elementwise.rs): storage
+// accesses from lane-varying addresses are per-lane loops on llvmpipe, and a
+// vec4 moves four elements through one loop. p.n counts vec4s; tensors occupy
+// whole multiples of 16 bytes, so the last vec4 may run into padding nothing reads.
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
+
+fn binop4(x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(binop(x.x, y.x), binop(x.y, y.y), binop(x.z, y.z), binop(x.w, y.w));
+}
+
+fn unop4(x: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(unop(x.x), unop(x.y), unop(x.z), unop(x.w));
+}
+
+@compute @workgroup_size(64)
+fn binary4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let i = global_id(wid, nwg, li, 64u);
+    if i < p.n {
+        out4[i] = binop4(a4[i], b4[i]);
+    }
+}
+
+@compute @workgroup_size(64)
+fn unary4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let i = global_id(wid, nwg, li, 64u);
+    if i < p.n {
+        out4[i] = unop4(a4[i]);
+    }
 }

@@ -12,8 +12,23 @@ use condenser::ops::norm::BnConfig;
 
 #[test]
 fn batch_norm_training_and_eval() {
+    check_batch_norm(3, 4, 3, 2);
+}
+
+/// Planes of a multiple of 4 values run the vec4 kernels; the scalar ones are
+/// checked on the same shape with the vec4 variants turned off.
+#[test]
+fn batch_norm_vec4_and_scalar_kernels() {
+    for vec4 in [true, false] {
+        condenser::ops::norm::set_vec4(vec4);
+        check_batch_norm(2, 5, 4, 3);
+        check_batch_norm(5, 3, 1, 4);
+    }
+    condenser::ops::norm::set_vec4(true);
+}
+
+fn check_batch_norm(n: usize, c: usize, h: usize, w: usize) {
     let g = gpu();
-    let (n, c, h, w) = (3, 4, 3, 2);
     let hw = h * w;
     for training in [true, false] {
         let rm0 = common::rand_vec(c, 21);
@@ -67,7 +82,7 @@ fn batch_norm_training_and_eval() {
                 .map(|&v| v as f64)
                 .collect();
             let (_, mean, var) =
-                cpu::norm::batch_norm_train(&x, n, c, hw, &[1.0; 4], &[0.0; 4], 1e-5);
+                cpu::norm::batch_norm_train(&x, n, c, hw, &vec![1.0; c], &vec![0.0; c], 1e-5);
             let m = (n * hw) as f64;
             let want_rm: Vec<f32> = (0..c)
                 .map(|i| (0.9 * rm64[i] + 0.1 * mean[i]) as f32)

@@ -223,7 +223,7 @@ fn im2col(g: &ConvGeom, x: &Tensor) -> Result<Tensor> {
         &KernelSpec::new("conv", "im2col"),
         bytemuck::bytes_of(&params),
         &[cols.binding(), x.binding()],
-        g.n * g.oh * g.ow * g.c,
+        g.n * g.oh * g.ow,
     )?;
     Ok(cols)
 }
@@ -310,7 +310,12 @@ pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Te
             let dy3 = parts[0].reshape(&[gc.n, gc.oc, gc.oh * gc.ow])?;
             let dcols = gemm(&dy3, &w2, Gemm::t(true, false))?;
             let dx = Tensor::empty(dy.gpu(), &[gc.n, gc.c, gc.h, gc.w], DType::F32)?;
-            run(gc, "col2im", &dx, &[(Slot::GradCols, &dcols)])?;
+            let spec = KernelSpec::new("conv", "col2im")
+                .with("SH", gc.cfg.stride.0 as f64)
+                .with("SW", gc.cfg.stride.1 as f64);
+            let ins = [(Slot::GradCols as u32, &dcols)];
+            let params = gc.params()?;
+            super::launch_slots(&spec, bytemuck::bytes_of(&params), &dx, &ins, dx.numel())?;
             Ok(dx)
         })
     } else {

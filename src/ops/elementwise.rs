@@ -87,6 +87,9 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         return Ok(out);
     }
     let same = a.shape() == out_shape.as_slice() && b.shape() == out_shape.as_slice();
+    if same {
+        return binary_flat(a, b, &out, op);
+    }
     let params = EwParams {
         ndim: out_shape.len() as u32,
         shape: pack(NAME, &out_shape)?,
@@ -94,9 +97,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         sb: pack(NAME, &broadcast_strides(b.shape(), &out_shape))?,
         ..EwParams::flat(u32_of(NAME, n)?, 0.0, 0.0)
     };
-    let spec = KernelSpec::new("elementwise", "binary")
-        .with("OP", op as u32 as f64)
-        .with("BROADCAST", if same { 0.0 } else { 1.0 });
+    let spec = KernelSpec::new("elementwise", "binary").with("OP", op as u32 as f64);
     a.gpu().launch_items(
         &spec,
         bytemuck::bytes_of(&params),
@@ -104,6 +105,35 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         n,
     )?;
     Ok(out)
+}
+
+/// Same-shape `a op b`, a vec4 per invocation (the kernel's comment says why).
+fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    let spec = KernelSpec::new("elementwise", "binary4").with("OP", op as u32 as f64);
+    launch_vec4(&spec, out, &[a, b], 0.0, 0.0)?;
+    Ok(out.clone())
+}
+
+/// Binding of `t` rounded up to whole vec4s (buffers are multiples of 16 bytes).
+fn vec4_binding(t: &Tensor) -> crate::gpu::Binding<'_> {
+    let mut b = t.binding();
+    b.bytes = b.bytes.div_ceil(16) * 16;
+    b
+}
+
+fn launch_vec4(
+    spec: &KernelSpec,
+    out: &Tensor,
+    ins: &[&Tensor],
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let n4 = out.numel().div_ceil(4);
+    let params = EwParams::flat(u32_of("elementwise", n4)?, alpha, beta);
+    let mut args = vec![vec4_binding(out)];
+    args.extend(ins.iter().map(|t| vec4_binding(t)));
+    out.gpu()
+        .launch_items(spec, bytemuck::bytes_of(&params), &args, n4)
 }
 
 pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
@@ -121,14 +151,8 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
         UnaryOp::Log => (3, 0.0, 0.0),
         UnaryOp::Sqrt => (4, 0.0, 0.0),
     };
-    let params = EwParams::flat(u32_of(NAME, n)?, alpha, beta);
-    let spec = KernelSpec::new("elementwise", "unary").with("OP", code as f64);
-    a.gpu().launch_items(
-        &spec,
-        bytemuck::bytes_of(&params),
-        &[out.binding(), a.binding()],
-        n,
-    )?;
+    let spec = KernelSpec::new("elementwise", "unary4").with("OP", code as f64);
+    launch_vec4(&spec, &out, &[a], alpha, beta)?;
     Ok(out)
 }
 

@@ -89,6 +89,37 @@ fn launch(
     super::launch_slots(&spec, bytemuck::bytes_of(p), out, &ins, items)
 }
 
+/// The entry point for `entry`: its vec4 variant when planes split into vec4s
+/// (and `vec4` is on: the tests reach both), and the items it runs over.
+fn variant(
+    entry: &'static str,
+    hw: usize,
+    per_element: bool,
+    items: usize,
+) -> (&'static str, usize) {
+    if !hw.is_multiple_of(4) || !USE_VEC4.with(|v| v.get()) {
+        return (entry, items);
+    }
+    let e = match entry {
+        "stats_partial" => "stats_partial4",
+        "apply" => "apply4",
+        "backward_partial" => "backward_partial4",
+        "backward_input" => "backward_input4",
+        other => other,
+    };
+    (e, if per_element { items / 4 } else { items })
+}
+
+thread_local! {
+    static USE_VEC4: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Turns the vec4 variants off (on) on this thread, so that tests check both.
+#[doc(hidden)]
+pub fn set_vec4(on: bool) {
+    USE_VEC4.with(|v| v.set(on));
+}
+
 /// How batch norm normalises: with the batch statistics (training, moving the
 /// running ones by `momentum`) or with the running ones (eval).
 #[derive(Clone, Copy, Debug)]
@@ -125,7 +156,8 @@ pub fn batch_norm(
     let stats = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
     if training {
         let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
-        launch("stats_partial", true, &p, &partial, &[(Slot::X, x)], n * c)?;
+        let (e, items) = variant("stats_partial", hw, false, n * c);
+        launch(e, true, &p, &partial, &[(Slot::X, x)], items)?;
         let ins = [
             (Slot::Partial, &partial),
             (Slot::RunningMean, running_mean),
@@ -146,7 +178,8 @@ pub fn batch_norm(
         (Slot::Gamma, gamma),
         (Slot::Beta, beta),
     ];
-    launch("apply", training, &p, &y, &ins, y.numel())?;
+    let (e, items) = variant("apply", hw, true, y.numel());
+    launch(e, training, &p, &y, &ins, items)?;
     Ok((y, BnSaved { stats, training }))
 }
 
@@ -162,7 +195,8 @@ pub fn batch_norm_backward(
     let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
     let t = saved.training;
     let ins = [(Slot::X, x), (Slot::Dy, dy), (Slot::Stats, &saved.stats)];
-    launch("backward_partial", t, &p, &partial, &ins, n * c)?;
+    let (e, items) = variant("backward_partial", hw, false, n * c);
+    launch(e, t, &p, &partial, &ins, items)?;
     let sums = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
     launch(
         "backward_combine",
@@ -180,7 +214,8 @@ pub fn batch_norm_backward(
         (Slot::Gamma, gamma),
         (Slot::Sums, &sums),
     ];
-    launch("backward_input", t, &p, &dx, &ins, dx.numel())?;
+    let (e, items) = variant("backward_input", hw, true, dx.numel());
+    launch(e, t, &p, &dx, &ins, items)?;
     let dgamma = super::layout::slice(&sums, 1, 0, 1)?.reshape(&[c])?;
     let dbeta = super::layout::slice(&sums, 1, 1, 1)?.reshape(&[c])?;
     Ok((dx, dgamma, dbeta))
