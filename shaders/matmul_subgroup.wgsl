@@ -54,6 +54,12 @@ fn mm_cpu_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let tn = wg % p.tiles_n;
     // Subgroups are runs of 8 consecutive invocations (the host checks the size).
     let r0 = tm * 64u + (li / 8u) * 8u;
+    // A subgroup whose rows are all past m has nothing to do (the whole
+    // subgroup leaves together, so the broadcasts below stay well defined):
+    // for the few output channels of a small conv, most of the tile.
+    if r0 >= p.m {
+        return;
+    }
     let c0 = tn * 64u + lane * 8u;
     let my_row = min(r0 + lane, p.m - 1u);
     let abase = bi * p.a_bs;
