@@ -39,68 +39,76 @@ fn covering(i: u32, k: u32, s: u32, pad: u32, size: u32) -> vec2<i32> {
     return vec2<i32>(lo, hi);
 }
 
-// out = y, idx_out = flat index in the plane of each max.
-@compute @workgroup_size(256)
+// Strides of the max-pool kernels as constants: `covering` divides by them, and
+// a division by a constant is a multiply, not a per-lane integer division.
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+
+// out = y, idx_out = flat index in the plane of each max. One invocation per
+// output row (the index arithmetic once per row, not per element).
+@compute @workgroup_size(64)
 fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let i = global_id(wid, nwg, li, 256u);
-    if i >= p.planes * p.oh * p.ow {
+    let r = global_id(wid, nwg, li, 64u);
+    if r >= p.planes * p.oh {
         return;
     }
-    let ox = i % p.ow;
-    let oy = (i / p.ow) % p.oh;
-    let pl = i / (p.ow * p.oh);
-    var best = neg_inf();
-    var bi = 0u;
-    var found = false;
-    for (var ky = 0u; ky < p.kh; ky++) {
-        let y = i32(oy * p.sh + ky) - i32(p.ph);
-        if y < 0 || y >= i32(p.h) {
-            continue;
-        }
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let x = i32(ox * p.sw + kx) - i32(p.pw);
-            if x < 0 || x >= i32(p.w) {
+    let oy = r % p.oh;
+    let plane = (r / p.oh) * p.h * p.w;
+    for (var ox = 0u; ox < p.ow; ox++) {
+        var best = neg_inf();
+        var bi = 0u;
+        var found = false;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let y = i32(oy * SH + ky) - i32(p.ph);
+            if y < 0 || y >= i32(p.h) {
                 continue;
             }
-            let at = u32(y) * p.w + u32(x);
-            let v = inputs[pl * p.h * p.w + at];
-            // First maximum wins; NaN propagates.
-            if !found || v > best || (is_nan(v) && !is_nan(best)) {
-                best = v;
-                bi = at;
-                found = true;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let x = i32(ox * SW + kx) - i32(p.pw);
+                if x < 0 || x >= i32(p.w) {
+                    continue;
+                }
+                let at = u32(y) * p.w + u32(x);
+                let v = inputs[plane + at];
+                // First maximum wins; NaN propagates.
+                if !found || v > best || (is_nan(v) && !is_nan(best)) {
+                    best = v;
+                    bi = at;
+                    found = true;
+                }
             }
         }
+        out[r * p.ow + ox] = best;
+        idx_out[r * p.ow + ox] = bi;
     }
-    out[i] = best;
-    idx_out[i] = bi;
 }
 
-// out = dx from grad_out and the winners idx_in.
-@compute @workgroup_size(256)
+// out = dx from grad_out and the winners idx_in. One invocation per input row.
+@compute @workgroup_size(64)
 fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = global_id(wid, nwg, li, 256u);
-    if i >= p.planes * p.h * p.w {
+    let r = global_id(wid, nwg, li, 64u);
+    if r >= p.planes * p.h {
         return;
     }
-    let x = i % p.w;
-    let y = (i / p.w) % p.h;
-    let pl = i / (p.w * p.h);
-    let me = y * p.w + x;
-    let ry = covering(y, p.kh, p.sh, p.ph, p.oh);
-    let rx = covering(x, p.kw, p.sw, p.pw, p.ow);
-    var acc = 0.0;
-    for (var oy = ry.x; oy <= ry.y; oy++) {
-        for (var ox = rx.x; ox <= rx.y; ox++) {
-            let o = (pl * p.oh + u32(oy)) * p.ow + u32(ox);
-            if idx_in[o] == me {
-                acc += grad_out[o];
+    let y = r % p.h;
+    let pl = r / p.h;
+    let ry = covering(y, p.kh, SH, p.ph, p.oh);
+    for (var x = 0u; x < p.w; x++) {
+        let me = y * p.w + x;
+        let rx = covering(x, p.kw, SW, p.pw, p.ow);
+        var acc = 0.0;
+        for (var oy = ry.x; oy <= ry.y; oy++) {
+            for (var ox = rx.x; ox <= rx.y; ox++) {
+                let o = (pl * p.oh + u32(oy)) * p.ow + u32(ox);
+                if idx_in[o] == me {
+                    acc += grad_out[o];
+                }
             }
         }
+        out[r * p.w + x] = acc;
     }
-    out[i] = acc;
 }
 
 // out = y.

@@ -136,3 +136,56 @@ fn argmax_next(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     y[s.t] = best;
     yi[s.t] = bi;
 }
+
+// The first pass of a sum or max over a contiguous axis (inner = 1) of a
+// multiple of 4 elements, read as vec4s: on CPU adapters a vec4 costs one
+// per-lane load loop, as a scalar does. Output `group` g reduces vec4s
+// g, g + groups, ... of its row (the same partition as `reduce`, in vec4s).
+@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
+
+fn max4(acc: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
+    var r = acc;
+    for (var j = 0u; j < 4u; j++) {
+        if !is_nan(r[j]) && (is_nan(v[j]) || v[j] > r[j]) {
+            r[j] = v[j];
+        }
+    }
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let t = linear_wg(wid, nwg) * WG + li;
+    if t >= p.outer * p.groups {
+        return;
+    }
+    let g = t % p.groups;
+    let n4 = p.n / 4u;
+    let base = (t / p.groups) * n4;
+    if OP == 0u {
+        var acc0 = vec4<f32>(0.0);
+        var acc1 = vec4<f32>(0.0);
+        var k = g;
+        loop {
+            if k + p.groups >= n4 {
+                break;
+            }
+            acc0 += x4[base + k];
+            acc1 += x4[base + k + p.groups];
+            k += 2u * p.groups;
+        }
+        if k < n4 {
+            acc0 += x4[base + k];
+        }
+        let a = acc0 + acc1;
+        y[t] = ((a.x + a.y) + (a.z + a.w)) * p.scale;
+    } else {
+        var acc = x4[base + g];
+        for (var k = g + p.groups; k < n4; k += p.groups) {
+            acc = max4(acc, x4[base + k]);
+        }
+        let b = max4(acc, acc.yzwx);
+        y[t] = max4(b, b.zwxy).x;
+    }
+}

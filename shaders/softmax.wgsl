@@ -112,3 +112,42 @@ fn softmax_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         emit(base + c, rm, rs);
     }
 }
+
+// softmax_rows for rows of a multiple of 4 values, read and written as vec4s
+// (one per-lane load loop per vec4 on CPU adapters): four running (max, sum)
+// pairs, one per vec4 component, merged at the end as softmax_wg merges its
+// invocations' pairs.
+@group(0) @binding(1) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn softmax_rows4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let row = linear_wg(wid, nwg) * 64u + li;
+    if row >= p.rows {
+        return;
+    }
+    let n4 = p.cols / 4u;
+    let base = row * n4;
+    var m = vec4<f32>(neg_inf());
+    var s = vec4<f32>(0.0);
+    for (var c = 0u; c < n4; c++) {
+        let v = x4[base + c];
+        for (var j = 0u; j < 4u; j++) {
+            let ms = online(m[j], s[j], v[j]);
+            m[j] = ms.x;
+            s[j] = ms.y;
+        }
+    }
+    let a = merge(m.x, s.x, m.y, s.y);
+    let b = merge(m.z, s.z, m.w, s.w);
+    let r = merge(a.x, a.y, b.x, b.y);
+    for (var c = 0u; c < n4; c++) {
+        let z = (x4[base + c] - r.x) * p.inv_t;
+        if LOG {
+            y4[base + c] = z - log(r.y);
+        } else {
+            y4[base + c] = exp(z) / r.y;
+        }
+    }
+}

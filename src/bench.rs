@@ -225,6 +225,8 @@ pub fn run_train_steps(
     } else {
         &[
             ("cnn8", 1, 28, 64),
+            // The demo's classification teacher.
+            ("cnn32", 3, 24, 64),
             ("resnet8", 3, 32, 64),
             ("resnet8x4", 3, 32, 64),
         ]

@@ -142,3 +142,27 @@ fn bad_axis_and_empty_input_are_errors() {
     let z = Tensor::zeros(&g, &[0]).unwrap();
     assert!(reduce(&z, None, ReduceOp::Sum).is_err());
 }
+
+/// Contiguous axes of a multiple of 4 run a vec4 first pass; the same shapes
+/// with it turned off check the scalar kernel.
+#[test]
+fn vec4_first_pass_and_scalar_kernel() {
+    let shapes: &[&[usize]] = &[
+        &[4],
+        &[6, 4],
+        &[3, 1028],
+        &[9, 64],
+        &[100_000],
+        &[3, 70_000],
+    ];
+    for vec4 in [true, false] {
+        condenser::ops::reduce::set_vec4(vec4);
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+            for shape in shapes {
+                check(shape, None, op);
+                check(shape, Some(shape.len() - 1), op);
+            }
+        }
+    }
+    condenser::ops::reduce::set_vec4(true);
+}

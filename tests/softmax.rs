@@ -14,7 +14,11 @@ use condenser::cpu;
 use condenser::cpu::softmax::softmax as reference;
 use condenser::ops::softmax::{SoftmaxKernel, softmax_with};
 
-const KERNELS: [SoftmaxKernel; 2] = [SoftmaxKernel::Rows, SoftmaxKernel::Workgroup];
+const KERNELS: [SoftmaxKernel; 3] = [
+    SoftmaxKernel::Rows,
+    SoftmaxKernel::Rows4,
+    SoftmaxKernel::Workgroup,
+];
 
 fn check(v: &[f32], shape: &[usize], t: f32) {
     let g = gpu();
@@ -41,7 +45,16 @@ fn check(v: &[f32], shape: &[usize], t: f32) {
 
 #[test]
 fn random_rows_and_temperatures() {
-    for shape in [[1usize, 1], [1, 7], [5, 3], [3, 257], [64, 10], [2, 1000]] {
+    for shape in [
+        [1usize, 1],
+        [1, 7],
+        [5, 3],
+        [3, 4],
+        [7, 36],
+        [3, 257],
+        [64, 10],
+        [2, 1000],
+    ] {
         let n = shape[0] * shape[1];
         for t in [0.5f32, 1.0, 4.0, 20.0] {
             let v: Vec<f32> = rand_vec(n, 30).iter().map(|x| 8.0 * x).collect();

@@ -123,9 +123,26 @@ fn launch(
     out: &Tensor,
     ins: &[(Slot, &Tensor)],
 ) -> Result<()> {
-    let spec = KernelSpec::new("pool", entry);
+    launch_spec(&KernelSpec::new("pool", entry), p, out, ins, out.numel())
+}
+
+fn launch_spec(
+    spec: &KernelSpec,
+    p: &PoolParams,
+    out: &Tensor,
+    ins: &[(Slot, &Tensor)],
+    items: usize,
+) -> Result<()> {
     let ins: Vec<(u32, &Tensor)> = ins.iter().map(|&(s, t)| (s as u32, t)).collect();
-    super::launch_slots(&spec, bytemuck::bytes_of(p), out, &ins, out.numel())
+    super::launch_slots(spec, bytemuck::bytes_of(p), out, &ins, items)
+}
+
+/// A max-pool kernel with its strides compiled in (it runs one invocation per
+/// row of its output).
+fn max_kernel(entry: &'static str, cfg: &Pool2dConfig) -> KernelSpec {
+    KernelSpec::new("pool", entry)
+        .with("SH", cfg.stride.0 as f64)
+        .with("SW", cfg.stride.1 as f64)
 }
 
 /// Max pooling; returns the output and, per output, the flat index (y * W + x)
@@ -137,11 +154,12 @@ pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<(Tensor, Tensor)> {
     let idx = Tensor::empty(x.gpu(), &[n, c, oh, ow], DType::U32)?;
     if y.numel() > 0 {
         let p = params("max_pool2d", n * c, h, w, oh, ow, &cfg)?;
-        launch(
-            "max_forward",
+        launch_spec(
+            &max_kernel("max_forward", &cfg),
             &p,
             &y,
             &[(Slot::IdxOut, &idx), (Slot::Inputs, x)],
+            n * c * oh,
         )?;
     }
     Ok((y, idx))
@@ -163,11 +181,12 @@ pub fn max_pool2d_backward(
     let dx = Tensor::empty(dy.gpu(), x_shape, DType::F32)?;
     if dx.numel() > 0 {
         let p = params("max_pool2d", n * c, h, w, oh, ow, &cfg)?;
-        launch(
-            "max_backward",
+        launch_spec(
+            &max_kernel("max_backward", &cfg),
             &p,
             &dx,
             &[(Slot::GradOut, dy), (Slot::IdxIn, idx)],
+            n * c * h,
         )?;
     }
     Ok(dx)

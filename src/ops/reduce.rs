@@ -77,8 +77,13 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
     let spec = KernelSpec::new("reduce", "reduce").with("OP", code);
     let mut cur = x.clone();
     let mut n = n0;
+    let mut first = true;
     loop {
-        let g = groups_for(outer * inner, n);
+        // The first pass over a contiguous axis of whole vec4s reads vec4s:
+        // `groups` then counts partials of vec4s.
+        let vec4 = first && inner == 1 && n.is_multiple_of(4) && USE_VEC4.with(|v| v.get());
+        let g = groups_for(outer * inner, if vec4 { n / 4 } else { n });
+        first = false;
         let last = g == 1;
         let out = Tensor::empty(x.gpu(), &[outer * g * inner], DType::F32)?;
         let params = RedParams {
@@ -93,6 +98,11 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
             },
             _pad: [0; 3],
         };
+        let spec = if vec4 {
+            KernelSpec::new("reduce", "reduce4").with("OP", code)
+        } else {
+            spec.clone()
+        };
         x.gpu().launch_items(
             &spec,
             bytemuck::bytes_of(&params),
@@ -105,6 +115,16 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
         cur = out;
         n = g;
     }
+}
+
+thread_local! {
+    static USE_VEC4: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Turns the vec4 first pass off (on) on this thread, so that tests check both.
+#[doc(hidden)]
+pub fn set_vec4(on: bool) {
+    USE_VEC4.with(|v| v.set(on));
 }
 
 /// Index of the largest element along `axis` (all elements when None), as u32.

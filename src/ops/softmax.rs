@@ -12,6 +12,9 @@ use crate::tensor::{DType, Tensor};
 pub enum SoftmaxKernel {
     /// One invocation per row, no barriers (CPU adapters).
     Rows,
+    /// Rows read and written as vec4s (CPU adapters, rows of a multiple of 4
+    /// values; other rows run `Rows`).
+    Rows4,
     /// One workgroup per row with a shared-memory reduction (GPUs).
     Workgroup,
 }
@@ -58,7 +61,7 @@ pub fn softmax_with(
     }
     let rows = x.numel() / cols;
     let kernel = kernel.unwrap_or(match x.gpu().class() {
-        AdapterClass::Cpu => SoftmaxKernel::Rows,
+        AdapterClass::Cpu => SoftmaxKernel::Rows4,
         AdapterClass::Gpu if cols >= 64 => SoftmaxKernel::Workgroup,
         AdapterClass::Gpu => SoftmaxKernel::Rows,
     });
@@ -69,7 +72,8 @@ pub fn softmax_with(
         _pad: 0,
     };
     let (entry, wgs) = match kernel {
-        SoftmaxKernel::Rows => ("softmax_rows", groups(rows, 64)),
+        SoftmaxKernel::Rows4 if cols.is_multiple_of(4) => ("softmax_rows4", groups(rows, 64)),
+        SoftmaxKernel::Rows | SoftmaxKernel::Rows4 => ("softmax_rows", groups(rows, 64)),
         SoftmaxKernel::Workgroup => ("softmax_wg", rows as u64),
     };
     let spec = KernelSpec::new("softmax", entry).with("LOG", if log { 1.0 } else { 0.0 });
