@@ -1,8 +1,7 @@
 // Reductions of x viewed as [outer, n, inner] over the middle axis, into
-// y[outer, groups, inner]. Output `group` g reduces the elements k = g, g+groups,
-// g+2*groups, ... so neighbouring invocations read neighbouring addresses, for
-// inner = 1 (a full reduction) as well as inner > 1. With groups > 1 the host
-// runs another pass over the partials (src/ops/reduce.rs).
+// y[outer, groups, inner]. Output `group` g of `reduce` reduces the g-th of
+// `groups` contiguous runs of k (argmax: k = g, g+groups, ...). With groups > 1
+// the host runs another pass over the partials (src/ops/reduce.rs).
 // Bindings: 0 params, 1 y, 2 x, 3 y indices, 4 x indices (argmax passes).
 
 struct RedParams {
@@ -51,27 +50,32 @@ fn reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if !s.valid {
         return;
     }
+    // Partial g reduces the g-th of `groups` contiguous runs of the axis, so a
+    // CPU lane streams through neighbouring rows rather than jumping by
+    // `groups` rows at each step.
+    let run = (p.n + p.groups - 1u) / p.groups;
+    let start = s.g * run;
+    let stop = min(start + run, p.n);
     if OP == 0u {
         // Two accumulators halve the dependency chain of the adds.
         var acc0 = 0.0;
         var acc1 = 0.0;
-        var k = s.g;
-        let step = p.groups;
+        var k = start;
         loop {
-            if k + step >= p.n {
+            if k + 1u >= stop {
                 break;
             }
             acc0 += x[s.base + k * p.inner];
-            acc1 += x[s.base + (k + step) * p.inner];
-            k += 2u * step;
+            acc1 += x[s.base + (k + 1u) * p.inner];
+            k += 2u;
         }
-        if k < p.n {
+        if k < stop {
             acc0 += x[s.base + k * p.inner];
         }
         y[s.t] = (acc0 + acc1) * p.scale;
     } else {
-        var acc = x[s.base + s.g * p.inner];
-        for (var k = s.g + p.groups; k < p.n; k += p.groups) {
+        var acc = x[s.base + min(start, p.n - 1u) * p.inner];
+        for (var k = start + 1u; k < stop; k++) {
             let v = x[s.base + k * p.inner];
             if !is_nan(acc) && (is_nan(v) || v > acc) {
                 acc = v;
@@ -139,18 +143,17 @@ fn argmax_next(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 // The first pass of a sum or max over a contiguous axis (inner = 1) of a
 // multiple of 4 elements, read as vec4s: on CPU adapters a vec4 costs one
-// per-lane load loop, as a scalar does. Output `group` g reduces vec4s
-// g, g + groups, ... of its row (the same partition as `reduce`, in vec4s).
+// per-lane load loop, as a scalar does. Output `group` g reduces the g-th of
+// `groups` contiguous runs of its row's vec4s.
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 
-fn max4(acc: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
-    var r = acc;
-    for (var j = 0u; j < 4u; j++) {
-        if !is_nan(r[j]) && (is_nan(v[j]) || v[j] > r[j]) {
-            r[j] = v[j];
-        }
-    }
-    return r;
+// The larger of a and b, NaN winning (as `reduce` does), without branches.
+fn max1(a: f32, b: f32) -> f32 {
+    return select(a, b, !is_nan(a) && (is_nan(b) || b > a));
+}
+
+fn max4(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(max1(a.x, b.x), max1(a.y, b.y), max1(a.z, b.z), max1(a.w, b.w));
 }
 
 @compute @workgroup_size(64)
@@ -162,27 +165,33 @@ fn reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let g = t % p.groups;
     let n4 = p.n / 4u;
+    // Each partial reads one contiguous run: on a CPU every lane streams
+    // through its own run (strided partials made this pass slower than the
+    // scalar one).
+    let run = (n4 + p.groups - 1u) / p.groups;
     let base = (t / p.groups) * n4;
+    let start = g * run;
+    let stop = min(start + run, n4);
     if OP == 0u {
         var acc0 = vec4<f32>(0.0);
         var acc1 = vec4<f32>(0.0);
-        var k = g;
+        var k = start;
         loop {
-            if k + p.groups >= n4 {
+            if k + 1u >= stop {
                 break;
             }
             acc0 += x4[base + k];
-            acc1 += x4[base + k + p.groups];
-            k += 2u * p.groups;
+            acc1 += x4[base + k + 1u];
+            k += 2u;
         }
-        if k < n4 {
+        if k < stop {
             acc0 += x4[base + k];
         }
         let a = acc0 + acc1;
         y[t] = ((a.x + a.y) + (a.z + a.w)) * p.scale;
     } else {
-        var acc = x4[base + g];
-        for (var k = g + p.groups; k < n4; k += p.groups) {
+        var acc = x4[base + min(start, n4 - 1u)];
+        for (var k = start + 1u; k < stop; k++) {
             acc = max4(acc, x4[base + k]);
         }
         let b = max4(acc, acc.yzwx);

@@ -144,7 +144,7 @@ fn bad_axis_and_empty_input_are_errors() {
 }
 
 /// Contiguous axes of a multiple of 4 run a vec4 first pass; the same shapes
-/// with it turned off check the scalar kernel.
+/// with it turned off check the scalar kernel (every axis of each shape).
 #[test]
 fn vec4_first_pass_and_scalar_kernel() {
     let shapes: &[&[usize]] = &[
@@ -154,13 +154,18 @@ fn vec4_first_pass_and_scalar_kernel() {
         &[9, 64],
         &[100_000],
         &[3, 70_000],
+        &[3, 7, 4],
+        &[300, 12],
+        &[70_001, 4],
     ];
     for vec4 in [true, false] {
         condenser::ops::reduce::set_vec4(vec4);
         for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
             for shape in shapes {
                 check(shape, None, op);
-                check(shape, Some(shape.len() - 1), op);
+                for ax in 0..shape.len() {
+                    check(shape, Some(ax), op);
+                }
             }
         }
     }

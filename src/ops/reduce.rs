@@ -98,16 +98,19 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
             },
             _pad: [0; 3],
         };
-        let spec = if vec4 {
-            KernelSpec::new("reduce", "reduce4").with("OP", code)
+        let (spec, items) = if vec4 {
+            (
+                KernelSpec::new("reduce", "reduce4").with("OP", code),
+                outer * g,
+            )
         } else {
-            spec.clone()
+            (spec.clone(), outer * g * inner)
         };
         x.gpu().launch_items(
             &spec,
             bytemuck::bytes_of(&params),
             &[out.binding(), cur.binding()],
-            outer * g * inner,
+            items,
         )?;
         if last {
             return out.reshape(&out_shape);
