@@ -9,6 +9,9 @@
 // keeps an 8x8 block of C: per 4 steps of k it does 256 FMAs for 9 loads
 // (the 4x4 kernel in matmul.wgsl does 64 for 8). No workgroup memory, no barriers.
 
+// Whether m < 64, so that some subgroups of a tile have no rows.
+override SMALL_M: bool = false;
+
 fn sg_a_scalar(i: u32) -> f32 {
     return a4[i / 4u][i % 4u];
 }
@@ -56,8 +59,10 @@ fn mm_cpu_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let r0 = tm * 64u + (li / 8u) * 8u;
     // A subgroup whose rows are all past m has nothing to do (the whole
     // subgroup leaves together, so the broadcasts below stay well defined):
-    // for the few output channels of a small conv, most of the tile.
-    if r0 >= p.m {
+    // for the few output channels of a small conv, most of the tile. Compiled
+    // in only for m < 64 (SMALL_M): the early return slows the loop of a
+    // large product measurably on llvmpipe.
+    if SMALL_M && r0 >= p.m {
         return;
     }
     let c0 = tn * 64u + lane * 8u;

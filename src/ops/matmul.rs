@@ -287,7 +287,8 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
         MatmulKernel::Tiled => KernelSpec::new("matmul", "mm_tiled"),
         MatmulKernel::CpuSubgroup => KernelSpec::new("matmul_subgroup", "mm_cpu_subgroup")
             .with("TRANS_A", ta as u8 as f64)
-            .with("TRANS_B", tb as u8 as f64),
+            .with("TRANS_B", tb as u8 as f64)
+            .with("SMALL_M", (d.m < 64) as u8 as f64),
     };
     a.gpu().launch(
         &spec,
