@@ -297,9 +297,13 @@ fn time_steps(
         gpu.sync()?;
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    if opts.profile && gpu.profile_begin()? {
-        step()?;
-        print_profile(name, &gpu.profile_end()?);
+    if opts.profile {
+        if gpu.profile_begin()? {
+            step()?;
+            print_profile(name, &gpu.profile_end()?);
+        } else {
+            println!("  {name}: no per-kernel times: the adapter has no timestamp queries");
+        }
     }
     Ok(median(&mut times))
 }

@@ -98,6 +98,46 @@ fn bench_json_has_the_documented_fields() {
         n += 1;
     }
     assert!(n >= 5, "{text}");
+    // The distillation step and student inference have rows of their own.
+    for case in ["train_step_", "kd_step_", "infer_"] {
+        assert!(text.contains(case), "no {case} row in {text}");
+    }
+}
+
+#[test]
+fn bench_profile_breaks_a_step_down_by_kernel() {
+    let out = condenser()
+        .args([
+            "bench",
+            "--quick",
+            "--runs",
+            "1",
+            "--filter",
+            "kd_step",
+            "--profile",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("no timestamp queries") {
+        return; // wgpu's GL backend: nothing to break down
+    }
+    // A header with the launch count and GPU time, then one line per kernel
+    // entry with its share; the teacher's convolutions are among them.
+    assert!(
+        text.contains("launches,") && text.contains("ms of GPU time"),
+        "{text}"
+    );
+    assert!(
+        text.contains("conv::im2col") && text.contains('%'),
+        "{text}"
+    );
+    assert!(text.contains("kd_step_"), "{text}");
 }
 
 #[test]
