@@ -474,7 +474,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 seeds,
                 all_paths: paths,
                 teacher_epochs,
-                teacher_cache_bytes: teacher_cache_mib << 20,
+                teacher_cache_bytes: teacher_cache_mib.saturating_mul(1 << 20),
             };
             let gpu = Gpu::new()?;
             let out = compare(&gpu, &cc, &mut report)?;

@@ -20,11 +20,11 @@ fn batch_norm_training_and_eval() {
 #[test]
 fn batch_norm_vec4_and_scalar_kernels() {
     for vec4 in [true, false] {
-        condenser::ops::norm::set_vec4(vec4);
+        condenser::ops::set_vec4_variants(vec4);
         check_batch_norm(2, 5, 4, 3);
         check_batch_norm(5, 3, 1, 4);
     }
-    condenser::ops::norm::set_vec4(true);
+    condenser::ops::set_vec4_variants(true);
 }
 
 fn check_batch_norm(n: usize, c: usize, h: usize, w: usize) {

@@ -159,7 +159,7 @@ fn vec4_first_pass_and_scalar_kernel() {
         &[70_001, 4],
     ];
     for vec4 in [true, false] {
-        condenser::ops::reduce::set_vec4(vec4);
+        condenser::ops::set_vec4_variants(vec4);
         for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
             for shape in shapes {
                 check(shape, None, op);
@@ -169,5 +169,5 @@ fn vec4_first_pass_and_scalar_kernel() {
             }
         }
     }
-    condenser::ops::reduce::set_vec4(true);
+    condenser::ops::set_vec4_variants(true);
 }

@@ -20,6 +20,22 @@ pub use matmul::{MatmulKernel, matmul, matmul_t};
 pub use reduce::{ReduceOp, argmax, max, mean, sum};
 pub use softmax::{log_softmax, softmax};
 
+thread_local! {
+    static VEC4_VARIANTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Turns the vec4 variants of batch norm and reductions off (on) on this
+/// thread, so that tests run their scalar twins on the same shapes.
+#[doc(hidden)]
+pub fn set_vec4_variants(on: bool) {
+    VEC4_VARIANTS.with(|v| v.set(on));
+}
+
+/// Whether ops may pick their vec4 variants (see `set_vec4_variants`).
+pub(crate) fn vec4_variants() -> bool {
+    VEC4_VARIANTS.with(|v| v.get())
+}
+
 /// Launches `spec` writing `out` (binding 1) from inputs at their binding
 /// numbers, one invocation per item: the shape shared by the modules whose
 /// WGSL names each binding by meaning (conv, norm, pool).

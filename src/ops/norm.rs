@@ -97,7 +97,7 @@ fn variant(
     per_element: bool,
     items: usize,
 ) -> (&'static str, usize) {
-    if !hw.is_multiple_of(4) || !USE_VEC4.with(|v| v.get()) {
+    if !hw.is_multiple_of(4) || !super::vec4_variants() {
         return (entry, items);
     }
     let e = match entry {
@@ -108,16 +108,6 @@ fn variant(
         other => other,
     };
     (e, if per_element { items / 4 } else { items })
-}
-
-thread_local! {
-    static USE_VEC4: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
-}
-
-/// Turns the vec4 variants off (on) on this thread, so that tests check both.
-#[doc(hidden)]
-pub fn set_vec4(on: bool) {
-    USE_VEC4.with(|v| v.set(on));
 }
 
 /// How batch norm normalises: with the batch statistics (training, moving the

@@ -81,7 +81,7 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
     loop {
         // The first pass over a contiguous axis of whole vec4s reads vec4s:
         // `groups` then counts partials of vec4s.
-        let vec4 = first && inner == 1 && n.is_multiple_of(4) && USE_VEC4.with(|v| v.get());
+        let vec4 = first && inner == 1 && n.is_multiple_of(4) && super::vec4_variants();
         let g = groups_for(outer * inner, if vec4 { n / 4 } else { n });
         first = false;
         let last = g == 1;
@@ -118,16 +118,6 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
         cur = out;
         n = g;
     }
-}
-
-thread_local! {
-    static USE_VEC4: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
-}
-
-/// Turns the vec4 first pass off (on) on this thread, so that tests check both.
-#[doc(hidden)]
-pub fn set_vec4(on: bool) {
-    USE_VEC4.with(|v| v.set(on));
 }
 
 /// Index of the largest element along `axis` (all elements when None), as u32.
