@@ -19,7 +19,13 @@ struct EwParams {
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 
-// Binary: 0 add, 1 sub, 2 mul, 3 div, 4 a where b > 0. Unary: 0 affine, 1 relu, 2 exp, 3 log, 4 sqrt.
+// Binary: 0 add, 1 sub, 2 mul, 3 div, 4 a where b > 0, and the backwards of the
+// activations (a = dy, b = the activation's input x, or its output y for sigmoid):
+// 5 clip (alpha, beta = lo, hi), 6 leaky relu (alpha = slope), 7 sigmoid (b = y),
+// 8 hard sigmoid (alpha, beta), 9 hard swish.
+// Unary: 0 affine, 1 relu, 2 exp, 3 log, 4 sqrt, 5 clip to [alpha, beta],
+// 6 leaky relu (slope alpha), 7 sigmoid, 8 hard sigmoid max(0, min(1, alpha x + beta)),
+// 9 hard swish x * hard_sigmoid(x; 1/6, 1/2).
 override OP: u32 = 0u;
 
 const WG: u32 = 256u;
@@ -33,8 +39,32 @@ fn binop(x: f32, y: f32) -> f32 {
         return x * y;
     } else if OP == 3u {
         return x / y;
+    } else if OP == 4u {
+        return select(0.0, x, y > 0.0);
+    } else if OP == 5u {
+        // As PyTorch's clamp: the gradient passes where lo <= x <= hi.
+        return select(0.0, x, y >= p.alpha && y <= p.beta);
+    } else if OP == 6u {
+        return select(p.alpha * x, x, y > 0.0);
+    } else if OP == 7u {
+        return x * y * (1.0 - y);
+    } else if OP == 8u {
+        let t = p.alpha * y + p.beta;
+        return select(0.0, p.alpha * x, t > 0.0 && t < 1.0);
     }
-    return select(0.0, x, y > 0.0);
+    // Hard swish: 0 below -3, 1 above 3, (2x + 3) / 6 between (PyTorch's convention
+    // at the two kinks).
+    if y < -3.0 {
+        return 0.0;
+    } else if y > 3.0 {
+        return x;
+    }
+    return x * (2.0 * y + 3.0) / 6.0;
+}
+
+// min(max(x, lo), hi) keeping NaN (max and min may drop it).
+fn clip(x: f32, lo: f32, hi: f32) -> f32 {
+    return select(min(max(x, lo), hi), x, is_nan(x));
 }
 
 fn unop(x: f32) -> f32 {
@@ -47,8 +77,19 @@ fn unop(x: f32) -> f32 {
         return exp(x);
     } else if OP == 3u {
         return log(x);
+    } else if OP == 4u {
+        return sqrt(x);
+    } else if OP == 5u {
+        return clip(x, p.alpha, p.beta);
+    } else if OP == 6u {
+        return select(p.alpha * x, x, x >= 0.0 || is_nan(x));
+    } else if OP == 7u {
+        // exp of a large -x overflows to inf and 1 / inf = 0, the right limit.
+        return 1.0 / (1.0 + exp(-x));
+    } else if OP == 8u {
+        return clip(p.alpha * x + p.beta, 0.0, 1.0);
     }
-    return sqrt(x);
+    return x * clip(x / 6.0 + 0.5, 0.0, 1.0);
 }
 
 @compute @workgroup_size(256)

@@ -1,4 +1,4 @@
-// Data movement: axis swaps and block copies (concat, slice).
+// Data movement: axis swaps, block copies (concat, slice) and permutations.
 // Bindings: 0 params, 1 out, 2 in.
 
 struct LayoutParams {
@@ -15,6 +15,14 @@ struct LayoutParams {
     dst_off: u32,
     _p1: u32,
     _p2: u32,
+    // permute: output elements, axes, the output's shape and, per output axis,
+    // the input's stride along it (8 axes packed in vec4s for the uniform layout).
+    n: u32,
+    ndim: u32,
+    _p3: u32,
+    _p4: u32,
+    shape: array<vec4<u32>, 2>,
+    strides: array<vec4<u32>, 2>,
 }
 
 @group(0) @binding(0) var<uniform> p: LayoutParams;
@@ -46,4 +54,24 @@ fn copy_block(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let j = i % p.len;
     let o = i / p.len;
     out[o * p.dst_stride + p.dst_off + j] = src[o * p.src_stride + p.src_off + j];
+}
+
+// out[i] = src[sum_d coord_d(i) * strides[d]] (a transpose of any axes).
+@compute @workgroup_size(256)
+fn permute(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * 256u + li;
+    if i >= p.n {
+        return;
+    }
+    var r = i;
+    var at = 0u;
+    var d = p.ndim;
+    while d > 0u {
+        d -= 1u;
+        let s = p.shape[d / 4u][d % 4u];
+        at += (r % s) * p.strides[d / 4u][d % 4u];
+        r /= s;
+    }
+    out[i] = src[at];
 }

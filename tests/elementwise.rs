@@ -221,3 +221,96 @@ fn elementwise_ops_with_broadcast() {
         GRAD,
     );
 }
+
+fn activations() -> Vec<UnaryOp> {
+    vec![
+        UnaryOp::Relu,
+        UnaryOp::Clip { lo: -0.5, hi: 0.5 },
+        UnaryOp::Clip { lo: 0.0, hi: 6.0 },
+        UnaryOp::LeakyRelu { slope: 0.1 },
+        UnaryOp::Sigmoid,
+        UnaryOp::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        UnaryOp::HardSwish,
+    ]
+}
+
+/// Inputs spread over [-8, 8] so every activation's saturated and linear parts are hit.
+fn spread(n: usize, seed: u64) -> Vec<f32> {
+    rand_vec(n, seed).iter().map(|v| v * 8.0).collect()
+}
+
+#[test]
+fn activations_match_the_reference_and_keep_nan() {
+    // Tolerance: sigmoid's exp may differ by a few ulp from Rust's (rtol 1e-6);
+    // the rest are exact or one rounding from it.
+    let g = gpu();
+    for op in activations() {
+        for n in [1usize, 6, 1023] {
+            let mut v = spread(n, 14);
+            if n == 6 {
+                v = vec![f32::NAN, -3.0, 3.0, 0.0, -1e30, 1e30];
+            }
+            let t = Tensor::from_slice(&g, &[n], &v).unwrap();
+            let got = unary(&t, op).unwrap().to_vec().unwrap();
+            let want = f32s(&cpu::elementwise::unary(&f64s(&v), op));
+            if n == 6 {
+                assert!(got[0].is_nan() && want[0].is_nan(), "{op:?} keeps NaN");
+            }
+            assert_close(&got[1..], &want[1..], 1e-7, 1e-6, &format!("{op:?} n={n}"));
+        }
+    }
+}
+
+#[test]
+fn activation_backward_kernels_match_the_reference() {
+    let g = gpu();
+    for op in activations() {
+        let grad_op = match op {
+            UnaryOp::Relu => continue,
+            UnaryOp::Clip { lo, hi } => BinaryOp::ClipGrad { lo, hi },
+            UnaryOp::LeakyRelu { slope } => BinaryOp::LeakyReluGrad { slope },
+            UnaryOp::Sigmoid => BinaryOp::SigmoidGrad,
+            UnaryOp::HardSigmoid { alpha, beta } => BinaryOp::HardSigmoidGrad { alpha, beta },
+            _ => BinaryOp::HardSwishGrad,
+        };
+        for (sa, sb) in [
+            (&[1000usize][..], &[1000usize][..]),
+            (&[3, 5], &[3, 5]),
+            (&[4, 3], &[3]),
+        ] {
+            let dy = rand_vec(sa.iter().product(), 15);
+            let x = spread(sb.iter().product(), 16);
+            let a = Tensor::from_slice(&g, sa, &dy).unwrap();
+            let b = Tensor::from_slice(&g, sb, &x).unwrap();
+            let got = binary(&a, &b, grad_op).unwrap().to_vec().unwrap();
+            let (_, want) =
+                cpu::elementwise::binary(&f64s(&dy), sa, &f64s(&x), sb, grad_op).unwrap();
+            assert_close(
+                &got,
+                &f32s(&want),
+                1e-7,
+                1e-6,
+                &format!("{grad_op:?} {sa:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn activation_gradients() {
+    for op in activations() {
+        let mut x = input(&[3, 7], 17);
+        x.data = spread(21, 17);
+        check_op(
+            &format!("{op:?}"),
+            &[x],
+            &|v| F::activation(&v[0], op).unwrap(),
+            &|xs| cpu::elementwise::unary(&xs[0], op),
+            FWD,
+            GRAD,
+        );
+    }
+}

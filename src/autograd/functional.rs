@@ -529,3 +529,115 @@ pub fn weighted_l1(pred: &Var, target: &Tensor, weight: &Tensor) -> Result<Var> 
         Box::new(move |g| Ok(vec![Some(ops::mul(&dx, &g.reshape(&vec![1; rank])?)?)])),
     ))
 }
+
+/// An activation of `ops::UnaryOp`: relu, clip (ReLU6), leaky relu, sigmoid,
+/// hard sigmoid or hard swish; the backward reads the input (the output for
+/// relu and sigmoid, whose derivatives are functions of it).
+pub fn activation(x: &Var, op: ops::UnaryOp) -> Result<Var> {
+    use ops::{BinaryOp as B, UnaryOp as U};
+    let (grad_op, of_output) = match op {
+        U::Relu => (B::ReluMask, true),
+        U::Clip { lo, hi } => (B::ClipGrad { lo, hi }, false),
+        U::LeakyRelu { slope } => (B::LeakyReluGrad { slope }, false),
+        U::Sigmoid => (B::SigmoidGrad, true),
+        U::HardSigmoid { alpha, beta } => (B::HardSigmoidGrad { alpha, beta }, false),
+        U::HardSwish => (B::HardSwishGrad, false),
+        other => {
+            return Err(Error::Internal(format!(
+                "{other:?} is not an activation (use its own function)"
+            )));
+        }
+    };
+    let y = ops::elementwise::unary(x.value(), op)?;
+    let saved = if of_output {
+        y.clone()
+    } else {
+        x.value().clone()
+    };
+    Ok(Var::from_op(
+        y,
+        "activation",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(ops::elementwise::binary(g, &saved, grad_op)?)])),
+    ))
+}
+
+/// Output axis d is input axis perm[d].
+pub fn permute(x: &Var, perm: &[usize]) -> Result<Var> {
+    let y = layout::permute(x.value(), perm)?;
+    let mut inverse = vec![0; perm.len()];
+    for (d, &a) in perm.iter().enumerate() {
+        inverse[a] = d;
+    }
+    Ok(Var::from_op(
+        y,
+        "permute",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(layout::permute(g, &inverse)?)])),
+    ))
+}
+
+/// Elements [start, start + len) along `axis`; the gradient is zero outside.
+pub fn slice(x: &Var, axis: usize, start: usize, len: usize) -> Result<Var> {
+    let y = layout::slice(x.value(), axis, start, len)?;
+    let s = x.shape().to_vec();
+    Ok(Var::from_op(
+        y,
+        "slice",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(embed(g, &s, axis, start, 0.0)?)])),
+    ))
+}
+
+/// `t` placed at `start` along `axis` of a tensor of `shape` filled with `value`.
+fn embed(t: &Tensor, shape: &[usize], axis: usize, start: usize, value: f32) -> Result<Tensor> {
+    let len = t.shape()[axis];
+    let mut parts = Vec::new();
+    let piece = |n: usize| -> Result<Option<Tensor>> {
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut s = shape.to_vec();
+        s[axis] = n;
+        Ok(Some(ops::full(t.gpu(), &s, value)?))
+    };
+    let before = piece(start)?;
+    let after = piece(shape[axis] - start - len)?;
+    parts.extend(before);
+    parts.push(t.clone());
+    parts.extend(after);
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    layout::concat(&refs, axis)
+}
+
+/// Pads the last two axes of [N, C, H, W] by (top, bottom, left, right) with
+/// `value` (ONNX's asymmetric and SAME padding; -inf before a max pool).
+pub fn pad2d(x: &Var, pads: [usize; 4], value: f32) -> Result<Var> {
+    let [top, bottom, left, right] = pads;
+    let s = x.shape().to_vec();
+    if s.len() != 4 {
+        return Err(Error::shape(
+            "pad2d",
+            format!("needs [N, C, H, W], got {s:?}"),
+        ));
+    }
+    if pads == [0; 4] {
+        return Ok(x.clone());
+    }
+    let mut wide = s.clone();
+    wide[3] += left + right;
+    let y = embed(x.value(), &wide, 3, left, value)?;
+    let mut tall = wide.clone();
+    tall[2] += top + bottom;
+    let y = embed(&y, &tall, 2, top, value)?;
+    let (h, w) = (s[2], s[3]);
+    Ok(Var::from_op(
+        y,
+        "pad2d",
+        vec![x.clone()],
+        Box::new(move |g| {
+            let g = layout::slice(g, 2, top, h)?;
+            Ok(vec![Some(layout::slice(&g, 3, left, w)?)])
+        }),
+    ))
+}

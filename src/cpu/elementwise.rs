@@ -38,9 +38,40 @@ pub fn binary(
                     0.0
                 }
             }
+            _ => x * activation_slope(op, y),
         });
     }
     Ok((out, v))
+}
+
+/// d f / d x of the activation whose backward `op` is, at its input x (its
+/// output for sigmoid); at the kinks, PyTorch's choice.
+fn activation_slope(op: BinaryOp, x: f64) -> f64 {
+    let step = |on: bool, v: f64| if on { v } else { 0.0 };
+    match op {
+        BinaryOp::ClipGrad { lo, hi } => step(x >= lo as f64 && x <= hi as f64, 1.0),
+        BinaryOp::LeakyReluGrad { slope } => {
+            if x > 0.0 {
+                1.0
+            } else {
+                slope as f64
+            }
+        }
+        BinaryOp::SigmoidGrad => x * (1.0 - x),
+        BinaryOp::HardSigmoidGrad { alpha, beta } => {
+            let t = alpha as f64 * x + beta as f64;
+            step(t > 0.0 && t < 1.0, alpha as f64)
+        }
+        BinaryOp::HardSwishGrad if x < -3.0 => 0.0,
+        BinaryOp::HardSwishGrad if x > 3.0 => 1.0,
+        BinaryOp::HardSwishGrad => (2.0 * x + 3.0) / 6.0,
+        _ => 1.0,
+    }
+}
+
+/// min(max(x, lo), hi), NaN kept.
+fn clip(x: f64, lo: f64, hi: f64) -> f64 {
+    if x.is_nan() { x } else { x.max(lo).min(hi) }
 }
 
 pub fn unary(a: &[f64], op: UnaryOp) -> Vec<f64> {
@@ -53,6 +84,17 @@ pub fn unary(a: &[f64], op: UnaryOp) -> Vec<f64> {
             UnaryOp::Exp => x.exp(),
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Clip { lo, hi } => clip(x, lo as f64, hi as f64),
+            UnaryOp::LeakyRelu { slope } => {
+                if x >= 0.0 || x.is_nan() {
+                    x
+                } else {
+                    slope as f64 * x
+                }
+            }
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::HardSigmoid { alpha, beta } => clip(alpha as f64 * x + beta as f64, 0.0, 1.0),
+            UnaryOp::HardSwish => x * clip(x / 6.0 + 0.5, 0.0, 1.0),
         })
         .collect()
 }

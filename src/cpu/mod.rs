@@ -6,6 +6,7 @@ pub mod detect;
 pub mod distill;
 pub mod elementwise;
 pub mod health;
+pub mod layout;
 pub mod losses;
 pub mod matmul;
 pub mod norm;

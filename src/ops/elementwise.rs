@@ -10,7 +10,7 @@ use crate::tensor::{DType, Tensor};
 
 const MAX_DIMS: usize = 8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BinaryOp {
     Add,
     Sub,
@@ -18,6 +18,39 @@ pub enum BinaryOp {
     Div,
     /// a where b > 0, else 0 (the backward of ReLU: a = dy, b = y).
     ReluMask,
+    /// The backwards of the activations below: a = dy, b = the activation's
+    /// input (its output for sigmoid).
+    ClipGrad {
+        lo: f32,
+        hi: f32,
+    },
+    LeakyReluGrad {
+        slope: f32,
+    },
+    SigmoidGrad,
+    HardSigmoidGrad {
+        alpha: f32,
+        beta: f32,
+    },
+    HardSwishGrad,
+}
+
+impl BinaryOp {
+    /// The shader's OP code and its two scalar parameters.
+    fn code(self) -> (u32, f32, f32) {
+        match self {
+            BinaryOp::Add => (0, 0.0, 0.0),
+            BinaryOp::Sub => (1, 0.0, 0.0),
+            BinaryOp::Mul => (2, 0.0, 0.0),
+            BinaryOp::Div => (3, 0.0, 0.0),
+            BinaryOp::ReluMask => (4, 0.0, 0.0),
+            BinaryOp::ClipGrad { lo, hi } => (5, lo, hi),
+            BinaryOp::LeakyReluGrad { slope } => (6, slope, 0.0),
+            BinaryOp::SigmoidGrad => (7, 0.0, 0.0),
+            BinaryOp::HardSigmoidGrad { alpha, beta } => (8, alpha, beta),
+            BinaryOp::HardSwishGrad => (9, 0.0, 0.0),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,6 +64,41 @@ pub enum UnaryOp {
     Exp,
     Log,
     Sqrt,
+    /// min(max(x, lo), hi) (ONNX Clip; ReLU6 is [0, 6]).
+    Clip {
+        lo: f32,
+        hi: f32,
+    },
+    /// x for x >= 0, slope * x below.
+    LeakyRelu {
+        slope: f32,
+    },
+    Sigmoid,
+    /// max(0, min(1, alpha * x + beta)) (ONNX's defaults: 0.2, 0.5).
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// x * max(0, min(1, x / 6 + 1 / 2)).
+    HardSwish,
+}
+
+impl UnaryOp {
+    /// The shader's OP code and its two scalar parameters.
+    fn code(self) -> (u32, f32, f32) {
+        match self {
+            UnaryOp::Affine { alpha, beta } => (0, alpha, beta),
+            UnaryOp::Relu => (1, 0.0, 0.0),
+            UnaryOp::Exp => (2, 0.0, 0.0),
+            UnaryOp::Log => (3, 0.0, 0.0),
+            UnaryOp::Sqrt => (4, 0.0, 0.0),
+            UnaryOp::Clip { lo, hi } => (5, lo, hi),
+            UnaryOp::LeakyRelu { slope } => (6, slope, 0.0),
+            UnaryOp::Sigmoid => (7, 0.0, 0.0),
+            UnaryOp::HardSigmoid { alpha, beta } => (8, alpha, beta),
+            UnaryOp::HardSwish => (9, 0.0, 0.0),
+        }
+    }
 }
 
 crate::kernel_params! {
@@ -90,14 +158,15 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     if same {
         return binary_flat(a, b, &out, op);
     }
+    let (code, alpha, beta) = op.code();
     let params = EwParams {
         ndim: out_shape.len() as u32,
         shape: pack(NAME, &out_shape)?,
         sa: pack(NAME, &broadcast_strides(a.shape(), &out_shape))?,
         sb: pack(NAME, &broadcast_strides(b.shape(), &out_shape))?,
-        ..EwParams::flat(u32_of(NAME, n)?, 0.0, 0.0)
+        ..EwParams::flat(u32_of(NAME, n)?, alpha, beta)
     };
-    let spec = KernelSpec::new("elementwise", "binary").with("OP", op as u32 as f64);
+    let spec = KernelSpec::new("elementwise", "binary").with("OP", code as f64);
     a.gpu().launch_items(
         &spec,
         bytemuck::bytes_of(&params),
@@ -109,8 +178,9 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
 
 /// Same-shape `a op b`, a vec4 per invocation (the kernel's comment says why).
 fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Tensor> {
-    let spec = KernelSpec::new("elementwise", "binary4").with("OP", op as u32 as f64);
-    launch_vec4(&spec, out, &[a, b], 0.0, 0.0)?;
+    let (code, alpha, beta) = op.code();
+    let spec = KernelSpec::new("elementwise", "binary4").with("OP", code as f64);
+    launch_vec4(&spec, out, &[a, b], alpha, beta)?;
     Ok(out.clone())
 }
 
@@ -144,13 +214,7 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
     if n == 0 {
         return Ok(out);
     }
-    let (code, alpha, beta) = match op {
-        UnaryOp::Affine { alpha, beta } => (0, alpha, beta),
-        UnaryOp::Relu => (1, 0.0, 0.0),
-        UnaryOp::Exp => (2, 0.0, 0.0),
-        UnaryOp::Log => (3, 0.0, 0.0),
-        UnaryOp::Sqrt => (4, 0.0, 0.0),
-    };
+    let (code, alpha, beta) = op.code();
     let spec = KernelSpec::new("elementwise", "unary4").with("OP", code as f64);
     launch_vec4(&spec, &out, &[a], alpha, beta)?;
     Ok(out)

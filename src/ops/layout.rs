@@ -24,7 +24,74 @@ crate::kernel_params! {
         dst_off: u32,
         _p1: u32,
         _p2: u32,
+        n: u32,
+        ndim: u32,
+        _p3: u32,
+        _p4: u32,
+        shape: [u32; 8],
+        strides: [u32; 8],
     }
+}
+
+/// Axes `permute` handles.
+pub const MAX_PERMUTE_DIMS: usize = 8;
+
+/// Checks that `perm` is a permutation of 0..rank.
+pub fn check_perm(op: &'static str, perm: &[usize], rank: usize) -> Result<()> {
+    let mut seen = vec![false; rank];
+    for &a in perm {
+        if a >= rank || std::mem::replace(&mut seen[a], true) {
+            return Err(Error::shape(
+                op,
+                format!("{perm:?} is not a permutation of the {rank} axes"),
+            ));
+        }
+    }
+    if perm.len() != rank {
+        return Err(Error::shape(
+            op,
+            format!("{perm:?} is not a permutation of the {rank} axes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Output axis d is input axis perm[d] (ONNX Transpose, numpy.transpose).
+pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+    const NAME: &str = "permute";
+    let s = x.shape();
+    check_perm(NAME, perm, s.len())?;
+    if s.len() > MAX_PERMUTE_DIMS {
+        return Err(Error::shape(
+            NAME,
+            format!("at most {MAX_PERMUTE_DIMS} axes are supported, got {s:?}"),
+        ));
+    }
+    let mut in_strides = vec![1usize; s.len()];
+    for d in (0..s.len().saturating_sub(1)).rev() {
+        in_strides[d] = in_strides[d + 1] * s[d + 1];
+    }
+    let shape: Vec<usize> = perm.iter().map(|&a| s[a]).collect();
+    let out = Tensor::empty(x.gpu(), &shape, x.dtype())?;
+    if out.numel() == 0 {
+        return Ok(out);
+    }
+    let mut p = LayoutParams {
+        n: u32_of(NAME, out.numel())?,
+        ndim: s.len() as u32,
+        ..Default::default()
+    };
+    for (d, &a) in perm.iter().enumerate() {
+        p.shape[d] = u32_of(NAME, s[a])?;
+        p.strides[d] = u32_of(NAME, in_strides[a])?;
+    }
+    x.gpu().launch_items(
+        &KernelSpec::new("layout", "permute"),
+        bytemuck::bytes_of(&p),
+        &[out.binding(), x.binding()],
+        out.numel(),
+    )?;
+    Ok(out)
 }
 
 /// [a, b, c] -> [b, a, c].

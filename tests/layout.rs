@@ -1,0 +1,90 @@
+//! Permutation (shaders/layout.wgsl `permute`) against src/cpu/layout.rs, and the
+//! differentiable slice and 2-D padding built on the block copies, against
+//! direct loops and finite differences.
+//! Tolerances: permutations move values, so they must match exactly; gradient
+//! checks use tests/common's bounds (forward 1e-4, gradients 2e-3).
+
+mod common;
+use common::{FWD, GRAD, check_op, f32s, f64s, gpu, input, rand_vec};
+use condenser::autograd::functional as F;
+use condenser::{Tensor, cpu, ops::layout};
+
+#[test]
+fn permute_matches_the_reference_on_awkward_shapes() {
+    let g = gpu();
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[7], &[0]),
+        (&[3, 5], &[1, 0]),
+        (&[2, 3, 5], &[2, 0, 1]),
+        (&[2, 3, 5, 7], &[0, 2, 3, 1]),
+        (&[2, 3, 5, 7], &[3, 2, 1, 0]),
+        (&[1, 17, 1, 9], &[0, 2, 3, 1]),
+        (&[2, 1, 3, 1, 2, 1, 2, 3], &[7, 6, 5, 4, 3, 2, 1, 0]),
+        (&[65, 67], &[1, 0]),
+    ];
+    for (shape, perm) in cases {
+        let v = rand_vec(shape.iter().product(), 5);
+        let t = Tensor::from_slice(&g, shape, &v).unwrap();
+        let got = layout::permute(&t, perm).unwrap();
+        let (want_shape, want) = cpu::layout::permute(&f64s(&v), shape, perm);
+        assert_eq!(got.shape(), want_shape.as_slice(), "{shape:?} {perm:?}");
+        assert_eq!(got.to_vec().unwrap(), f32s(&want), "{shape:?} {perm:?}");
+    }
+}
+
+#[test]
+fn permute_refuses_what_is_not_a_permutation() {
+    let g = gpu();
+    let t = Tensor::zeros(&g, &[2, 3, 4]).unwrap();
+    for perm in [&[0, 1][..], &[0, 1, 1], &[0, 1, 3], &[0, 1, 2, 3]] {
+        let e = layout::permute(&t, perm).unwrap_err().to_string();
+        assert!(e.contains("not a permutation"), "{perm:?}: {e}");
+    }
+}
+
+#[test]
+fn permute_slice_and_pad_gradients() {
+    check_op(
+        "permute [2,3,4] -> [4,2,3]",
+        &[input(&[2, 3, 4], 51)],
+        &|v| F::permute(&v[0], &[2, 0, 1]).unwrap(),
+        &|xs| cpu::layout::permute(&xs[0], &[2, 3, 4], &[2, 0, 1]).1,
+        FWD,
+        GRAD,
+    );
+    check_op(
+        "slice axis 1 [1, 3) of [2, 4, 3]",
+        &[input(&[2, 4, 3], 52)],
+        &|v| F::slice(&v[0], 1, 1, 2).unwrap(),
+        &|xs| {
+            let mut out = Vec::new();
+            for n in 0..2 {
+                out.extend_from_slice(&xs[0][n * 12 + 3..n * 12 + 9]);
+            }
+            out
+        },
+        FWD,
+        GRAD,
+    );
+    let pads = [1, 0, 2, 1];
+    check_op(
+        "pad2d (1, 0, 2, 1) with 0.5",
+        &[input(&[2, 1, 3, 2], 53)],
+        &|v| F::pad2d(&v[0], pads, 0.5).unwrap(),
+        &|xs| {
+            let (h, w, oh, ow) = (3, 2, 4, 5);
+            let mut out = vec![0.5; 2 * oh * ow];
+            for n in 0..2 {
+                for y in 0..h {
+                    for x in 0..w {
+                        out[n * oh * ow + (y + pads[0]) * ow + x + pads[2]] =
+                            xs[0][n * h * w + y * w + x];
+                    }
+                }
+            }
+            out
+        },
+        FWD,
+        GRAD,
+    );
+}
