@@ -30,6 +30,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gpu;
 pub mod nn;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod report;

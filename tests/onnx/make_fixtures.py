@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Makes the ONNX fixtures under tests/fixtures/onnx/ (committed; the Rust tests
+do not need Python). Run with Debian's python3-torch plus PyPI's onnx:
+
+    /usr/bin/python3 -m venv --system-site-packages /tmp/tv
+    /tmp/tv/bin/pip install onnx "numpy<2"
+    /tmp/tv/bin/python tests/onnx/make_fixtures.py
+
+- node/<case>/: ONNX's own node test cases (onnx.backend.test.case.node) for the
+  operators condenser imports: model.onnx, input_<i>.pb, output_<i>.pb, and
+  tol.json with the case's rtol/atol.
+- models/<name>/: small networks exported from PyTorch (a ResNet-18-style net,
+  a MobileNetV2-style net, an encoder-decoder): model.onnx, input.bin and
+  output.bin (little-endian f32) and shapes.json.
+- teacher_shapes.onnx: a non-condenser CNN for 3x24x24 images and 5 classes
+  (the shapes world), trained briefly on random data, for the end-to-end test.
+"""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "onnx")
+
+# Must match src/onnx/graph.rs SUPPORTED.
+SUPPORTED = set("""Add AveragePool BatchNormalization Cast Clip Concat Constant Conv Div Dropout
+Flatten Gather Gemm GlobalAveragePool HardSigmoid HardSwish Identity LeakyRelu LogSoftmax
+MatMul MaxPool Mul ReduceMean Relu Reshape Resize Shape Sigmoid Slice Softmax Split Squeeze
+Sub Transpose Unsqueeze Upsample""".split())
+
+OK_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64}
+
+
+def node_cases():
+    from onnx.backend.test.case import node as node_mod
+
+    out = os.path.join(ROOT, "node")
+    shutil.rmtree(out, ignore_errors=True)
+    kept = 0
+    seen = set()
+    for case in node_mod.collect_testcases():
+        if case.name in seen:
+            continue
+        seen.add(case.name)
+        if True:
+            g = case.model.graph
+            if any(n.op_type not in SUPPORTED or n.domain not in ("", "ai.onnx") for n in g.node):
+                continue
+            vis = list(g.input) + list(g.output)
+            if any(v.type.tensor_type.elem_type not in OK_TYPES for v in vis):
+                continue
+            if not case.data_sets:
+                continue
+            # 3-D pooling cases are large and outside what condenser runs (2-D only).
+            if sum(np.asarray(a).nbytes for a in case.data_sets[0][0]) > 64 << 10:
+                continue
+            d = os.path.join(out, case.name)
+            os.makedirs(d)
+            with open(os.path.join(d, "model.onnx"), "wb") as f:
+                f.write(case.model.SerializeToString())
+            inputs, outputs = case.data_sets[0]
+            for i, a in enumerate(inputs):
+                t = numpy_helper.from_array(np.asarray(a), g.input[i].name)
+                open(os.path.join(d, f"input_{i}.pb"), "wb").write(t.SerializeToString())
+            for i, a in enumerate(outputs):
+                t = numpy_helper.from_array(np.asarray(a), g.output[i].name)
+                open(os.path.join(d, f"output_{i}.pb"), "wb").write(t.SerializeToString())
+            json.dump({"rtol": case.rtol, "atol": case.atol}, open(os.path.join(d, "tol.json"), "w"))
+            kept += 1
+    print(f"node cases: {kept}")
+
+
+def export(model, x, path, dynamic=True, preserve=False):
+    import torch
+
+    model.eval()
+    kw = {}
+    if preserve:
+        kw["training"] = torch.onnx.TrainingMode.PRESERVE
+        kw["do_constant_folding"] = False
+    torch.onnx.export(
+        model, x, path, opset_version=13, input_names=["image"], output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None, **kw,
+    )
+
+
+def whole_models():
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+
+    class Basic(nn.Module):
+        def __init__(s, cin, cout, stride):
+            super().__init__()
+            s.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            s.b1 = nn.BatchNorm2d(cout)
+            s.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            s.b2 = nn.BatchNorm2d(cout)
+            s.short = None
+            if stride != 1 or cin != cout:
+                s.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(s, x):
+            y = torch.relu(s.b1(s.c1(x)))
+            y = s.b2(s.c2(y))
+            return torch.relu(y + (x if s.short is None else s.short(x)))
+
+    class ResNet18(nn.Module):
+        """torchvision's ResNet-18 layout (7x7 stem, max pool, 4 stages of 2 blocks) at width 8."""
+
+        def __init__(s, w=8, classes=10):
+            super().__init__()
+            s.stem = nn.Sequential(nn.Conv2d(3, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                                   nn.MaxPool2d(3, 2, 1))
+            layers, cin = [], w
+            for i, c in enumerate([w, 2 * w, 4 * w, 8 * w]):
+                layers += [Basic(cin, c, 1 if i == 0 else 2), Basic(c, c, 1)]
+                cin = c
+            s.layers = nn.Sequential(*layers)
+            s.pool = nn.AdaptiveAvgPool2d(1)
+            s.fc = nn.Linear(cin, classes)
+
+        def forward(s, x):
+            return s.fc(torch.flatten(s.pool(s.layers(s.stem(x))), 1))
+
+    class InvRes(nn.Module):
+        def __init__(s, cin, cout, stride, t):
+            super().__init__()
+            h = cin * t
+            s.use_res = stride == 1 and cin == cout
+            s.body = nn.Sequential(
+                nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+                nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+                nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(s, x):
+            return x + s.body(x) if s.use_res else s.body(x)
+
+    class MobileNetV2(nn.Module):
+        """MobileNetV2's inverted residuals (depthwise convs, ReLU6), narrow, with a hard-swish head."""
+
+        def __init__(s, classes=10):
+            super().__init__()
+            s.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+            s.blocks = nn.Sequential(InvRes(8, 8, 1, 1), InvRes(8, 12, 2, 4), InvRes(12, 12, 1, 4),
+                                     InvRes(12, 16, 2, 4), InvRes(16, 16, 1, 4))
+            s.head = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish())
+            s.drop = nn.Dropout(0.2)
+            s.fc = nn.Linear(32, classes)
+
+        def forward(s, x):
+            x = s.head(s.blocks(s.stem(x)))
+            return s.fc(s.drop(x.mean([2, 3])))
+
+    class EncDec(nn.Module):
+        """A small U-Net-like encoder-decoder for segmentation (concat skips, bilinear and nearest upsampling)."""
+
+        def __init__(s, classes=4):
+            super().__init__()
+            cbr = lambda i, o, st=1: nn.Sequential(nn.Conv2d(i, o, 3, st, 1), nn.BatchNorm2d(o), nn.LeakyReLU(0.1))
+            s.e1, s.e2, s.e3 = cbr(3, 8), cbr(8, 16, 2), cbr(16, 24, 2)
+            s.d2 = cbr(24 + 16, 16)
+            s.d1 = cbr(16 + 8, 8)
+            s.out = nn.Conv2d(8, classes, 1)
+
+        def forward(s, x):
+            a = s.e1(x)
+            b = s.e2(a)
+            c = s.e3(b)
+            u = nn.functional.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+            d = s.d2(torch.cat([u, b], 1))
+            u = nn.functional.interpolate(d, scale_factor=2, mode="nearest")
+            d = s.d1(torch.cat([u, a], 1))
+            return s.out(d)
+
+    def randomize_bn(m):
+        # Non-trivial running statistics, so folding and eval-mode BN are tested.
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.data.uniform_(0.5, 1.5)
+                mod.bias.data.uniform_(-0.2, 0.2)
+
+    out = os.path.join(ROOT, "models")
+    shutil.rmtree(out, ignore_errors=True)
+    for name, model, shape, preserve in [
+        ("resnet18_w8", ResNet18(), (2, 3, 32, 32), False),
+        ("mobilenetv2_tiny", MobileNetV2(), (2, 3, 32, 32), False),
+        ("encdec_seg", EncDec(), (2, 3, 24, 32), False),
+        ("mobilenetv2_tiny_bn", MobileNetV2(), (2, 3, 16, 16), True),
+    ]:
+        randomize_bn(model)
+        model.eval()
+        d = os.path.join(out, name)
+        os.makedirs(d)
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            y = model(x)
+        export(model, x, os.path.join(d, "model.onnx"), preserve=preserve)
+        x.numpy().astype("<f4").tofile(os.path.join(d, "input.bin"))
+        y.numpy().astype("<f4").tofile(os.path.join(d, "output.bin"))
+        json.dump({"input": list(shape), "output": list(y.shape)}, open(os.path.join(d, "shapes.json"), "w"))
+        print(f"{name}: {os.path.getsize(os.path.join(d, 'model.onnx'))} bytes")
+
+    # The end-to-end teacher: not a condenser architecture (a VGG-ish net with a
+    # hard-sigmoid gate), for the shapes world's 3x24x24 images and 5 classes.
+    class Gate(nn.Module):
+        def __init__(s, c):
+            super().__init__()
+            s.fc = nn.Conv2d(c, c, 1)
+
+        def forward(s, x):
+            return x * nn.functional.hardsigmoid(s.fc(x.mean([2, 3], keepdim=True)))
+
+    teacher = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), Gate(32), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 5))
+    randomize_bn(teacher)
+    export(teacher, torch.randn(2, 3, 24, 24), os.path.join(ROOT, "teacher_shapes.onnx"))
+
+
+if __name__ == "__main__":
+    os.makedirs(ROOT, exist_ok=True)
+    node_cases()
+    whole_models()
+    sys.exit(0)
