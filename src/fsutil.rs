@@ -201,6 +201,11 @@ impl DirLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether this lock made its folder (a fresh run).
+    pub fn created(&self) -> bool {
+        self.created
+    }
 }
 
 fn command_line() -> String {

@@ -59,12 +59,21 @@ enum Cmd {
     },
     /// Distil a teacher into a student along several paths.
     Distill {
+        /// An architecture, or `onnx` for a graph in --teacher-weights (.onnx).
         #[arg(long)]
         teacher_model: Option<String>,
         #[arg(long)]
         teacher_weights: Option<PathBuf>,
+        /// An ONNX teacher's tensors the feature paths read, comma-separated,
+        /// early to late (`condenser inspect` lists them).
+        #[arg(long)]
+        teacher_features: Option<String>,
+        /// An architecture, or `onnx:<file.onnx>` to train an ONNX graph.
         #[arg(long)]
         student_model: Option<String>,
+        /// The same as --teacher-features for an ONNX student.
+        #[arg(long)]
+        student_features: Option<String>,
         /// soft,hint,at,nst,logits (hint@2 picks a stage).
         #[arg(long)]
         paths: Option<String>,
@@ -115,6 +124,36 @@ enum Cmd {
         teacher_cache_mib: u64,
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Write a trained model as ONNX (opset 17, dynamic batch), checked by
+    /// reading it back; batch norms can be folded into the convolutions.
+    Export {
+        /// The architecture (cnn8, resnet8x4, ..., or onnx:<file>).
+        #[arg(long)]
+        model: String,
+        /// Its weights (model.safetensors of a run).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Where to write the .onnx file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fold each batch norm into the convolution before it.
+        #[arg(long)]
+        fold_bn: bool,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List an ONNX file's inputs, outputs and every tensor it computes with its
+    /// shape (for one image), to pick --teacher-features.
+    Inspect {
+        /// The .onnx file.
+        model: PathBuf,
+        /// Image height and width, when the graph leaves them open.
+        #[arg(long)]
+        size: Option<usize>,
     },
     /// Draw the plots of a comparison again from its results.json (PNG and SVG).
     Plot {
@@ -404,7 +443,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Distill {
             teacher_model,
             teacher_weights,
+            teacher_features,
             student_model,
+            student_features,
             paths,
             aggregate,
             layerwise,
@@ -413,6 +454,12 @@ fn dispatch(cli: Cli) -> Result<()> {
             let mut c = args.config()?;
             c.teacher_model = teacher_model.or(c.teacher_model);
             c.teacher_weights = teacher_weights.or(c.teacher_weights);
+            if let Some(f) = teacher_features {
+                c.teacher_features = f;
+            }
+            if let Some(f) = student_features {
+                c.student_features = f;
+            }
             if let Some(s) = student_model {
                 c.student_model = s;
             }
@@ -430,6 +477,19 @@ fn dispatch(cli: Cli) -> Result<()> {
             let r = run(&gpu, &c)?;
             report(&r);
             println!("run folder: {}", r.out_dir.display());
+            Ok(())
+        }
+        Cmd::Export {
+            model,
+            weights,
+            out,
+            fold_bn,
+            overwrite,
+            data,
+        } => export(&model, &weights, &out, (fold_bn, overwrite), &data),
+        Cmd::Inspect { model, size } => {
+            let gpu = Gpu::new()?;
+            print!("{}", condenser::onnx::inspect(&gpu, &model, size)?);
             Ok(())
         }
         Cmd::Eval {
@@ -561,6 +621,54 @@ fn demo(
             root.join(t.name()).display()
         );
     }
+    Ok(())
+}
+
+/// `condenser export`: the model and its input as the weights file says
+/// (the data set only where the file does not).
+fn export(
+    model: &str,
+    weights: &std::path::Path,
+    out: &std::path::Path,
+    (fold_bn, overwrite): (bool, bool),
+    data: &DataArgs,
+) -> Result<()> {
+    use condenser::tasks::Task;
+    let task = condenser::distill::trainer::file_task(weights)?;
+    let gpu = Gpu::new()?;
+    let train = || condenser::data::load(&data.data, Split::Train, &data.options(None));
+    let input = condenser::distill::trainer::input_of(weights, train)?;
+    let num_classes = match task {
+        Task::Classify | Task::Detect if !input.classes.is_empty() => input.classes.len(),
+        _ => {
+            let cfg = RunConfig {
+                task,
+                ..RunConfig::default()
+            };
+            cfg.num_classes(&train()?)?
+        }
+    };
+    let q = condenser::distill::trainer::ModelQuery {
+        arch: model,
+        task,
+        in_channels: input.channels,
+        num_classes,
+    };
+    let m = load_model(&gpu, &q, weights)?;
+    let opts = condenser::onnx::export::ExportOptions {
+        fold_bn,
+        norm: Some(input.norm()),
+    };
+    let chw = [input.channels, input.height, input.width];
+    condenser::onnx::export::save(m.model.as_ref(), chw, out, &opts, overwrite)?;
+    println!(
+        "wrote {} ({model}, input [N, {}, {}, {}]{})",
+        out.display(),
+        chw[0],
+        chw[1],
+        chw[2],
+        if fold_bn { ", batch norm folded" } else { "" }
+    );
     Ok(())
 }
 

@@ -106,6 +106,11 @@ impl Tensor {
     pub fn bytes(&self) -> u64 {
         self.numel() as u64 * 4
     }
+    /// Whether `self` and `other` share one buffer (clones of one tensor).
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Rc::ptr_eq(&self.buf, &other.buf)
+    }
+
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
     }

@@ -216,3 +216,111 @@ fn an_imported_student_trains_every_parameter() {
         assert!(gv.iter().all(|v| v.is_finite()));
     }
 }
+
+/// Writes a case for the ONNX Runtime check of .ci/run (tests/onnx/check_ort.py):
+/// the exported file, an input batch and condenser's outputs for it.
+fn write_ort_case(
+    name: &str,
+    bytes: &[u8],
+    x: &[f32],
+    x_shape: &[usize],
+    y: &[f32],
+    y_shape: &[usize],
+) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("onnx-ort")
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.onnx"), bytes).unwrap();
+    let le = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    std::fs::write(dir.join("input.bin"), le(x)).unwrap();
+    std::fs::write(dir.join("output.bin"), le(y)).unwrap();
+    let shapes = serde_json::json!({"input": x_shape, "output": y_shape});
+    std::fs::write(dir.join("shapes.json"), shapes.to_string()).unwrap();
+}
+
+/// Exports `model`, reads the file back through the importer and compares the
+/// logits of a batch of 3 (the file was traced with 1: the batch is dynamic).
+fn export_roundtrip(name: &str, model: &dyn Model, chw: [usize; 3], fold_bn: bool) {
+    use condenser::onnx::export::{ExportOptions, to_bytes};
+    let g = gpu();
+    let opts = ExportOptions {
+        fold_bn,
+        norm: None,
+    };
+    let bytes = to_bytes(model, chw, &opts).unwrap();
+    let graph = graph::parse(Path::new(name), &bytes).unwrap();
+    assert_eq!(graph.opset, 17);
+    let back = OnnxModel::from_graph(&g, graph, &OnnxOptions::default()).unwrap();
+    let [c, h, w] = chw;
+    let x = Tensor::rand_uniform(&g, &[3, c, h, w], -1.0, 1.0, 11).unwrap();
+    let _ng = no_grad();
+    let want = model
+        .forward(&Var::constant(x.clone()), false)
+        .unwrap()
+        .logits;
+    let got = back
+        .forward(&Var::constant(x.clone()), false)
+        .unwrap()
+        .logits;
+    assert_eq!(got.shape(), want.shape(), "{name}");
+    let (got, wantv) = (
+        got.value().to_vec().unwrap(),
+        want.value().to_vec().unwrap(),
+    );
+    assert_matches(name, &got, &wantv);
+    write_ort_case(
+        name,
+        &bytes,
+        &x.to_vec().unwrap(),
+        x.shape(),
+        &wantv,
+        want.shape(),
+    );
+}
+
+/// Moves every batch norm's running statistics off their initial values (one
+/// training-mode forward pass), so that export and folding are tested on
+/// statistics that matter.
+fn warm_up(model: &dyn Model, chw: [usize; 3]) {
+    let g = gpu();
+    let [c, h, w] = chw;
+    let x = Tensor::rand_uniform(&g, &[8, c, h, w], -2.0, 3.0, 5).unwrap();
+    let _ng = no_grad();
+    model.forward(&Var::constant(x), true).unwrap();
+}
+
+#[test]
+fn native_models_export_and_reimport_with_the_same_logits() {
+    use condenser::nn::{ModelSpec, build_model};
+    let g = gpu();
+    for (arch, task, chw) in [
+        ("cnn4", Task::Classify, [3, 24, 24]),
+        ("resnet8", Task::Classify, [3, 16, 20]),
+        ("resnet8x4", Task::Classify, [1, 32, 32]),
+        ("wrn-10-1", Task::Classify, [3, 16, 16]),
+        ("cnn4", Task::Segment, [3, 24, 24]),
+    ] {
+        let spec = ModelSpec {
+            arch: arch.into(),
+            in_channels: chw[0],
+            num_classes: 6,
+            task,
+        };
+        let m = build_model(&g, &spec, 3).unwrap();
+        warm_up(m.as_ref(), chw);
+        for fold in [false, true] {
+            let name = format!("{arch}_{task}{}", if fold { "_folded" } else { "" });
+            export_roundtrip(&name, m.as_ref(), chw, fold);
+        }
+    }
+}
+
+#[test]
+fn imported_models_export_again() {
+    for name in ["mobilenetv2_tiny", "encdec_seg", "mobilenetv2_tiny_bn"] {
+        let (_, _, model) = run_model(name, &OnnxOptions::default());
+        let chw = model.input_chw;
+        export_roundtrip(&format!("reexport_{name}"), &model, chw, true);
+    }
+}

@@ -2,6 +2,7 @@
 //! closure with the backward kernels, keeping only what that closure needs.
 
 use super::Var;
+use super::trace::{Attr, Operand, node, quiet, traced, v};
 use crate::error::{Error, Result};
 use crate::ops::{self, conv, layout, losses, norm, pool, resample};
 use crate::tensor::Tensor;
@@ -38,32 +39,38 @@ pub fn broadcast_to(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
 pub fn add(a: &Var, b: &Var) -> Result<Var> {
     let y = ops::add(a.value(), b.value())?;
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-    Ok(Var::from_op(
-        y,
-        "add",
-        vec![a.clone(), b.clone()],
-        Box::new(move |g| {
-            Ok(vec![
-                Some(sum_to_shape(g, &sa)?),
-                Some(sum_to_shape(g, &sb)?),
-            ])
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "add",
+            vec![a.clone(), b.clone()],
+            Box::new(move |g| {
+                Ok(vec![
+                    Some(sum_to_shape(g, &sa)?),
+                    Some(sum_to_shape(g, &sb)?),
+                ])
+            }),
+        ),
+        || vec![node("Add", vec![v(a), v(b)], vec![])],
     ))
 }
 
 pub fn sub(a: &Var, b: &Var) -> Result<Var> {
     let y = ops::sub(a.value(), b.value())?;
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-    Ok(Var::from_op(
-        y,
-        "sub",
-        vec![a.clone(), b.clone()],
-        Box::new(move |g| {
-            Ok(vec![
-                Some(sum_to_shape(g, &sa)?),
-                Some(sum_to_shape(&ops::scale(g, -1.0)?, &sb)?),
-            ])
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "sub",
+            vec![a.clone(), b.clone()],
+            Box::new(move |g| {
+                Ok(vec![
+                    Some(sum_to_shape(g, &sa)?),
+                    Some(sum_to_shape(&ops::scale(g, -1.0)?, &sb)?),
+                ])
+            }),
+        ),
+        || vec![node("Sub", vec![v(a), v(b)], vec![])],
     ))
 }
 
@@ -71,34 +78,49 @@ pub fn mul(a: &Var, b: &Var) -> Result<Var> {
     let y = ops::mul(a.value(), b.value())?;
     let (av, bv) = (a.value().clone(), b.value().clone());
     let (na, nb) = (a.requires_grad(), b.requires_grad());
-    Ok(Var::from_op(
-        y,
-        "mul",
-        vec![a.clone(), b.clone()],
-        Box::new(move |g| {
-            let ga = if na {
-                Some(sum_to_shape(&ops::mul(g, &bv)?, av.shape())?)
-            } else {
-                None
-            };
-            let gb = if nb {
-                Some(sum_to_shape(&ops::mul(g, &av)?, bv.shape())?)
-            } else {
-                None
-            };
-            Ok(vec![ga, gb])
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "mul",
+            vec![a.clone(), b.clone()],
+            Box::new(move |g| {
+                let ga = if na {
+                    Some(sum_to_shape(&ops::mul(g, &bv)?, av.shape())?)
+                } else {
+                    None
+                };
+                let gb = if nb {
+                    Some(sum_to_shape(&ops::mul(g, &av)?, bv.shape())?)
+                } else {
+                    None
+                };
+                Ok(vec![ga, gb])
+            }),
+        ),
+        || vec![node("Mul", vec![v(a), v(b)], vec![])],
     ))
 }
 
 /// alpha * x + beta.
 pub fn affine(x: &Var, alpha: f32, beta: f32) -> Result<Var> {
     let y = ops::elementwise::unary(x.value(), ops::UnaryOp::Affine { alpha, beta })?;
-    Ok(Var::from_op(
-        y,
-        "affine",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(ops::scale(g, alpha)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "affine",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(ops::scale(g, alpha)?)])),
+        ),
+        || {
+            vec![
+                node("Mul", vec![v(x), Operand::Floats(vec![alpha])], vec![]),
+                node(
+                    "Add",
+                    vec![Operand::Prev, Operand::Floats(vec![beta])],
+                    vec![],
+                ),
+            ]
+        },
     ))
 }
 
@@ -109,17 +131,20 @@ pub fn scale(x: &Var, s: f32) -> Result<Var> {
 pub fn relu(x: &Var) -> Result<Var> {
     let y = ops::relu(x.value())?;
     let yc = y.clone();
-    Ok(Var::from_op(
-        y,
-        "relu",
-        vec![x.clone()],
-        Box::new(move |g| {
-            Ok(vec![Some(ops::elementwise::binary(
-                g,
-                &yc,
-                ops::BinaryOp::ReluMask,
-            )?)])
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "relu",
+            vec![x.clone()],
+            Box::new(move |g| {
+                Ok(vec![Some(ops::elementwise::binary(
+                    g,
+                    &yc,
+                    ops::BinaryOp::ReluMask,
+                )?)])
+            }),
+        ),
+        || vec![node("Relu", vec![v(x)], vec![])],
     ))
 }
 
@@ -137,11 +162,14 @@ pub fn exp(x: &Var) -> Result<Var> {
 pub fn reshape(x: &Var, shape: &[usize]) -> Result<Var> {
     let y = x.value().reshape(shape)?;
     let s = x.shape().to_vec();
-    Ok(Var::from_op(
-        y,
-        "reshape",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(g.reshape(&s)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "reshape",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(g.reshape(&s)?)])),
+        ),
+        || reshape_steps(x, shape),
     ))
 }
 
@@ -175,34 +203,48 @@ pub fn matmul(a: &Var, b: &Var, ta: bool, tb: bool) -> Result<Var> {
     let y = ops::matmul_t(a.value(), b.value(), ta, tb)?;
     let (av, bv) = (a.value().clone(), b.value().clone());
     let (na, nb) = (a.requires_grad(), b.requires_grad());
-    Ok(Var::from_op(
-        y,
-        "matmul",
-        vec![a.clone(), b.clone()],
-        Box::new(move |g| {
-            // C = A B: dA = G B^T, dB = A^T G; transposes swap the roles.
-            let ga = if na {
-                let d = if ta {
-                    ops::matmul_t(&bv, g, tb, true)?
+    Ok(traced(
+        Var::from_op(
+            y,
+            "matmul",
+            vec![a.clone(), b.clone()],
+            Box::new(move |g| {
+                // C = A B: dA = G B^T, dB = A^T G; transposes swap the roles.
+                let ga = if na {
+                    let d = if ta {
+                        ops::matmul_t(&bv, g, tb, true)?
+                    } else {
+                        ops::matmul_t(g, &bv, false, !tb)?
+                    };
+                    Some(sum_batch(d, av.shape())?)
                 } else {
-                    ops::matmul_t(g, &bv, false, !tb)?
+                    None
                 };
-                Some(sum_batch(d, av.shape())?)
-            } else {
-                None
-            };
-            let gb = if nb {
-                let d = if tb {
-                    ops::matmul_t(g, &av, true, ta)?
+                let gb = if nb {
+                    let d = if tb {
+                        ops::matmul_t(g, &av, true, ta)?
+                    } else {
+                        ops::matmul_t(&av, g, !ta, false)?
+                    };
+                    Some(sum_batch(d, bv.shape())?)
                 } else {
-                    ops::matmul_t(&av, g, !ta, false)?
+                    None
                 };
-                Some(sum_batch(d, bv.shape())?)
-            } else {
-                None
-            };
-            Ok(vec![ga, gb])
-        }),
+                Ok(vec![ga, gb])
+            }),
+        ),
+        || match (a.shape().len(), b.shape().len(), ta || tb) {
+            (2, 2, _) => vec![node(
+                "Gemm",
+                vec![v(a), v(b)],
+                vec![
+                    ("transA", Attr::Int(ta as i64)),
+                    ("transB", Attr::Int(tb as i64)),
+                ],
+            )],
+            (_, _, false) => vec![node("MatMul", vec![v(a), v(b)], vec![])],
+            _ => vec![node("!batched matmul with transposes", vec![], vec![])],
+        },
     ))
 }
 
@@ -217,11 +259,21 @@ fn sum_batch(d: Tensor, shape: &[usize]) -> Result<Tensor> {
 
 /// y = x @ w^T + b, with w [out, in] as PyTorch's Linear.
 pub fn linear(x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
-    let y = matmul(x, w, false, true)?;
-    match b {
-        Some(b) => add(&y, b),
-        None => Ok(y),
-    }
+    let y = quiet(|| {
+        let y = matmul(x, w, false, true)?;
+        match b {
+            Some(b) => add(&y, b),
+            None => Ok(y),
+        }
+    })?;
+    Ok(traced(y, || {
+        let bias = b.map_or(Operand::Absent, v);
+        vec![node(
+            "Gemm",
+            vec![v(x), v(w), bias],
+            vec![("transB", Attr::Int(1))],
+        )]
+    }))
 }
 
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, cfg: conv::Conv2dConfig) -> Result<Var> {
@@ -247,31 +299,56 @@ pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, cfg: conv::Conv2dConfig) -> Res
             Ok(vec![gx, gw])
         }),
     );
-    match b {
+    let y = quiet(|| match b {
         Some(b) => add(&y, &reshape(b, &[geom.oc, 1, 1])?),
         None => Ok(y),
-    }
+    })?;
+    Ok(traced(y, || {
+        let bias = b.map_or(Operand::Absent, v);
+        let pair = |p: (usize, usize)| Attr::Ints(vec![p.0 as i64, p.1 as i64]);
+        let (ph, pw) = (cfg.padding.0 as i64, cfg.padding.1 as i64);
+        vec![node(
+            "Conv",
+            vec![v(x), v(w), bias],
+            vec![
+                ("strides", pair(cfg.stride)),
+                ("pads", Attr::Ints(vec![ph, pw, ph, pw])),
+                ("dilations", pair(cfg.dilation)),
+                ("group", Attr::Int(cfg.groups as i64)),
+            ],
+        )]
+    }))
 }
 
 pub fn max_pool2d(x: &Var, cfg: pool::Pool2dConfig) -> Result<Var> {
     let (y, idx) = pool::max_pool2d(x.value(), cfg)?;
     let s = x.shape().to_vec();
-    Ok(Var::from_op(
-        y,
-        "max_pool2d",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(pool::max_pool2d_backward(g, &idx, &s, cfg)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "max_pool2d",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(pool::max_pool2d_backward(g, &idx, &s, cfg)?)])),
+        ),
+        || vec![node("MaxPool", vec![v(x)], pool_attrs(cfg))],
     ))
 }
 
 pub fn avg_pool2d(x: &Var, cfg: pool::Pool2dConfig) -> Result<Var> {
     let y = pool::avg_pool2d(x.value(), cfg)?;
     let s = x.shape().to_vec();
-    Ok(Var::from_op(
-        y,
-        "avg_pool2d",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(pool::avg_pool2d_backward(g, &s, cfg)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "avg_pool2d",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(pool::avg_pool2d_backward(g, &s, cfg)?)])),
+        ),
+        || {
+            let mut a = pool_attrs(cfg);
+            a.push(("count_include_pad", Attr::Int(1)));
+            vec![node("AveragePool", vec![v(x)], a)]
+        },
     ))
 }
 
@@ -279,11 +356,19 @@ pub fn avg_pool2d(x: &Var, cfg: pool::Pool2dConfig) -> Result<Var> {
 pub fn global_avg_pool(x: &Var) -> Result<Var> {
     let y = pool::global_avg_pool(x.value())?;
     let s = x.shape().to_vec();
-    Ok(Var::from_op(
-        y,
-        "global_avg_pool",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(pool::global_avg_pool_backward(g, &s)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "global_avg_pool",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(pool::global_avg_pool_backward(g, &s)?)])),
+        ),
+        || {
+            vec![
+                node("GlobalAveragePool", vec![v(x)], vec![]),
+                node("Flatten", vec![Operand::Prev], vec![("axis", Attr::Int(1))]),
+            ]
+        },
     ))
 }
 
@@ -296,14 +381,29 @@ pub fn batch_norm(
 ) -> Result<Var> {
     let (y, saved) = norm::batch_norm(x.value(), (gamma.value(), beta.value()), running, cfg)?;
     let (xv, gv) = (x.value().clone(), gamma.value().clone());
-    Ok(Var::from_op(
-        y,
-        "batch_norm",
-        vec![x.clone(), gamma.clone(), beta.clone()],
-        Box::new(move |g| {
-            let (dx, dg, db) = norm::batch_norm_backward(g, &xv, &gv, &saved)?;
-            Ok(vec![Some(dx), Some(dg), Some(db)])
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "batch_norm",
+            vec![x.clone(), gamma.clone(), beta.clone()],
+            Box::new(move |g| {
+                let (dx, dg, db) = norm::batch_norm_backward(g, &xv, &gv, &saved)?;
+                Ok(vec![Some(dx), Some(dg), Some(db)])
+            }),
+        ),
+        || {
+            vec![node(
+                "BatchNormalization",
+                vec![
+                    v(x),
+                    v(gamma),
+                    v(beta),
+                    Operand::Buffer(running.0.clone()),
+                    Operand::Buffer(running.1.clone()),
+                ],
+                vec![("epsilon", Attr::Float(cfg.eps))],
+            )]
+        },
     ))
 }
 
@@ -311,30 +411,42 @@ pub fn concat(xs: &[&Var], axis: usize) -> Result<Var> {
     let vals: Vec<&Tensor> = xs.iter().map(|v| v.value()).collect();
     let y = layout::concat(&vals, axis)?;
     let sizes: Vec<usize> = xs.iter().map(|v| v.shape()[axis]).collect();
-    Ok(Var::from_op(
-        y,
-        "concat",
-        xs.iter().map(|v| (*v).clone()).collect(),
-        Box::new(move |g| {
-            let mut start = 0;
-            let mut out = Vec::new();
-            for &len in &sizes {
-                out.push(Some(layout::slice(g, axis, start, len)?));
-                start += len;
-            }
-            Ok(out)
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "concat",
+            xs.iter().map(|v| (*v).clone()).collect(),
+            Box::new(move |g| {
+                let mut start = 0;
+                let mut out = Vec::new();
+                for &len in &sizes {
+                    out.push(Some(layout::slice(g, axis, start, len)?));
+                    start += len;
+                }
+                Ok(out)
+            }),
+        ),
+        || {
+            vec![node(
+                "Concat",
+                xs.iter().map(|x| v(x)).collect(),
+                vec![("axis", Attr::Int(axis as i64))],
+            )]
+        },
     ))
 }
 
 pub fn upsample(x: &Var, oh: usize, ow: usize, mode: resample::UpsampleMode) -> Result<Var> {
     let y = resample::upsample(x.value(), oh, ow, mode)?;
     let s = x.shape().to_vec();
-    Ok(Var::from_op(
-        y,
-        "upsample",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(resample::upsample_backward(g, &s, mode)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "upsample",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(resample::upsample_backward(g, &s, mode)?)])),
+        ),
+        || upsample_steps(x, oh, ow, mode),
     ))
 }
 
@@ -358,27 +470,41 @@ pub fn cross_entropy(logits: &Var, labels: &Tensor, cfg: losses::CeConfig) -> Re
 pub fn softmax(x: &Var, t: f32, log: bool) -> Result<Var> {
     let y = ops::softmax::softmax_with(x.value(), t, log, None)?;
     let yc = y.clone();
-    Ok(Var::from_op(
-        y,
-        if log { "log_softmax" } else { "softmax" },
-        vec![x.clone()],
-        Box::new(move |g| {
-            let s = yc.shape();
-            let last = s.len() - 1;
-            let mut keep = s.to_vec();
-            keep[last] = 1;
-            let dx = if log {
-                // dx = (g - softmax * sum(g)) / T
-                let p = ops::exp(&yc)?;
-                let sg = ops::sum(g, Some(last))?.reshape(&keep)?;
-                ops::sub(g, &ops::mul(&p, &sg)?)?
+    Ok(traced(
+        Var::from_op(
+            y,
+            if log { "log_softmax" } else { "softmax" },
+            vec![x.clone()],
+            Box::new(move |g| {
+                let s = yc.shape();
+                let last = s.len() - 1;
+                let mut keep = s.to_vec();
+                keep[last] = 1;
+                let dx = if log {
+                    // dx = (g - softmax * sum(g)) / T
+                    let p = ops::exp(&yc)?;
+                    let sg = ops::sum(g, Some(last))?.reshape(&keep)?;
+                    ops::sub(g, &ops::mul(&p, &sg)?)?
+                } else {
+                    // dx = y * (g - sum(g * y)) / T
+                    let sgy = ops::sum(&ops::mul(g, &yc)?, Some(last))?.reshape(&keep)?;
+                    ops::mul(&yc, &ops::sub(g, &sgy)?)?
+                };
+                Ok(vec![Some(ops::scale(&dx, 1.0 / t)?)])
+            }),
+        ),
+        || {
+            let op = if log { "LogSoftmax" } else { "Softmax" };
+            let ax = vec![("axis", Attr::Int(-1))];
+            if t == 1.0 {
+                vec![node(op, vec![v(x)], ax)]
             } else {
-                // dx = y * (g - sum(g * y)) / T
-                let sgy = ops::sum(&ops::mul(g, &yc)?, Some(last))?.reshape(&keep)?;
-                ops::mul(&yc, &ops::sub(g, &sgy)?)?
-            };
-            Ok(vec![Some(ops::scale(&dx, 1.0 / t)?)])
-        }),
+                vec![
+                    node("Mul", vec![v(x), Operand::Floats(vec![1.0 / t])], vec![]),
+                    node(op, vec![Operand::Prev], ax),
+                ]
+            }
+        },
     ))
 }
 
@@ -406,28 +532,31 @@ pub fn div(a: &Var, b: &Var) -> Result<Var> {
     let y = ops::div(a.value(), b.value())?;
     let (av, bv, yc) = (a.value().clone(), b.value().clone(), y.clone());
     let (na, nb) = (a.requires_grad(), b.requires_grad());
-    Ok(Var::from_op(
-        y,
-        "div",
-        vec![a.clone(), b.clone()],
-        Box::new(move |g| {
-            let gq = ops::div(g, &bv)?;
-            let ga = if na {
-                Some(sum_to_shape(&gq, av.shape())?)
-            } else {
-                None
-            };
-            // d(a / b)/db = -(a / b) / b
-            let gb = if nb {
-                Some(sum_to_shape(
-                    &ops::scale(&ops::mul(&gq, &yc)?, -1.0)?,
-                    bv.shape(),
-                )?)
-            } else {
-                None
-            };
-            Ok(vec![ga, gb])
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "div",
+            vec![a.clone(), b.clone()],
+            Box::new(move |g| {
+                let gq = ops::div(g, &bv)?;
+                let ga = if na {
+                    Some(sum_to_shape(&gq, av.shape())?)
+                } else {
+                    None
+                };
+                // d(a / b)/db = -(a / b) / b
+                let gb = if nb {
+                    Some(sum_to_shape(
+                        &ops::scale(&ops::mul(&gq, &yc)?, -1.0)?,
+                        bv.shape(),
+                    )?)
+                } else {
+                    None
+                };
+                Ok(vec![ga, gb])
+            }),
+        ),
+        || vec![node("Div", vec![v(a), v(b)], vec![])],
     ))
 }
 
@@ -554,11 +683,14 @@ pub fn activation(x: &Var, op: ops::UnaryOp) -> Result<Var> {
     } else {
         x.value().clone()
     };
-    Ok(Var::from_op(
-        y,
-        "activation",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(ops::elementwise::binary(g, &saved, grad_op)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "activation",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(ops::elementwise::binary(g, &saved, grad_op)?)])),
+        ),
+        || activation_steps(x, op),
     ))
 }
 
@@ -569,11 +701,20 @@ pub fn permute(x: &Var, perm: &[usize]) -> Result<Var> {
     for (d, &a) in perm.iter().enumerate() {
         inverse[a] = d;
     }
-    Ok(Var::from_op(
-        y,
-        "permute",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(layout::permute(g, &inverse)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "permute",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(layout::permute(g, &inverse)?)])),
+        ),
+        || {
+            vec![node(
+                "Transpose",
+                vec![v(x)],
+                vec![("perm", Attr::Ints(perm.iter().map(|&a| a as i64).collect()))],
+            )]
+        },
     ))
 }
 
@@ -581,11 +722,25 @@ pub fn permute(x: &Var, perm: &[usize]) -> Result<Var> {
 pub fn slice(x: &Var, axis: usize, start: usize, len: usize) -> Result<Var> {
     let y = layout::slice(x.value(), axis, start, len)?;
     let s = x.shape().to_vec();
-    Ok(Var::from_op(
-        y,
-        "slice",
-        vec![x.clone()],
-        Box::new(move |g| Ok(vec![Some(embed(g, &s, axis, start, 0.0)?)])),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "slice",
+            vec![x.clone()],
+            Box::new(move |g| Ok(vec![Some(embed(g, &s, axis, start, 0.0)?)])),
+        ),
+        || {
+            vec![node(
+                "Slice",
+                vec![
+                    v(x),
+                    Operand::Ints(vec![start as i64]),
+                    Operand::Ints(vec![(start + len) as i64]),
+                    Operand::Ints(vec![axis as i64]),
+                ],
+                vec![],
+            )]
+        },
     ))
 }
 
@@ -631,13 +786,104 @@ pub fn pad2d(x: &Var, pads: [usize; 4], value: f32) -> Result<Var> {
     tall[2] += top + bottom;
     let y = embed(&y, &tall, 2, top, value)?;
     let (h, w) = (s[2], s[3]);
-    Ok(Var::from_op(
-        y,
-        "pad2d",
-        vec![x.clone()],
-        Box::new(move |g| {
-            let g = layout::slice(g, 2, top, h)?;
-            Ok(vec![Some(layout::slice(&g, 3, left, w)?)])
-        }),
+    Ok(traced(
+        Var::from_op(
+            y,
+            "pad2d",
+            vec![x.clone()],
+            Box::new(move |g| {
+                let g = layout::slice(g, 2, top, h)?;
+                Ok(vec![Some(layout::slice(&g, 3, left, w)?)])
+            }),
+        ),
+        || {
+            let p = |i: usize| pads[i] as i64;
+            vec![node(
+                "Pad",
+                vec![
+                    v(x),
+                    Operand::Ints(vec![0, 0, p(0), p(2), 0, 0, p(1), p(3)]),
+                    Operand::Floats(vec![value]),
+                ],
+                vec![("mode", Attr::Str("constant"))],
+            )]
+        },
     ))
+}
+
+// ---- ONNX forms of the ops (see `trace`) -------------------------------------
+
+fn pool_attrs(cfg: pool::Pool2dConfig) -> Vec<(&'static str, Attr)> {
+    let pair = |p: (usize, usize)| Attr::Ints(vec![p.0 as i64, p.1 as i64]);
+    let (ph, pw) = (cfg.padding.0 as i64, cfg.padding.1 as i64);
+    vec![
+        ("kernel_shape", pair(cfg.kernel)),
+        ("strides", pair(cfg.stride)),
+        ("pads", Attr::Ints(vec![ph, pw, ph, pw])),
+    ]
+}
+
+/// Reshape keeps the batch dynamic: a leading axis equal to the input's is
+/// written 0 (ONNX: copy the input's axis).
+fn reshape_steps(x: &Var, shape: &[usize]) -> Vec<super::trace::Step> {
+    let mut spec: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    if let (Some(first), Some(&n)) = (spec.first_mut(), x.shape().first())
+        && *first == n as i64
+        && n > 0
+    {
+        *first = 0;
+    }
+    vec![node("Reshape", vec![v(x), Operand::Ints(spec)], vec![])]
+}
+
+/// Resize with scales (whole factors) so the batch stays dynamic; condenser's
+/// nearest is ONNX's asymmetric + floor, its bilinear PyTorch's half-pixel.
+fn upsample_steps(
+    x: &Var,
+    oh: usize,
+    ow: usize,
+    mode: resample::UpsampleMode,
+) -> Vec<super::trace::Step> {
+    let s = x.shape();
+    let (h, w) = (s[2], s[3]);
+    let scales = Operand::Floats(vec![1.0, 1.0, oh as f32 / h as f32, ow as f32 / w as f32]);
+    let attrs = match mode {
+        resample::UpsampleMode::Nearest => vec![
+            ("mode", Attr::Str("nearest")),
+            ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+            ("nearest_mode", Attr::Str("floor")),
+        ],
+        resample::UpsampleMode::Bilinear => vec![
+            ("mode", Attr::Str("linear")),
+            (
+                "coordinate_transformation_mode",
+                Attr::Str("pytorch_half_pixel"),
+            ),
+        ],
+    };
+    if !(oh.is_multiple_of(h) && ow.is_multiple_of(w)) {
+        return vec![node("!resizing by a fractional factor", vec![], vec![])];
+    }
+    vec![node("Resize", vec![v(x), Operand::Absent, scales], attrs)]
+}
+
+fn activation_steps(x: &Var, op: ops::UnaryOp) -> Vec<super::trace::Step> {
+    use ops::UnaryOp as U;
+    let one = |name: &'static str, attrs| vec![node(name, vec![v(x)], attrs)];
+    match op {
+        U::Relu => one("Relu", vec![]),
+        U::Sigmoid => one("Sigmoid", vec![]),
+        U::HardSwish => one("HardSwish", vec![]),
+        U::LeakyRelu { slope } => one("LeakyRelu", vec![("alpha", Attr::Float(slope))]),
+        U::HardSigmoid { alpha, beta } => one(
+            "HardSigmoid",
+            vec![("alpha", Attr::Float(alpha)), ("beta", Attr::Float(beta))],
+        ),
+        U::Clip { lo, hi } => vec![node(
+            "Clip",
+            vec![v(x), Operand::Floats(vec![lo]), Operand::Floats(vec![hi])],
+            vec![],
+        )],
+        _ => vec![node("!a non-activation unary op", vec![], vec![])],
+    }
 }

@@ -9,6 +9,7 @@
 //! nothing (the teacher's forward keeps no graph and no gradient memory).
 
 pub mod functional;
+pub mod trace;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -121,6 +122,11 @@ impl Var {
     pub fn requires_grad(&self) -> bool {
         self.0.requires_grad
     }
+    /// Identity of this Var (clones share it), for tracing.
+    pub fn id(&self) -> usize {
+        Rc::as_ptr(&self.0) as usize
+    }
+
     pub fn is_leaf(&self) -> bool {
         self.0.node.is_none()
     }

@@ -31,7 +31,13 @@ pub struct RunConfig {
     pub shapes_count: Option<usize>,
     pub teacher_model: Option<String>,
     pub teacher_weights: Option<PathBuf>,
+    /// Tensors of an ONNX teacher the feature paths attach to, comma-separated,
+    /// early to late (empty: the last map at each resolution).
+    pub teacher_features: String,
+    /// `cnn8`, `resnet8x4`, ... or `onnx:<file.onnx>` (a graph trained as is).
     pub student_model: String,
+    /// The same as `teacher_features` for an ONNX student.
+    pub student_features: String,
     /// Distillation paths: `soft,hint,at,nst,logits` (empty: none).
     pub paths: String,
     /// equal, fixed[:w,..], adaptive, gradnorm, dwa, pcgrad, mgda.
@@ -82,7 +88,9 @@ impl Default for RunConfig {
             shapes_count: None,
             teacher_model: None,
             teacher_weights: None,
+            teacher_features: String::new(),
             student_model: "cnn8".into(),
+            student_features: String::new(),
             paths: String::new(),
             aggregate: AggregateSpec::Equal,
             layerwise: false,

@@ -123,6 +123,14 @@ fn load_teacher(
     let (Some(arch), Some(w)) = (&cfg.teacher_model, &cfg.teacher_weights) else {
         return Ok(None);
     };
+    if is_onnx_teacher(arch, w) {
+        let model = load_onnx(gpu, w, &cfg.teacher_features, false, cfg, train)?;
+        let teacher = Teacher {
+            model,
+            sha256: file_sha256(w)?,
+        };
+        return Ok(Some((teacher, None)));
+    }
     let q = ModelQuery {
         arch,
         task: cfg.task,
@@ -138,6 +146,98 @@ fn load_teacher(
         sha256: file_sha256(w)?,
     };
     Ok(Some((teacher, loaded.input)))
+}
+
+/// `--teacher-model onnx`, or ONNX weights under any teacher name.
+fn is_onnx_teacher(arch: &str, weights: &FsPath) -> bool {
+    arch == "onnx"
+        || weights
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// An ONNX graph as a teacher or student, checked against the data: image
+/// shape, class count and task.
+fn load_onnx(
+    gpu: &Gpu,
+    path: &FsPath,
+    features: &str,
+    trainable: bool,
+    cfg: &RunConfig,
+    train: &ImageSet,
+) -> Result<Box<dyn Model>> {
+    let opts = crate::onnx::OnnxOptions {
+        features: features
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        trainable,
+        input_hw: Some((train.height, train.width)),
+    };
+    let m = crate::onnx::OnnxModel::load(gpu, path, &opts)?;
+    let [c, h, w] = m.input_chw;
+    let mut diffs = Vec::new();
+    if (c, h, w) != (train.channels, train.height, train.width) {
+        diffs.push(format!(
+            "the graph takes {c}x{h}x{w} images (C x H x W), the data has {}x{}x{}",
+            train.channels, train.height, train.width
+        ));
+    }
+    if m.task() != cfg.task {
+        diffs.push(format!(
+            "its output is for --task {}, this run is --task {}",
+            m.task(),
+            cfg.task
+        ));
+    }
+    let classes = cfg.num_classes(train)?;
+    let probe = m
+        .shapes
+        .iter()
+        .rev()
+        .find(|(n, _, _)| *n == m.graph.outputs[0])
+        .map(|(_, _, s)| s.clone())
+        .unwrap_or_default();
+    if probe.get(1).is_some_and(|&k| k != classes) {
+        diffs.push(format!(
+            "it predicts {} classes, the data has {classes}",
+            probe[1]
+        ));
+    }
+    if !diffs.is_empty() {
+        return Err(Error::weights(
+            path,
+            format!("does not fit this data: {}", diffs.join("; ")),
+            "pass data of the graph's shape (--image-size for resizable data), or export the graph for this data",
+        ));
+    }
+    Ok(Box::new(m))
+}
+
+/// The student `cfg` names: a built-in architecture, or `onnx:<file>`.
+fn build_student(gpu: &Gpu, cfg: &RunConfig, train: &ImageSet) -> Result<Box<dyn Model>> {
+    if let Some(path) = cfg.student_model.strip_prefix("onnx:") {
+        return load_onnx(
+            gpu,
+            FsPath::new(path),
+            &cfg.student_features,
+            true,
+            cfg,
+            train,
+        );
+    }
+    build_model(
+        gpu,
+        &ModelSpec {
+            arch: cfg.student_model.clone(),
+            in_channels: train.channels,
+            num_classes: cfg.num_classes(train)?,
+            task: cfg.task,
+        },
+        cfg.seed,
+    )
 }
 
 /// Everything the steps train or read.
@@ -205,16 +305,7 @@ fn setup<'d>(
     )?;
     let test_loader = Loader::new(gpu, test, LoaderConfig::eval(256, Some(input.norm())))?;
     let kinds = parse_paths(&cfg.paths)?;
-    let student = build_model(
-        gpu,
-        &ModelSpec {
-            arch: cfg.student_model.clone(),
-            in_channels: train.channels,
-            num_classes: cfg.num_classes(train)?,
-            task: cfg.task,
-        },
-        cfg.seed,
-    )?;
+    let student = build_student(gpu, cfg, train)?;
     let paths = match &teacher {
         Some(t) => build_paths(
             gpu,
@@ -495,6 +586,12 @@ pub fn run_with_cache(
     let lock = open_run_dir(&cfg)?;
     let result = run_locked(gpu, &cfg, t0, cache);
     if result.is_err() {
+        // A fresh run that failed before logging anything leaves no trace
+        // (its empty log would make the next attempt ask for --overwrite).
+        let log = cfg.out_dir.join(METRICS);
+        if lock.created() && std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&log);
+        }
         lock.discard_if_unused();
     }
     result
@@ -779,8 +876,31 @@ fn save_model(cfg: &RunConfig, parts: &Parts<'_>, result: &RunResult) -> Result<
     if let Some(a) = result.agreement {
         meta.push(("agreement", a.to_string()));
     }
-    safetensors::save(parts.student.as_ref(), &cfg.out_dir.join(MODEL), &meta)
+    safetensors::save(parts.student.as_ref(), &cfg.out_dir.join(MODEL), &meta)?;
+    save_onnx(cfg, parts)
 }
+
+/// The student as ONNX beside its weights (`model.onnx`), for deployment.
+/// A model whose forward pass has no ONNX form gets a warning, not a failed run.
+fn save_onnx(cfg: &RunConfig, parts: &Parts<'_>) -> Result<()> {
+    let i = &parts.input;
+    let opts = crate::onnx::export::ExportOptions {
+        fold_bn: false,
+        norm: Some(i.norm()),
+    };
+    let path = cfg.out_dir.join(ONNX_MODEL);
+    let chw = [i.channels, i.height, i.width];
+    match crate::onnx::export::save(parts.student.as_ref(), chw, &path, &opts, true) {
+        Err(Error::Config(why)) => {
+            eprintln!("warning: no {ONNX_MODEL} for this run: {why}");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The student as ONNX in a run's folder.
+pub const ONNX_MODEL: &str = "model.onnx";
 
 /// The normalisation and input shape of a model file, or, for files that do
 /// not carry them (older runs, PyTorch exports), the statistics of `fallback`

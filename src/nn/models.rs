@@ -101,6 +101,18 @@ pub const MAX_WIDEN: usize = 64;
 /// The model `spec` names: a backbone with the head of its task (a linear
 /// classifier, or a dense decoder and per-pixel heads).
 pub fn build_model(gpu: &Gpu, spec: &ModelSpec, seed: u64) -> Result<Box<dyn Model>> {
+    if let Some(path) = spec.arch.strip_prefix("onnx:") {
+        // A graph trained as imported (its initializers are the parameters).
+        let opts = crate::onnx::OnnxOptions {
+            trainable: true,
+            ..Default::default()
+        };
+        return Ok(Box::new(crate::onnx::OnnxModel::load(
+            gpu,
+            std::path::Path::new(path),
+            &opts,
+        )?));
+    }
     let mut seeds = Seeds::new(seed);
     let body = build_backbone(gpu, &spec.arch, spec.in_channels, &mut seeds)?;
     match spec.task {

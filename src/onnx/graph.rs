@@ -246,6 +246,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
             .push(node_of(n, k, &g).map_err(|m| bad(m.to_string()))?);
     }
     check_ops(&g)?;
+    fold_identity_initializers(&mut g);
     if g.outputs.is_empty() {
         return Err(bad("declares no graph outputs".into()));
     }
@@ -344,6 +345,29 @@ fn node_of(n: &proto::NodeProto, k: usize, g: &Graph) -> std::result::Result<Nod
         outputs: n.output.clone(),
         attrs,
     })
+}
+
+/// PyTorch's exporter stores equal initializers once and hands them to their
+/// other users through Identity nodes (every fresh batch norm's running
+/// variance is all ones). Each user gets its own copy here, so that training
+/// moves each parameter and each running statistic on its own, as in the
+/// network that was exported.
+fn fold_identity_initializers(g: &mut Graph) {
+    let outputs: std::collections::BTreeSet<&String> = g.outputs.iter().collect();
+    let mut copies = Vec::new();
+    g.nodes.retain(|n| {
+        let source = (n.op == "Identity")
+            .then(|| n.inputs.first().and_then(|i| g.initializers.get(i)))
+            .flatten();
+        match (source, n.outputs.first()) {
+            (Some(t), Some(out)) if !outputs.contains(out) => {
+                copies.push((out.clone(), t.clone()));
+                false
+            }
+            _ => true,
+        }
+    });
+    g.initializers.extend(copies);
 }
 
 /// Every node's operator is one condenser runs; the first that is not is named.

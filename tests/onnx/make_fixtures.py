@@ -12,8 +12,10 @@ do not need Python). Run with Debian's python3-torch plus PyPI's onnx:
 - models/<name>/: small networks exported from PyTorch (a ResNet-18-style net,
   a MobileNetV2-style net, an encoder-decoder): model.onnx, input.bin and
   output.bin (little-endian f32) and shapes.json.
-- teacher_shapes.onnx: a non-condenser CNN for 3x24x24 images and 5 classes
-  (the shapes world), trained briefly on random data, for the end-to-end test.
+- teacher_shapes.onnx: a non-condenser CNN for 3x24x24 images and 6 classes
+  (the shapes world: 6 classes), for the end-to-end distillation test.
+
+`--only NAME` remakes one part: node, models or teacher.
 """
 import json
 import os
@@ -86,6 +88,18 @@ def export(model, x, path, dynamic=True, preserve=False):
         model, x, path, opset_version=13, input_names=["image"], output_names=["logits"],
         dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None, **kw,
     )
+
+
+def _randomize_bn(m):
+    # Non-trivial running statistics, so folding and eval-mode BN are tested.
+    import torch.nn as nn
+
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
 
 
 def whole_models():
@@ -178,14 +192,7 @@ def whole_models():
             d = s.d1(torch.cat([u, a], 1))
             return s.out(d)
 
-    def randomize_bn(m):
-        # Non-trivial running statistics, so folding and eval-mode BN are tested.
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.data.uniform_(0.5, 1.5)
-                mod.bias.data.uniform_(-0.2, 0.2)
+    randomize_bn = _randomize_bn
 
     out = os.path.join(ROOT, "models")
     shutil.rmtree(out, ignore_errors=True)
@@ -208,6 +215,14 @@ def whole_models():
         json.dump({"input": list(shape), "output": list(y.shape)}, open(os.path.join(d, "shapes.json"), "w"))
         print(f"{name}: {os.path.getsize(os.path.join(d, 'model.onnx'))} bytes")
 
+
+
+def teacher_model():
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(1)
+    randomize_bn = _randomize_bn
     # The end-to-end teacher: not a condenser architecture (a VGG-ish net with a
     # hard-sigmoid gate), for the shapes world's 3x24x24 images and 5 classes.
     class Gate(nn.Module):
@@ -222,13 +237,26 @@ def whole_models():
         nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), Gate(32), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 5))
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 6))
     randomize_bn(teacher)
     export(teacher, torch.randn(2, 3, 24, 24), os.path.join(ROOT, "teacher_shapes.onnx"))
+
+    # An ONNX student for the same data, batch norm kept (trained as imported):
+    # depthwise-separable blocks with ReLU6, as MobileNets.
+    student = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+        nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 6))
+    export(student, torch.randn(2, 3, 24, 24), os.path.join(ROOT, "student_shapes.onnx"), preserve=True)
 
 
 if __name__ == "__main__":
     os.makedirs(ROOT, exist_ok=True)
-    node_cases()
-    whole_models()
+    only = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--only" else None
+    for name, make in [("node", node_cases), ("models", whole_models), ("teacher", teacher_model)]:
+        if only in (None, name):
+            make()
     sys.exit(0)
