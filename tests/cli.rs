@@ -653,3 +653,144 @@ fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refuse
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A one-node ONNX file running `op` on a [N, 3, 24, 24] input.
+fn one_node_onnx(op: &str) -> Vec<u8> {
+    use condenser::onnx::proto::*;
+    let vi = |name: &str| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeTensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto {
+                    dim: [None, Some(3), Some(24), Some(24)]
+                        .iter()
+                        .map(|d| Dimension {
+                            dim_value: *d,
+                            dim_param: d.is_none().then(|| "N".to_string()),
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    };
+    let m = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                name: Some("the_node".into()),
+                op_type: Some(op.into()),
+                ..Default::default()
+            }],
+            input: vec![vi("x")],
+            output: vec![vi("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&m)
+}
+
+#[test]
+fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
+    let dir = cli_tmp("onnx");
+    let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let teacher = fx.join("teacher_shapes.onnx").display().to_string();
+    let student = format!("onnx:{}", fx.join("student_shapes.onnx").display());
+    let tiny = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "distill",
+            "--teacher-model",
+            "onnx",
+            "--teacher-weights",
+            &teacher,
+            "--data",
+            "shapes",
+            "--image-size",
+            "24",
+            "--train-limit",
+            "96",
+            "--test-limit",
+            "40",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // A PyTorch teacher (not a condenser architecture) into a built-in student.
+    let args = tiny(&["--student-model", "cnn4", "--paths", "soft,hint,at", "--aggregate", "adaptive", "--out", "a"]);
+    let (code, out, err) = run_in(&dir, &refs(&args), &[], 300);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("agreement with teacher"), "{out}");
+    assert!(dir.join("a/model.safetensors").exists() && dir.join("a/model.onnx").exists());
+
+    // An ONNX student too, its feature taps picked by name.
+    let args = tiny(&[
+        "--student-model",
+        &student,
+        "--teacher-features",
+        "/7/Mul_output_0,/11/Relu_output_0",
+        "--paths",
+        "soft,hint",
+        "--out",
+        "b",
+    ]);
+    let (code, out, err) = run_in(&dir, &refs(&args), &[], 300);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1430 params"), "PyTorch's count of the student: {out}");
+
+    // Its trained weights back out as ONNX, folded; never over an existing file.
+    let export = [
+        "export",
+        "--model",
+        &student,
+        "--weights",
+        "b/model.safetensors",
+        "--out",
+        "b/folded.onnx",
+        "--fold-bn",
+    ];
+    let (code, out, err) = run_in(&dir, &export, &[], 120);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = run_in(&dir, &export, &[], 120);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--overwrite"), "{err}");
+    let (code, out, err) = run_in(&dir, &["inspect", "b/folded.onnx"], &[], 120);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("opset 17") && out.contains("[1, 6]"), "{out}");
+    assert!(!out.contains("BatchNormalization"), "folded: {out}");
+
+    // Refusals before any training: an unknown operator, data of the wrong shape.
+    std::fs::write(dir.join("erf.onnx"), one_node_onnx("Erf")).unwrap();
+    let args = tiny(&["--out", "c"]);
+    let mut args = args;
+    let at = args.iter().position(|a| *a == teacher).unwrap();
+    args[at] = "erf.onnx".into();
+    let (code, _, err) = run_in(&dir, &refs(&args), &[], 120);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("Erf") && err.contains("the_node") && err.contains("opset 17"),
+        "{err}"
+    );
+    assert!(!dir.join("c").exists(), "a refused run leaves no folder");
+    let mut args = tiny(&["--out", "d"]);
+    let at = args.iter().position(|a| a == "24").unwrap();
+    args[at] = "12".into();
+    let (code, _, err) = run_in(&dir, &refs(&args), &[], 120);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("3x24x24") && err.contains("3x12x12"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

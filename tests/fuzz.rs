@@ -321,3 +321,22 @@ fn coco_annotations() {
     });
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn onnx_files() {
+    // The importer reads a protobuf, then builds and probes the graph on the
+    // GPU: every mutation must give a model or an error naming the file.
+    let g = gpu();
+    let dir = tmp("onnx");
+    let base = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx/student_shapes.onnx"),
+    )
+    .unwrap();
+    let opts = condenser::onnx::OnnxOptions::default();
+    fuzz("onnx", &base, &dir.join("m.onnx"), 300, &mut |p| {
+        condenser::onnx::OnnxModel::load(&g, p, &opts)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -424,11 +424,20 @@ impl Builder {
             let shape: Vec<usize> = wdims.iter().map(|&d| d as usize).collect();
             self.inits.push(f32_tensor(&wn, &shape, &w2));
             self.inits.push(f32_tensor(&bn_name, &[oc], &b2));
-            let out = self.nodes[k].output[0].clone();
+            // The conv's output now carries the normalised values: readers of
+            // the batch norm's output read it instead.
+            let bn_out = self.nodes[k].output[0].clone();
             let c = &mut self.nodes[ci];
             c.input = vec![c.input[0].clone(), wn, bn_name];
-            c.output = vec![out];
+            let conv_out = c.output[0].clone();
             self.nodes.remove(k);
+            for n in &mut self.nodes {
+                for i in &mut n.input {
+                    if *i == bn_out {
+                        *i = conv_out.clone();
+                    }
+                }
+            }
         }
         // Initializers nothing reads any more (the unfolded weights) go.
         let used: std::collections::HashSet<&String> =

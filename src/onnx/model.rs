@@ -198,7 +198,11 @@ impl OnnxModel {
                 node,
                 train,
             };
-            let outs = eval(&c)?;
+            // Every error says which node of which file it came from.
+            let outs = eval(&c).map_err(|e| match e {
+                Error::Weights { .. } => e,
+                other => node.error(&self.graph, other),
+            })?;
             for (name, v) in node.outputs.iter().zip(outs) {
                 if !name.is_empty() {
                     env.insert(name.clone(), v);
