@@ -731,7 +731,16 @@ fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
         v
     };
     // A PyTorch teacher (not a condenser architecture) into a built-in student.
-    let args = tiny(&["--student-model", "cnn4", "--paths", "soft,hint,at", "--aggregate", "adaptive", "--out", "a"]);
+    let args = tiny(&[
+        "--student-model",
+        "cnn4",
+        "--paths",
+        "soft,hint,at",
+        "--aggregate",
+        "adaptive",
+        "--out",
+        "a",
+    ]);
     let (code, out, err) = run_in(&dir, &refs(&args), &[], 300);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("agreement with teacher"), "{out}");
@@ -750,7 +759,10 @@ fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
     ]);
     let (code, out, err) = run_in(&dir, &refs(&args), &[], 300);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("1430 params"), "PyTorch's count of the student: {out}");
+    assert!(
+        out.contains("1430 params"),
+        "PyTorch's count of the student: {out}"
+    );
 
     // Its trained weights back out as ONNX, folded; never over an existing file.
     let export = [

@@ -27,6 +27,8 @@ pub struct ConvSpec {
     pub stride: usize,
     pub pad: usize,
     pub bias: bool,
+    /// Channel groups (cin for a depthwise conv).
+    pub groups: usize,
 }
 
 impl ConvSpec {
@@ -39,11 +41,20 @@ impl ConvSpec {
             stride: 1,
             pad: k / 2,
             bias: false,
+            groups: 1,
         }
     }
 
     pub fn stride(self, stride: usize) -> ConvSpec {
         ConvSpec { stride, ..self }
+    }
+
+    pub fn groups(self, groups: usize) -> ConvSpec {
+        ConvSpec { groups, ..self }
+    }
+
+    pub fn bias(self, bias: bool) -> ConvSpec {
+        ConvSpec { bias, ..self }
     }
 }
 
@@ -58,11 +69,13 @@ impl Conv2d {
             stride,
             pad,
             bias,
+            groups,
         } = spec;
-        let w = kaiming_normal_fan_out(gpu, &[cout, cin, k, k], seeds.next_seed())?;
+        let per_group = cin / groups.max(1);
+        let w = kaiming_normal_fan_out(gpu, &[cout, per_group, k, k], seeds.next_seed())?;
         let b = if bias {
             Some(Var::leaf(
-                uniform_fan_in(gpu, &[cout], cin * k * k, seeds.next_seed())?,
+                uniform_fan_in(gpu, &[cout], per_group * k * k, seeds.next_seed())?,
                 true,
             ))
         } else {
@@ -71,7 +84,10 @@ impl Conv2d {
         Ok(Conv2d {
             weight: Var::leaf(w, true),
             bias: b,
-            cfg: Conv2dConfig::new(stride, pad),
+            cfg: Conv2dConfig {
+                groups,
+                ..Conv2dConfig::new(stride, pad)
+            },
         })
     }
 

@@ -6,6 +6,7 @@ pub mod dense;
 pub mod init;
 pub mod input;
 pub mod layers;
+pub mod mobile;
 pub mod models;
 pub mod safetensors;
 

@@ -28,6 +28,10 @@ pub trait Backbone: Module {
     fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>>;
     /// Channels of each stage output.
     fn channels(&self) -> Vec<usize>;
+    /// The classifier's name in the reference definition.
+    fn head_name(&self) -> &'static str {
+        "fc"
+    }
 }
 
 /// A backbone, global average pooling of its last stage, and a linear layer
@@ -60,7 +64,7 @@ impl Classifier {
 impl Module for Classifier {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, Entry)) {
         self.body.visit(prefix, f);
-        self.fc.visit(&join(prefix, "fc"), f);
+        self.fc.visit(&join(prefix, self.body.head_name()), f);
     }
 }
 
@@ -90,7 +94,7 @@ impl Model for Classifier {
 }
 
 /// Names `build_model` understands (any depth/width of these forms works).
-pub const ARCHS: &str = "cnn<width> (cnn8, cnn32), resnet<6n+2>[x4] (resnet8x4, resnet32x4, resnet20, resnet56), wrn-<6n+4>-<k> (wrn-16-2, wrn-40-2)";
+pub const ARCHS: &str = "cnn<width> (cnn8, cnn32), resnet<6n+2>[x4] (resnet8x4, resnet32x4, resnet20, resnet56), wrn-<6n+4>-<k> (wrn-16-2, wrn-40-2), mobilenetv2, shufflenetv2, vgg<8|11|13|16|19>, onnx:<file.onnx>";
 
 /// Bounds on the architectures' sizes: far beyond what trains on any one GPU
 /// today, small enough that a typo (cnn100000) is an error, not an allocation.
@@ -132,6 +136,32 @@ fn build_backbone(
 ) -> Result<Box<dyn Backbone>> {
     let bad = || Error::Config(format!("unknown model {arch:?}; known forms: {ARCHS}"));
     let a = arch;
+    match a {
+        "mobilenetv2" => {
+            return Ok(Box::new(super::mobile::MobileNetV2::new(
+                gpu,
+                in_channels,
+                seeds,
+            )?));
+        }
+        "shufflenetv2" => {
+            return Ok(Box::new(super::mobile::ShuffleNetV2::new(
+                gpu,
+                in_channels,
+                seeds,
+            )?));
+        }
+        _ => {}
+    }
+    if let Some(d) = a.strip_prefix("vgg") {
+        let depth: usize = d.parse().map_err(|_| bad())?;
+        return Ok(Box::new(super::mobile::Vgg::new(
+            gpu,
+            in_channels,
+            depth,
+            seeds,
+        )?));
+    }
     if let Some(w) = a.strip_prefix("cnn") {
         let width: usize = w.parse().map_err(|_| bad())?;
         if !(1..=MAX_CNN_WIDTH).contains(&width) {

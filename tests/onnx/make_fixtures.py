@@ -15,7 +15,13 @@ do not need Python). Run with Debian's python3-torch plus PyPI's onnx:
 - teacher_shapes.onnx: a non-condenser CNN for 3x24x24 images and 6 classes
   (the shapes world: 6 classes), for the end-to-end distillation test.
 
-`--only NAME` remakes one part: node, models or teacher.
+- ../students/<arch>.json: RepDistiller's MobileNetV2 (mobile_half),
+  ShuffleNetV2 and VGG8 (vgg8_bn) rebuilt in PyTorch, their state_dict names and
+  shapes, parameter counts at 100 classes, and logits for weights and input
+  filled by a formula both sides compute (`formula` below), so no weights are
+  committed.
+
+`--only NAME` remakes one part: node, models, teacher or students.
 """
 import json
 import os
@@ -253,10 +259,175 @@ def teacher_model():
     export(student, torch.randn(2, 3, 24, 24), os.path.join(ROOT, "student_shapes.onnx"), preserve=True)
 
 
+def formula(name, shape):
+    """Deterministic values for a tensor `name` (mirrored in tests/students.rs):
+    a hash of (name, index) to [0, 1), scaled by what the tensor is."""
+    seed = 2166136261
+    for b in name.encode():
+        seed = ((seed ^ b) * 16777619) & 0xFFFFFFFF
+    n = int(np.prod(shape)) if len(shape) else 1
+    i = np.arange(1, n + 1, dtype=np.uint64)
+    h = (np.uint64(seed) + i * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(15)
+    h = (h * np.uint64(2246822519)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(13)
+    u = h.astype(np.float64) / 4294967296.0
+    last = name.rsplit(".", 1)[-1]
+    if last == "running_var":
+        v = 0.5 + u
+    elif last in ("running_mean", "bias"):
+        v = (u - 0.5) * 0.2
+    elif last == "weight" and len(shape) == 1:
+        v = 0.5 + u
+    elif last == "weight":
+        fan_in = n // shape[0]
+        v = (u * 2 - 1) * np.sqrt(3.0 / fan_in)
+    else:
+        v = u * 2 - 1
+    return v.astype(np.float32).reshape(shape)
+
+
+def students():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    def cbr(i, o, k, s, g=1, relu=True):
+        layers = [nn.Conv2d(i, o, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(o)]
+        return nn.Sequential(*(layers + [nn.ReLU()] if relu else layers))
+
+    class InvRes(nn.Module):
+        def __init__(s, i, o, stride, t):
+            super().__init__()
+            h = i * t
+            s.res = stride == 1 and i == o
+            s.conv = nn.Sequential(nn.Conv2d(i, h, 1, 1, 0, bias=False), nn.BatchNorm2d(h), nn.ReLU(),
+                                   nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU(),
+                                   nn.Conv2d(h, o, 1, 1, 0, bias=False), nn.BatchNorm2d(o))
+
+        def forward(s, x):
+            return x + s.conv(x) if s.res else s.conv(x)
+
+    class MobileHalf(nn.Module):
+        def __init__(s, classes):
+            super().__init__()
+            setting = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+            c = 16
+            s.conv1 = cbr(3, c, 3, 2)
+            s.blocks = nn.ModuleList()
+            for t, o, n, st in setting:
+                o = int(o * 0.5)
+                layers = []
+                for k in range(n):
+                    layers.append(InvRes(c, o, st if k == 0 else 1, t))
+                    c = o
+                s.blocks.append(nn.Sequential(*layers))
+            s.conv2 = cbr(c, 1280, 1, 1)
+            s.classifier = nn.Sequential(nn.Linear(1280, classes))
+
+        def forward(s, x):
+            x = s.conv1(x)
+            for b in s.blocks:
+                x = b(x)
+            x = s.conv2(x)
+            return s.classifier(F.avg_pool2d(x, 2, ceil_mode=True).flatten(1))
+
+    def shuffle(x):
+        n, c, h, w = x.shape
+        return x.view(n, 2, c // 2, h, w).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+    class SBasic(nn.Module):
+        def __init__(s, c):
+            super().__init__()
+            h = c // 2
+            s.conv1, s.bn1 = nn.Conv2d(h, h, 1, bias=False), nn.BatchNorm2d(h)
+            s.conv2, s.bn2 = nn.Conv2d(h, h, 3, 1, 1, groups=h, bias=False), nn.BatchNorm2d(h)
+            s.conv3, s.bn3 = nn.Conv2d(h, h, 1, bias=False), nn.BatchNorm2d(h)
+
+        def forward(s, x):
+            c = x.shape[1] // 2
+            x1, x2 = x[:, :c], x[:, c:]
+            out = F.relu(s.bn1(s.conv1(x2)))
+            out = s.bn2(s.conv2(out))
+            out = F.relu(s.bn3(s.conv3(out)))
+            return shuffle(torch.cat([x1, out], 1))
+
+    class SDown(nn.Module):
+        def __init__(s, i, o):
+            super().__init__()
+            m = o // 2
+            s.conv1, s.bn1 = nn.Conv2d(i, i, 3, 2, 1, groups=i, bias=False), nn.BatchNorm2d(i)
+            s.conv2, s.bn2 = nn.Conv2d(i, m, 1, bias=False), nn.BatchNorm2d(m)
+            s.conv3, s.bn3 = nn.Conv2d(i, m, 1, bias=False), nn.BatchNorm2d(m)
+            s.conv4, s.bn4 = nn.Conv2d(m, m, 3, 2, 1, groups=m, bias=False), nn.BatchNorm2d(m)
+            s.conv5, s.bn5 = nn.Conv2d(m, m, 1, bias=False), nn.BatchNorm2d(m)
+
+        def forward(s, x):
+            a = F.relu(s.bn2(s.conv2(s.bn1(s.conv1(x)))))
+            b = F.relu(s.bn3(s.conv3(x)))
+            b = F.relu(s.bn5(s.conv5(s.bn4(s.conv4(b)))))
+            return shuffle(torch.cat([a, b], 1))
+
+    class ShuffleV2(nn.Module):
+        def __init__(s, classes):
+            super().__init__()
+            s.conv1, s.bn1 = nn.Conv2d(3, 24, 1, bias=False), nn.BatchNorm2d(24)
+            c = 24
+            for k, (o, n) in enumerate(zip((116, 232, 464), (3, 7, 3))):
+                setattr(s, f"layer{k + 1}", nn.Sequential(SDown(c, o), *[SBasic(o) for _ in range(n)]))
+                c = o
+            s.conv2, s.bn2 = nn.Conv2d(c, 1024, 1, bias=False), nn.BatchNorm2d(1024)
+            s.linear = nn.Linear(1024, classes)
+
+        def forward(s, x):
+            x = F.relu(s.bn1(s.conv1(x)))
+            x = s.layer3(s.layer2(s.layer1(x)))
+            x = F.relu(s.bn2(s.conv2(x)))
+            return s.linear(F.avg_pool2d(x, 4).flatten(1))
+
+    class Vgg8(nn.Module):
+        def __init__(s, classes):
+            super().__init__()
+            c = 3
+            for i, w in enumerate((64, 128, 256, 512, 512)):
+                setattr(s, f"block{i}", nn.Sequential(nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w)))
+                c = w
+            s.classifier = nn.Linear(512, classes)
+
+        def forward(s, x):
+            for i in range(5):
+                x = F.relu(getattr(s, f"block{i}")(x))
+                if i < 3:
+                    x = F.max_pool2d(x, 2)
+            return s.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    out = os.path.join(ROOT, "..", "students")
+    os.makedirs(out, exist_ok=True)
+    for arch, make in [("mobilenetv2", MobileHalf), ("shufflenetv2", ShuffleV2), ("vgg8", Vgg8)]:
+        params_100 = sum(p.numel() for p in make(100).parameters())
+        m = make(10)
+        sd = m.state_dict()
+        with torch.no_grad():
+            for k, t in sd.items():
+                if k.endswith("num_batches_tracked"):
+                    continue
+                t.copy_(torch.from_numpy(formula(k, list(t.shape))))
+        m.eval()
+        x = torch.from_numpy(formula("input", [2, 3, 32, 32]))
+        with torch.no_grad():
+            y = m(x)
+        json.dump({
+            "params_100": params_100,
+            "names": [[k, list(t.shape)] for k, t in sd.items()],
+            "logits": [float(v) for v in y.flatten()],
+        }, open(os.path.join(out, f"{arch}.json"), "w"))
+        print(f"{arch}: {params_100} parameters at 100 classes")
+
+
 if __name__ == "__main__":
     os.makedirs(ROOT, exist_ok=True)
     only = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--only" else None
-    for name, make in [("node", node_cases), ("models", whole_models), ("teacher", teacher_model)]:
+    for name, make in [("node", node_cases), ("models", whole_models), ("teacher", teacher_model), ("students", students)]:
         if only in (None, name):
             make()
     sys.exit(0)
