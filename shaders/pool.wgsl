@@ -15,7 +15,11 @@ struct PoolParams {
     sw: u32,
     ph: u32,
     pw: u32,
+    // Dilation: the spacing of a window's taps.
+    dh: u32,
+    dw: u32,
     _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
@@ -39,6 +43,11 @@ fn covering(i: u32, k: u32, s: u32, pad: u32, size: u32) -> vec2<i32> {
     return vec2<i32>(lo, hi);
 }
 
+// A window's extent with dilation d: (k - 1) * d + 1.
+fn extent(k: u32, d: u32) -> u32 {
+    return (k - 1u) * d + 1u;
+}
+
 // Strides of the max-pool kernels as constants: `covering` divides by them, and
 // a division by a constant is a multiply, not a per-lane integer division.
 override SH: u32 = 1u;
@@ -60,12 +69,12 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         var bi = 0u;
         var found = false;
         for (var ky = 0u; ky < p.kh; ky++) {
-            let y = i32(oy * SH + ky) - i32(p.ph);
+            let y = i32(oy * SH + ky * p.dh) - i32(p.ph);
             if y < 0 || y >= i32(p.h) {
                 continue;
             }
             for (var kx = 0u; kx < p.kw; kx++) {
-                let x = i32(ox * SW + kx) - i32(p.pw);
+                let x = i32(ox * SW + kx * p.dw) - i32(p.pw);
                 if x < 0 || x >= i32(p.w) {
                     continue;
                 }
@@ -94,10 +103,12 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     let y = r % p.h;
     let pl = r / p.h;
-    let ry = covering(y, p.kh, SH, p.ph, p.oh);
+    // Windows whose extent covers the pixel; the winner index picks the ones
+    // that read it (with dilation, a covering window may step over it).
+    let ry = covering(y, extent(p.kh, p.dh), SH, p.ph, p.oh);
     for (var x = 0u; x < p.w; x++) {
         let me = y * p.w + x;
-        let rx = covering(x, p.kw, SW, p.pw, p.ow);
+        let rx = covering(x, extent(p.kw, p.dw), SW, p.pw, p.ow);
         var acc = 0.0;
         for (var oy = ry.x; oy <= ry.y; oy++) {
             for (var ox = rx.x; ox <= rx.y; ox++) {
@@ -124,12 +135,12 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let pl = i / (p.ow * p.oh);
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
-        let y = i32(oy * p.sh + ky) - i32(p.ph);
+        let y = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
         if y < 0 || y >= i32(p.h) {
             continue;
         }
         for (var kx = 0u; kx < p.kw; kx++) {
-            let x = i32(ox * p.sw + kx) - i32(p.pw);
+            let x = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
             if x >= 0 && x < i32(p.w) {
                 acc += inputs[(pl * p.h + u32(y)) * p.w + u32(x)];
             }
@@ -149,11 +160,18 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let x = i % p.w;
     let y = (i / p.w) % p.h;
     let pl = i / (p.w * p.h);
-    let ry = covering(y, p.kh, p.sh, p.ph, p.oh);
-    let rx = covering(x, p.kw, p.sw, p.pw, p.ow);
+    let ry = covering(y, extent(p.kh, p.dh), p.sh, p.ph, p.oh);
+    let rx = covering(x, extent(p.kw, p.dw), p.sw, p.pw, p.ow);
     var acc = 0.0;
     for (var oy = ry.x; oy <= ry.y; oy++) {
+        // A window reads the pixel when its offset in the window is a whole tap.
+        if (u32(i32(y + p.ph) - oy * i32(p.sh))) % p.dh != 0u {
+            continue;
+        }
         for (var ox = rx.x; ox <= rx.y; ox++) {
+            if (u32(i32(x + p.pw) - ox * i32(p.sw))) % p.dw != 0u {
+                continue;
+            }
             acc += grad_out[(pl * p.oh + u32(oy)) * p.ow + u32(ox)];
         }
     }

@@ -16,6 +16,24 @@ fn pooling() {
         ("2x2/2", [2, 3, 6, 6], Pool2dConfig::new(2, 2, 0)),
         ("3x3/2 pad 1", [1, 2, 7, 7], Pool2dConfig::new(3, 2, 1)),
         ("3x3/1 odd", [1, 1, 5, 4], Pool2dConfig::new(3, 1, 1)),
+        (
+            "2x2/1 dilation 2",
+            [1, 2, 6, 5],
+            Pool2dConfig {
+                dilation: (2, 2),
+                ..Pool2dConfig::new(2, 1, 0)
+            },
+        ),
+        (
+            "3x2/2 dilation (2, 3) pad 1",
+            [2, 1, 9, 10],
+            Pool2dConfig {
+                kernel: (3, 2),
+                stride: (2, 2),
+                padding: (1, 1),
+                dilation: (2, 3),
+            },
+        ),
     ] {
         let planes = shape[0] * shape[1];
         check_op(

@@ -823,6 +823,7 @@ fn pool_attrs(cfg: pool::Pool2dConfig) -> Vec<(&'static str, Attr)> {
         ("kernel_shape", pair(cfg.kernel)),
         ("strides", pair(cfg.stride)),
         ("pads", Attr::Ints(vec![ph, pw, ph, pw])),
+        ("dilations", pair(cfg.dilation)),
     ]
 }
 

@@ -10,12 +10,12 @@ fn window(
     mut f: impl FnMut(usize, usize),
 ) {
     for ky in 0..cfg.kernel.0 {
-        let y = (oy * cfg.stride.0 + ky) as isize - cfg.padding.0 as isize;
+        let y = (oy * cfg.stride.0 + ky * cfg.dilation.0) as isize - cfg.padding.0 as isize;
         if y < 0 || y >= h as isize {
             continue;
         }
         for kx in 0..cfg.kernel.1 {
-            let x = (ox * cfg.stride.1 + kx) as isize - cfg.padding.1 as isize;
+            let x = (ox * cfg.stride.1 + kx * cfg.dilation.1) as isize - cfg.padding.1 as isize;
             if x >= 0 && x < w as isize {
                 f(y as usize, x as usize);
             }

@@ -332,13 +332,13 @@ fn pool(c: &Ctx) -> Result<Var> {
         }
     })?;
     let stride = pair(c, "strides", 1)?;
-    if pair(c, "dilations", 1)? != [1, 1] {
-        return Err(c.err("dilated pooling is not supported"));
-    }
+    let dil = pair(c, "dilations", 1)?;
+    // The window's extent with its dilation sets the padding and output size.
+    let ext = [(k[0] - 1) * dil[0] + 1, (k[1] - 1) * dil[1] + 1];
     if n.int("storage_order", 0) != 0 || n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
         return Err(c.err("the Indices output and storage_order are not supported"));
     }
-    let [t, b, l, r] = pads_2d(c, [h, w], k, stride)?;
+    let [t, b, l, r] = pads_2d(c, [h, w], ext, stride)?;
     let ceil = n.int("ceil_mode", 0) != 0;
     // Output size; in ceil mode a last window must start inside the input or
     // the leading padding (ONNX and PyTorch agree on this).
@@ -358,12 +358,13 @@ fn pool(c: &Ctx) -> Result<Var> {
         let extra = ((o - 1) * s + k).saturating_sub(span);
         Ok((o, extra))
     };
-    let (_, eh) = out(h, t, b, k[0], stride[0])?;
-    let (_, ew) = out(w, l, r, k[1], stride[1])?;
+    let (_, eh) = out(h, t, b, ext[0], stride[0])?;
+    let (_, ew) = out(w, l, r, ext[1], stride[1])?;
     let cfg = Pool2dConfig {
         kernel: (k[0], k[1]),
         stride: (stride[0], stride[1]),
         padding: (0, 0),
+        dilation: (dil[0], dil[1]),
     };
     let pads = [t, b + eh, l, r + ew];
     if n.op == "MaxPool" {
@@ -627,19 +628,62 @@ fn gemm(c: &Ctx) -> Result<Var> {
     Ok(y)
 }
 
+/// numpy's matmul: 1-D operands get a unit axis (dropped again), batch axes
+/// broadcast; [..., M, K] x [K, N] folds the batch into the rows.
 fn matmul(c: &Ctx) -> Result<Var> {
     let (a, b) = (c.var(0)?, c.var(1)?);
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-    if sb.len() != 2 || sa.len() < 2 {
-        return Err(c.err(format!(
-            "only [..., M, K] x [K, N] products are supported, got {sa:?} x {sb:?}"
-        )));
+    if sa.is_empty() || sb.is_empty() {
+        return Err(c.err("MatMul of a scalar is not defined"));
     }
-    let k = sa[sa.len() - 1];
-    let rows = sa.iter().product::<usize>() / k.max(1);
-    let y = F::matmul(&F::reshape(&a, &[rows, k])?, &b, false, false).map_err(|e| c.err(e))?;
-    let mut out = sa.clone();
-    *out.last_mut().unwrap_or(&mut 0) = sb[1];
+    let a2 = if sa.len() == 1 {
+        F::reshape(&a, &[1, sa[0]])?
+    } else {
+        a.clone()
+    };
+    let b2 = if sb.len() == 1 {
+        F::reshape(&b, &[sb[0], 1])?
+    } else {
+        b.clone()
+    };
+    let (ra, rb) = (a2.shape().to_vec(), b2.shape().to_vec());
+    let (m, k, n) = (ra[ra.len() - 2], ra[ra.len() - 1], rb[rb.len() - 1]);
+    if rb[rb.len() - 2] != k {
+        return Err(c.err(format!("inner sizes differ: {sa:?} x {sb:?}")));
+    }
+    let batch_a = &ra[..ra.len() - 2];
+    let batch_b = &rb[..rb.len() - 2];
+    let batch = crate::shape::broadcast_shape("MatMul", batch_a, batch_b).map_err(|e| c.err(e))?;
+    let nb: usize = batch.iter().product();
+    let y = if batch_b.iter().product::<usize>() == 1 && rb.len() <= 2 {
+        let rows = nb * m;
+        F::reshape(
+            &F::matmul(
+                &F::reshape(&a2, &[rows, k])?,
+                &F::reshape(&b2, &[k, n])?,
+                false,
+                false,
+            )?,
+            &[rows, n],
+        )?
+    } else {
+        // Broadcast both to the full batch (adding zeros keeps the gradient's
+        // reduction over broadcast axes), then one batched product.
+        let full = |x: &Var, rows: usize, cols: usize| -> Result<Var> {
+            let mut s = batch.clone();
+            s.extend([rows, cols]);
+            let z = Var::constant(Tensor::zeros(c.model.gpu(), &s)?);
+            F::reshape(&F::add(x, &z)?, &[nb, rows, cols])
+        };
+        F::matmul(&full(&a2, m, k)?, &full(&b2, k, n)?, false, false)?
+    };
+    let mut out = batch.clone();
+    if sa.len() > 1 {
+        out.push(m);
+    }
+    if sb.len() > 1 {
+        out.push(n);
+    }
     F::reshape(&y, &out)
 }
 

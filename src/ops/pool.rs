@@ -13,6 +13,8 @@ pub struct Pool2dConfig {
     pub kernel: (usize, usize),
     pub stride: (usize, usize),
     pub padding: (usize, usize),
+    /// Spacing of the window's taps (1: contiguous windows).
+    pub dilation: (usize, usize),
 }
 
 impl Pool2dConfig {
@@ -21,7 +23,17 @@ impl Pool2dConfig {
             kernel: (kernel, kernel),
             stride: (stride, stride),
             padding: (padding, padding),
+            dilation: (1, 1),
         }
+    }
+
+    /// The window's extent with its dilation: (k - 1) * d + 1 per axis.
+    pub fn extent(&self) -> (usize, usize) {
+        let e = |k: usize, d: usize| k.saturating_sub(1) * d + 1;
+        (
+            e(self.kernel.0, self.dilation.0),
+            e(self.kernel.1, self.dilation.1),
+        )
     }
 
     /// Output (OH, OW) for an input of (H, W) (floor mode, as PyTorch's default).
@@ -29,8 +41,12 @@ impl Pool2dConfig {
         let (kh, kw) = self.kernel;
         let (sh, sw) = self.stride;
         let (ph, pw) = self.padding;
-        if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
-            return Err(Error::shape(op, "kernel and stride must be at least 1"));
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 || self.dilation.0 == 0 || self.dilation.1 == 0
+        {
+            return Err(Error::shape(
+                op,
+                "kernel, stride and dilation must be at least 1",
+            ));
         }
         if ph * 2 > kh || pw * 2 > kw {
             return Err(Error::shape(
@@ -41,13 +57,14 @@ impl Pool2dConfig {
                 ),
             ));
         }
-        if h + 2 * ph < kh || w + 2 * pw < kw {
+        let (eh, ew) = self.extent();
+        if h + 2 * ph < eh || w + 2 * pw < ew {
             return Err(Error::shape(
                 op,
-                format!("a {kh}x{kw} window does not fit a {h}x{w} input"),
+                format!("a {eh}x{ew} window does not fit a {h}x{w} input"),
             ));
         }
-        Ok(((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1))
+        Ok(((h + 2 * ph - eh) / sh + 1, (w + 2 * pw - ew) / sw + 1))
     }
 }
 
@@ -66,7 +83,10 @@ crate::kernel_params! {
         sw: u32,
         ph: u32,
         pw: u32,
+        dh: u32,
+        dw: u32,
         _p0: u32,
+        _p1: u32,
     }
 }
 
@@ -103,7 +123,10 @@ fn params(
         sw: u(cfg.stride.1)?,
         ph: u(cfg.padding.0)?,
         pw: u(cfg.padding.1)?,
+        dh: u(cfg.dilation.0)?,
+        dw: u(cfg.dilation.1)?,
         _p0: 0,
+        _p1: 0,
     })
 }
 
