@@ -17,9 +17,10 @@ struct LayoutParams {
     _p2: u32,
     // permute: output elements, axes, the output's shape and, per output axis,
     // the input's stride along it (8 axes packed in vec4s for the uniform layout).
+    // `view`/`scatter` also start at `offset` and take strides as signed (i32 bits).
     n: u32,
     ndim: u32,
-    _p3: u32,
+    offset: u32,
     _p4: u32,
     shape: array<vec4<u32>, 2>,
     strides: array<vec4<u32>, 2>,
@@ -74,4 +75,40 @@ fn permute(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         r /= s;
     }
     out[i] = src[at];
+}
+
+// The source index of view element i: offset + sum_d coord_d(i) * stride_d, the
+// strides signed (a slice with negative steps walks backwards).
+fn view_at(i: u32) -> u32 {
+    var r = i;
+    var at = i32(p.offset);
+    var d = p.ndim;
+    while d > 0u {
+        d -= 1u;
+        let s = p.shape[d / 4u][d % 4u];
+        at += i32(r % s) * bitcast<i32>(p.strides[d / 4u][d % 4u]);
+        r /= s;
+    }
+    return u32(at);
+}
+
+// out[i] = src[view_at(i)]: a strided slice (any steps) of src.
+@compute @workgroup_size(256)
+fn view(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * 256u + li;
+    if i < p.n {
+        out[i] = src[view_at(i)];
+    }
+}
+
+// out[view_at(i)] = src[i]: the backward of `view` into a zeroed tensor (a
+// slice never reads one element twice, so the writes do not collide).
+@compute @workgroup_size(256)
+fn scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * 256u + li;
+    if i < p.n {
+        out[view_at(i)] = src[i];
+    }
 }

@@ -88,3 +88,102 @@ fn permute_slice_and_pad_gradients() {
         GRAD,
     );
 }
+
+#[test]
+fn step_slices_match_the_reference_and_have_gradients() {
+    use condenser::ops::layout::StepSlice;
+    let g = gpu();
+    let cases: &[(&[usize], StepSlice)] = &[
+        (
+            &[2, 7, 3],
+            StepSlice {
+                axis: 1,
+                start: 1,
+                step: 2,
+                len: 3,
+            },
+        ),
+        (
+            &[2, 7, 3],
+            StepSlice {
+                axis: 1,
+                start: 6,
+                step: -1,
+                len: 7,
+            },
+        ),
+        (
+            &[5, 4],
+            StepSlice {
+                axis: 0,
+                start: 4,
+                step: -3,
+                len: 2,
+            },
+        ),
+        (
+            &[3, 1, 9],
+            StepSlice {
+                axis: 2,
+                start: 0,
+                step: 4,
+                len: 3,
+            },
+        ),
+        (
+            &[3, 4],
+            StepSlice {
+                axis: 1,
+                start: 0,
+                step: 2,
+                len: 0,
+            },
+        ),
+    ];
+    for (shape, s) in cases {
+        let v = rand_vec(shape.iter().product(), 7);
+        let t = Tensor::from_slice(&g, shape, &v).unwrap();
+        let got = layout::step_slice(&t, *s).unwrap();
+        let (ws, want) = cpu::layout::step_slice(&f64s(&v), shape, s.axis, s.start, s.step, s.len);
+        assert_eq!(got.shape(), ws.as_slice(), "{s:?}");
+        assert_eq!(got.to_vec().unwrap(), f32s(&want), "{s:?}");
+    }
+    // Reaching outside the axis is an error, not a wild read.
+    let t = Tensor::zeros(&g, &[2, 5]).unwrap();
+    for s in [
+        StepSlice {
+            axis: 1,
+            start: 1,
+            step: 2,
+            len: 3,
+        },
+        StepSlice {
+            axis: 1,
+            start: 1,
+            step: -1,
+            len: 3,
+        },
+        StepSlice {
+            axis: 2,
+            start: 0,
+            step: 1,
+            len: 1,
+        },
+    ] {
+        assert!(layout::step_slice(&t, s).is_err(), "{s:?}");
+    }
+    let s = StepSlice {
+        axis: 1,
+        start: 5,
+        step: -2,
+        len: 3,
+    };
+    check_op(
+        "step slice [5::-2] of axis 1",
+        &[input(&[2, 6, 2], 54)],
+        &|v| F::step_slice(&v[0], s).unwrap(),
+        &|xs| cpu::layout::step_slice(&xs[0], &[2, 6, 2], 1, 5, -2, 3).1,
+        FWD,
+        GRAD,
+    );
+}

@@ -165,6 +165,7 @@ fn pytorch_exports_match_pytorch() {
         "mobilenetv2_tiny",
         "encdec_seg",
         "mobilenetv2_tiny_bn",
+        "focus_slices",
     ] {
         let (got, want, model) = run_model(name, &OnnxOptions::default());
         assert_matches(name, &got, &want);
@@ -318,7 +319,12 @@ fn native_models_export_and_reimport_with_the_same_logits() {
 
 #[test]
 fn imported_models_export_again() {
-    for name in ["mobilenetv2_tiny", "encdec_seg", "mobilenetv2_tiny_bn"] {
+    for name in [
+        "mobilenetv2_tiny",
+        "encdec_seg",
+        "mobilenetv2_tiny_bn",
+        "focus_slices",
+    ] {
         let (_, _, model) = run_model(name, &OnnxOptions::default());
         let chw = model.input_chw;
         export_roundtrip(&format!("reexport_{name}"), &model, chw, true);

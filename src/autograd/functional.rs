@@ -891,3 +891,35 @@ fn activation_steps(x: &Var, op: ops::UnaryOp) -> Vec<super::trace::Step> {
         _ => vec![node("!a non-activation unary op", vec![], vec![])],
     }
 }
+
+/// A slice with a step (negative: backwards) along one axis; the gradient
+/// goes back to the elements read, zero elsewhere.
+pub fn step_slice(x: &Var, s: layout::StepSlice) -> Result<Var> {
+    if s.step == 1 {
+        return slice(x, s.axis, s.start, s.len);
+    }
+    let y = layout::step_slice(x.value(), s)?;
+    let shape = x.shape().to_vec();
+    let y = Var::from_op(
+        y,
+        "step_slice",
+        vec![x.clone()],
+        Box::new(move |g| Ok(vec![Some(layout::step_slice_backward(g, &shape, s)?)])),
+    );
+    Ok(traced(y, || {
+        // ONNX's end for a backwards slice that reaches index 0 is "before 0".
+        let end = s.start as i64 + s.len as i64 * s.step as i64;
+        let end = if end < 0 { i64::MIN } else { end };
+        vec![node(
+            "Slice",
+            vec![
+                v(x),
+                Operand::Ints(vec![s.start as i64]),
+                Operand::Ints(vec![end]),
+                Operand::Ints(vec![s.axis as i64]),
+                Operand::Ints(vec![s.step as i64]),
+            ],
+            vec![],
+        )]
+    }))
+}

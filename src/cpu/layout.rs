@@ -24,3 +24,27 @@ pub fn permute(x: &[f64], shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<f
     }
     (out_shape, out)
 }
+
+/// Reference of `ops::layout::step_slice`: (shape, values).
+pub fn step_slice(
+    x: &[f64],
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    step: isize,
+    len: usize,
+) -> (Vec<usize>, Vec<f64>) {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut out = Vec::with_capacity(outer * len * inner);
+    for o in 0..outer {
+        for k in 0..len {
+            let a = (start as isize + k as isize * step) as usize;
+            let base = (o * shape[axis] + a) * inner;
+            out.extend_from_slice(&x[base..base + inner]);
+        }
+    }
+    let mut s = shape.to_vec();
+    s[axis] = len;
+    (s, out)
+}

@@ -11,6 +11,7 @@ use crate::autograd::{Var, functional as F};
 use crate::error::{Error, Result};
 use crate::ops::UnaryOp;
 use crate::ops::conv::Conv2dConfig;
+use crate::ops::layout::StepSlice;
 use crate::ops::norm::BnConfig;
 use crate::ops::pool::Pool2dConfig;
 use crate::ops::resample::UpsampleMode;
@@ -583,29 +584,58 @@ fn slice(c: &Ctx) -> Result<Vec<Value>> {
     } else {
         None
     };
-    if steps.as_ref().is_some_and(|s| s.iter().any(|&v| v != 1)) {
-        return Err(c.err("slices with steps other than 1 are not supported"));
-    }
-    if starts.len() != ends.len() || axes.len() != starts.len() {
-        return Err(c.err("starts, ends and axes differ in length"));
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if starts.len() != ends.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(c.err("starts, ends, axes and steps differ in length"));
     }
     let mut cur = value;
-    for ((&s, &e), &a) in starts.iter().zip(&ends).zip(&axes) {
-        let ax = c.axis(a, shape.len())?;
-        let d = shape[ax] as i64;
-        let clamp = |v: i64| if v < 0 { (v + d).max(0) } else { v.min(d) };
-        let (s, e) = (clamp(s), clamp(e));
-        let len = (e - s).max(0) as usize;
+    for k in 0..starts.len() {
+        let ax = c.axis(axes[k], shape.len())?;
+        let (first, len, step) = slice_range(shape[ax] as i64, starts[k], ends[k], steps[k])
+            .ok_or_else(|| c.err("a slice step of 0"))?;
         cur = match cur {
-            Value::F(v) => Value::F(F::slice(&v, ax, s as usize, len)?),
+            Value::F(v) => Value::F(F::step_slice(
+                &v,
+                StepSlice {
+                    axis: ax,
+                    start: first,
+                    step,
+                    len,
+                },
+            )?),
             Value::H(h) if h.shape.len() == 1 => {
-                let v = h.as_i64()[s as usize..s as usize + len].to_vec();
+                let src = h.as_i64();
+                let v = (0..len)
+                    .map(|i| src[(first as isize + i as isize * step) as usize])
+                    .collect::<Vec<_>>();
                 Value::H(HostTensor::ints(vec![len], v))
             }
             Value::H(_) => return Err(c.err("host slices handle 1-D tensors only")),
         };
     }
     Ok(vec![cur])
+}
+
+/// ONNX Slice's clamping on an axis of `d`: (first index, count, step), or
+/// None for a zero step.
+fn slice_range(d: i64, start: i64, end: i64, step: i64) -> Option<(usize, usize, isize)> {
+    if step == 0 {
+        return None;
+    }
+    let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    let (s, e) = (norm(start), norm(end));
+    let (s, len) = if step > 0 {
+        let (s, e) = (s.clamp(0, d), e.clamp(0, d));
+        (s, if e > s { (e - s + step - 1) / step } else { 0 })
+    } else {
+        let (s, e) = (s.clamp(-1, d - 1), e.clamp(-1, d - 1));
+        (s, if s > e { (s - e - step - 1) / -step } else { 0 })
+    };
+    Some((
+        if len > 0 { s as usize } else { 0 },
+        len as usize,
+        step as isize,
+    ))
 }
 
 fn gemm(c: &Ctx) -> Result<Var> {

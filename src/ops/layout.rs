@@ -26,7 +26,7 @@ crate::kernel_params! {
         _p2: u32,
         n: u32,
         ndim: u32,
-        _p3: u32,
+        offset: u32,
         _p4: u32,
         shape: [u32; 8],
         strides: [u32; 8],
@@ -264,5 +264,94 @@ pub fn pad_last(x: &Tensor, new_len: usize) -> Result<Tensor> {
         dst_off: 0,
     };
     copy_block(x, &out, block)?;
+    Ok(out)
+}
+
+/// A slice with a step along one axis: elements start, start + step, ...
+/// (`len` of them; a negative step walks backwards), as ONNX Slice and numpy's
+/// `x[start::step]`. `start` must lie inside the axis when len > 0.
+#[derive(Clone, Copy, Debug)]
+pub struct StepSlice {
+    pub axis: usize,
+    pub start: usize,
+    pub step: isize,
+    pub len: usize,
+}
+
+fn view_params(
+    name: &'static str,
+    shape: &[usize],
+    s: StepSlice,
+) -> Result<(LayoutParams, Vec<usize>)> {
+    if s.axis >= shape.len() || shape.len() > MAX_PERMUTE_DIMS || s.step == 0 {
+        return Err(Error::shape(name, format!("{s:?} does not fit {shape:?}")));
+    }
+    let last = s.start as isize + (s.len as isize - 1) * s.step;
+    if s.len > 0 && (s.start >= shape[s.axis] || last < 0 || last >= shape[s.axis] as isize) {
+        return Err(Error::shape(
+            name,
+            format!("{s:?} reaches outside axis {} of {shape:?}", s.axis),
+        ));
+    }
+    let mut strides = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    let mut out_shape = shape.to_vec();
+    out_shape[s.axis] = s.len;
+    let n: usize = out_shape.iter().product();
+    let mut p = LayoutParams {
+        n: u32_of(name, n)?,
+        ndim: shape.len() as u32,
+        offset: u32_of(name, s.start * strides[s.axis])?,
+        ..Default::default()
+    };
+    for d in 0..shape.len() {
+        let st = if d == s.axis {
+            strides[d] as isize * s.step
+        } else {
+            strides[d] as isize
+        };
+        let st =
+            i32::try_from(st).map_err(|_| Error::shape(name, "strides beyond 2^31 elements"))?;
+        p.shape[d] = u32_of(name, out_shape[d])?;
+        p.strides[d] = st as u32;
+    }
+    Ok((p, out_shape))
+}
+
+/// The elements `s` selects, as a new tensor.
+pub fn step_slice(x: &Tensor, s: StepSlice) -> Result<Tensor> {
+    let (p, shape) = view_params("step_slice", x.shape(), s)?;
+    let out = Tensor::empty(x.gpu(), &shape, x.dtype())?;
+    if out.numel() > 0 {
+        x.gpu().launch_items(
+            &KernelSpec::new("layout", "view"),
+            bytemuck::bytes_of(&p),
+            &[out.binding(), x.binding()],
+            out.numel(),
+        )?;
+    }
+    Ok(out)
+}
+
+/// The backward of `step_slice`: `g` placed where the slice read, zeros elsewhere.
+pub fn step_slice_backward(g: &Tensor, x_shape: &[usize], s: StepSlice) -> Result<Tensor> {
+    let (p, shape) = view_params("step_slice_backward", x_shape, s)?;
+    if shape != g.shape() {
+        return Err(Error::shape(
+            "step_slice_backward",
+            format!("gradient {:?} is not the slice's {shape:?}", g.shape()),
+        ));
+    }
+    let out = Tensor::zeros(g.gpu(), x_shape)?;
+    if g.numel() > 0 {
+        g.gpu().launch_items(
+            &KernelSpec::new("layout", "scatter"),
+            bytemuck::bytes_of(&p),
+            &[out.binding(), g.binding()],
+            g.numel(),
+        )?;
+    }
     Ok(out)
 }

@@ -200,14 +200,31 @@ def whole_models():
 
     randomize_bn = _randomize_bn
 
+    class Focus(nn.Module):
+        """YOLOv5's Focus stem: four strided slices (steps of 2) stacked on channels."""
+
+        def __init__(s, classes=5):
+            super().__init__()
+            s.conv = nn.Sequential(nn.Conv2d(12, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.SiLU() if False else nn.ReLU())
+            s.fc = nn.Linear(16, classes)
+
+        def forward(s, x):
+            x = torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1)
+            return s.fc(s.conv(x).mean([2, 3]))
+
     out = os.path.join(ROOT, "models")
-    shutil.rmtree(out, ignore_errors=True)
+    only_focus = os.environ.get("ONLY_FOCUS") == "1"
+    if not only_focus:
+        shutil.rmtree(out, ignore_errors=True)
     for name, model, shape, preserve in [
         ("resnet18_w8", ResNet18(), (2, 3, 32, 32), False),
         ("mobilenetv2_tiny", MobileNetV2(), (2, 3, 32, 32), False),
         ("encdec_seg", EncDec(), (2, 3, 24, 32), False),
         ("mobilenetv2_tiny_bn", MobileNetV2(), (2, 3, 16, 16), True),
+        ("focus_slices", Focus(), (2, 3, 16, 20), False),
     ]:
+        if only_focus and name != "focus_slices":
+            continue
         randomize_bn(model)
         model.eval()
         d = os.path.join(out, name)
