@@ -330,3 +330,51 @@ fn imported_models_export_again() {
         export_roundtrip(&format!("reexport_{name}"), &model, chw, true);
     }
 }
+
+/// A teacher trained in PyTorch on Fashion-MNIST (tests/onnx/make_fixtures.py,
+/// `fmnist_teacher`), imported with the normalisation its metadata names,
+/// predicts the first 500 test images as PyTorch did (ties of near-equal
+/// logits may flip one), and so reaches PyTorch's accuracy.
+#[test]
+fn a_pytorch_trained_teacher_predicts_as_in_pytorch() {
+    use condenser::data::loader::{Loader, LoaderConfig};
+    use condenser::data::{DataOptions, Split, load};
+    let g = gpu();
+    let path = fixtures().join("teacher_fmnist.onnx");
+    let model = OnnxModel::load(&g, &path, &OnnxOptions::default()).unwrap();
+    let norm = model
+        .graph
+        .input_norm(1)
+        .unwrap()
+        .expect("the file names its normalisation");
+    let opts = DataOptions {
+        limit: Some(500),
+        ..Default::default()
+    };
+    let set = load("fashion-mnist", Split::Test, &opts).unwrap();
+    let loader = Loader::new(&g, &set, LoaderConfig::eval(100, Some(norm))).unwrap();
+    let pred = condenser::tasks::predictions(&model, &loader, 10).unwrap();
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("teacher_fmnist.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<u32> = fx["test_pred_first_500"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let same = pred.pred.iter().zip(&want).filter(|(a, b)| a == b).count();
+    assert!(same >= 499, "{same} of 500 predictions as PyTorch's");
+    let acc = pred
+        .pred
+        .iter()
+        .zip(&pred.truth)
+        .filter(|(a, b)| a == b)
+        .count() as f64
+        / 500.0;
+    assert!(
+        (acc - fx["test_acc_first_500"].as_f64().unwrap()).abs() <= 1.0 / 500.0,
+        "{acc}"
+    );
+}

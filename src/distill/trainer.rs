@@ -125,11 +125,24 @@ fn load_teacher(
     };
     if is_onnx_teacher(arch, w) {
         let model = load_onnx(gpu, w, &cfg.teacher_features, false, cfg, train)?;
+        // The normalisation the file names (condenser's exports and fixtures
+        // carry it); else the data's statistics, as for any teacher without one.
+        let graph = crate::onnx::load(w)?;
+        let input = graph
+            .input_norm(train.channels)?
+            .map(|(mean, std)| InputSpec {
+                channels: train.channels,
+                height: train.height,
+                width: train.width,
+                mean,
+                std,
+                classes: train.classes.clone(),
+            });
         let teacher = Teacher {
             model,
             sha256: file_sha256(w)?,
         };
-        return Ok(Some((teacher, None)));
+        return Ok(Some((teacher, input)));
     }
     let q = ModelQuery {
         arch,

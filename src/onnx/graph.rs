@@ -134,6 +134,41 @@ pub struct Graph {
     /// Inputs that are not initializers: what a caller feeds.
     pub inputs: Vec<GraphInput>,
     pub outputs: Vec<String>,
+    /// The model's metadata_props (condenser writes input_mean / input_std).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Graph {
+    /// The per-channel (mean, std) the model's inputs are normalised with, when
+    /// its metadata says (`input_mean`, `input_std`: comma-separated, one per
+    /// channel, std > 0); an error when they are there but malformed.
+    pub fn input_norm(&self, channels: usize) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        let (Some(m), Some(s)) = (
+            self.metadata.get("input_mean"),
+            self.metadata.get("input_std"),
+        ) else {
+            return Ok(None);
+        };
+        let parse = |v: &str| -> Option<Vec<f32>> {
+            v.split(',')
+                .map(|x| x.trim().parse::<f32>().ok().filter(|f| f.is_finite()))
+                .collect()
+        };
+        match (parse(m), parse(s)) {
+            (Some(m), Some(s))
+                if m.len() == channels && s.len() == channels && s.iter().all(|&v| v > 0.0) =>
+            {
+                Ok(Some((m, s)))
+            }
+            _ => Err(Error::weights(
+                &self.path,
+                format!(
+                    "its input_mean {m:?} / input_std {s:?} metadata are not {channels} numbers each (std > 0)"
+                ),
+                "fix or remove the metadata (onnx: model.metadata_props)",
+            )),
+        }
+    }
 }
 
 impl Node {
@@ -219,6 +254,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
             .output
             .iter()
             .map(|o| o.name.clone().unwrap_or_default())
+            .collect(),
+        metadata: model
+            .metadata_props
+            .iter()
+            .filter_map(|e| Some((e.key.clone()?, e.value.clone()?)))
             .collect(),
     };
     if !graph.sparse_initializer.is_empty() {

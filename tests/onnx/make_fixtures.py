@@ -21,7 +21,10 @@ do not need Python). Run with Debian's python3-torch plus PyPI's onnx:
   filled by a formula both sides compute (`formula` below), so no weights are
   committed.
 
-`--only NAME` remakes one part: node, models, teacher or students.
+- teacher_fmnist.onnx: a teacher trained on Fashion-MNIST here (see
+  `fmnist_teacher`), for the README's ONNX example and a CLI test.
+
+`--only NAME` remakes one part: node, models, teacher, students or fmnist.
 """
 import json
 import os
@@ -94,6 +97,74 @@ def export(model, x, path, dynamic=True, preserve=False):
         model, x, path, opset_version=13, input_names=["image"], output_names=["logits"],
         dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None, **kw,
     )
+
+
+def fmnist_teacher():
+    """A teacher trained here on Fashion-MNIST (Debian's dataset-fashion-mnist),
+    not a condenser architecture: conv-BN-ReLU blocks, a hard-sigmoid channel
+    gate, LeakyReLU, global pooling. Its input normalisation is stored in the
+    file's metadata (input_mean / input_std), which condenser reads."""
+    import gzip
+
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    src = "/usr/share/datasets/fashion-mnist"
+
+    def idx(name, offset):
+        with gzip.open(os.path.join(src, name)) as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+    x = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255
+    y = idx("train-labels-idx1-ubyte.gz", 8).astype(np.int64)
+    xt = idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255
+    yt = idx("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64)
+    mean, std = float(x.mean()), float(x.std())
+
+    class Gate(nn.Module):
+        def __init__(s, c):
+            super().__init__()
+            s.fc = nn.Conv2d(c, c, 1)
+
+        def forward(s, v):
+            return v * nn.functional.hardsigmoid(s.fc(v.mean([2, 3], keepdim=True)))
+
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.LeakyReLU(0.1), Gate(64), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, 1, 1), nn.BatchNorm2d(128), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    xs, xts = torch.from_numpy((x - mean) / std), torch.from_numpy((xt - mean) / std)
+    for epoch in range(2):
+        net.train()
+        perm = torch.randperm(len(xs))
+        for i in range(0, len(xs), 128):
+            b = perm[i:i + 128]
+            loss = nn.functional.cross_entropy(net(xs[b]), torch.from_numpy(y)[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            acc = sum((net(xts[i:i + 1000]).argmax(1).numpy() == yt[i:i + 1000]).sum() for i in range(0, len(xts), 1000))
+        print(f"fmnist teacher epoch {epoch + 1}: test accuracy {acc / len(xts):.4f}")
+    path = os.path.join(ROOT, "teacher_fmnist.onnx")
+    export(net, xs[:2], path)
+    m = onnx.load(path)
+    for k, v in (("input_mean", f"{mean}"), ("input_std", f"{std}"), ("test_accuracy", f"{acc / len(xts)}")):
+        e = m.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.save(m, path)
+    # PyTorch's predictions for the first 500 test images, for the CLI test.
+    with torch.no_grad():
+        pred = net(xts[:500]).argmax(1).numpy()
+    json.dump({"test_pred_first_500": [int(v) for v in pred],
+               "test_acc_first_500": float((pred == yt[:500]).mean())},
+              open(os.path.join(ROOT, "teacher_fmnist.json"), "w"))
 
 
 def _randomize_bn(m):
@@ -444,7 +515,7 @@ def students():
 if __name__ == "__main__":
     os.makedirs(ROOT, exist_ok=True)
     only = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--only" else None
-    for name, make in [("node", node_cases), ("models", whole_models), ("teacher", teacher_model), ("students", students)]:
+    for name, make in [("node", node_cases), ("models", whole_models), ("teacher", teacher_model), ("students", students), ("fmnist", fmnist_teacher)]:
         if only in (None, name):
             make()
     sys.exit(0)
