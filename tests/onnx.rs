@@ -166,6 +166,7 @@ fn pytorch_exports_match_pytorch() {
         "encdec_seg",
         "mobilenetv2_tiny_bn",
         "focus_slices",
+        "resize_modes",
     ] {
         let (got, want, model) = run_model(name, &OnnxOptions::default());
         assert_matches(name, &got, &want);
@@ -324,6 +325,7 @@ fn imported_models_export_again() {
         "encdec_seg",
         "mobilenetv2_tiny_bn",
         "focus_slices",
+        "resize_modes",
     ] {
         let (_, _, model) = run_model(name, &OnnxOptions::default());
         let chw = model.input_chw;

@@ -828,14 +828,12 @@ fn pool_attrs(cfg: pool::Pool2dConfig) -> Vec<(&'static str, Attr)> {
 }
 
 /// Reshape keeps the batch dynamic: a leading axis equal to the input's is
-/// written 0 (ONNX: copy the input's axis).
+/// written 0 (ONNX: copy the input's axis), any other leading axis -1 (it
+/// holds the batch, merged with other axes; the rest are fixed).
 fn reshape_steps(x: &Var, shape: &[usize]) -> Vec<super::trace::Step> {
     let mut spec: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    if let (Some(first), Some(&n)) = (spec.first_mut(), x.shape().first())
-        && *first == n as i64
-        && n > 0
-    {
-        *first = 0;
+    if let (Some(first), Some(&n)) = (spec.first_mut(), x.shape().first()) {
+        *first = if *first == n as i64 && n > 0 { 0 } else { -1 };
     }
     vec![node("Reshape", vec![v(x), Operand::Ints(spec)], vec![])]
 }

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod model;
 pub mod ops;
 pub mod proto;
+pub mod resize;
 
 pub use graph::{Graph, load};
 pub use model::{OnnxModel, OnnxOptions};

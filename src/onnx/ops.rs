@@ -14,7 +14,6 @@ use crate::ops::conv::Conv2dConfig;
 use crate::ops::layout::StepSlice;
 use crate::ops::norm::BnConfig;
 use crate::ops::pool::Pool2dConfig;
-use crate::ops::resample::UpsampleMode;
 use crate::tensor::Tensor;
 
 /// A value flowing through the graph: a GPU tensor, or a small host tensor
@@ -34,7 +33,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn graph(&self) -> &Graph {
+    pub fn graph(&self) -> &Graph {
         &self.model.graph
     }
     pub fn err(&self, msg: impl std::fmt::Display) -> Error {
@@ -69,7 +68,7 @@ impl Ctx<'_> {
         }
     }
     /// Input i as a host tensor: it must be known without running the GPU.
-    fn host(&self, i: usize) -> Result<Option<HostTensor>> {
+    pub fn host(&self, i: usize) -> Result<Option<HostTensor>> {
         if let Some(t) = self.node.input(i).and_then(|n| self.model.initializer(n)) {
             return Ok(Some(t.clone()));
         }
@@ -83,7 +82,7 @@ impl Ctx<'_> {
             None => Ok(None),
         }
     }
-    fn ints_input(&self, i: usize) -> Result<Option<Vec<i64>>> {
+    pub fn ints_input(&self, i: usize) -> Result<Option<Vec<i64>>> {
         Ok(self.host(i)?.map(|h| h.as_i64()))
     }
     fn rank(&self, v: &Var) -> usize {
@@ -718,91 +717,7 @@ fn matmul(c: &Ctx) -> Result<Var> {
 }
 
 fn resize(c: &Ctx) -> Result<Var> {
-    let n = c.node;
-    let x = c.var(0)?;
-    let [_, _, h, w] = four_d(c, &x)?;
-    if n.int("antialias", 0) != 0
-        || n.ints("axes").is_some()
-        || n.string("keep_aspect_ratio_policy", "stretch") != "stretch"
-    {
-        return Err(c.err(
-            "antialiasing, the axes attribute and keep_aspect_ratio_policy are not supported",
-        ));
-    }
-    let (scales, sizes) = if n.op == "Upsample" {
-        let s = match n.attrs.get("scales") {
-            Some(Attr::Floats(v)) => Some(v.clone()),
-            _ => c.host(1)?.map(|t| t.as_f32()),
-        };
-        (s, None)
-    } else if c.graph().opset >= 11 {
-        (
-            c.host(2)?.map(|t| t.as_f32()).filter(|v| !v.is_empty()),
-            c.ints_input(3)?.filter(|v| !v.is_empty()),
-        )
-    } else {
-        (c.host(1)?.map(|t| t.as_f32()), None)
-    };
-    let (oh, ow) = match (sizes, scales) {
-        (Some(s), _) if s.len() == 4 => (s[2] as usize, s[3] as usize),
-        (None, Some(s)) if s.len() == 4 => {
-            if s[0] != 1.0 || s[1] != 1.0 {
-                return Err(c.err(format!("scales {s:?} resize N or C")));
-            }
-            let (oh, ow) = (
-                (h as f32 * s[2]).floor() as usize,
-                (w as f32 * s[3]).floor() as usize,
-            );
-            // condenser maps output to input coordinates by the size ratio; a
-            // scale that is not exactly out/in would map them differently.
-            if oh as f32 != h as f32 * s[2] || ow as f32 != w as f32 * s[3] {
-                return Err(c.err(format!(
-                    "scales {s:?} do not give whole output sizes for {h}x{w}"
-                )));
-            }
-            (oh, ow)
-        }
-        _ => return Err(c.err("needs 4 scales or 4 sizes")),
-    };
-    let mode = n.string("mode", "nearest");
-    let ctm = n.string(
-        "coordinate_transformation_mode",
-        if n.op == "Upsample" || c.graph().opset < 11 {
-            "asymmetric"
-        } else {
-            "half_pixel"
-        },
-    );
-    let nearest = n.string(
-        "nearest_mode",
-        if c.graph().opset < 11 {
-            "floor"
-        } else {
-            "round_prefer_floor"
-        },
-    );
-    let up = oh >= h && ow >= w && oh % h == 0 && ow % w == 0;
-    let m = match (mode.as_str(), ctm.as_str(), nearest.as_str()) {
-        ("nearest", "asymmetric", "floor") => UpsampleMode::Nearest,
-        // With whole upscaling factors, centred rounding picks the same pixels.
-        (
-            "nearest",
-            "half_pixel" | "pytorch_half_pixel",
-            "round_prefer_floor" | "round_prefer_ceil",
-        ) if up => UpsampleMode::Nearest,
-        ("linear" | "bilinear", "half_pixel" | "pytorch_half_pixel", _) if oh > 1 && ow > 1 => {
-            UpsampleMode::Bilinear
-        }
-        ("linear" | "bilinear", "asymmetric", _) if oh == h && ow == w => UpsampleMode::Bilinear,
-        _ => {
-            return Err(c.err(format!(
-                "mode {mode:?} with coordinate_transformation_mode {ctm:?} and nearest_mode {nearest:?} \
-                 ({h}x{w} -> {oh}x{ow}) is not supported; supported: nearest (asymmetric + floor, or \
-                 half_pixel with whole upscaling factors) and linear with half_pixel"
-            )));
-        }
-    };
-    F::upsample(&x, oh, ow, m).map_err(|e| c.err(e))
+    super::resize::resize(c, &c.var(0)?)
 }
 
 fn softmax(c: &Ctx) -> Result<Var> {

@@ -283,9 +283,27 @@ def whole_models():
             x = torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1)
             return s.fc(s.conv(x).mean([2, 3]))
 
+    class ResizeModes(nn.Module):
+        """Bilinear with align_corners and bicubic to a fractional size: the
+        Resize modes condenser runs as interpolation matrices."""
+
+        def __init__(s, classes=4):
+            super().__init__()
+            s.c1 = nn.Conv2d(3, 8, 3, 1, 1)
+            s.c2 = nn.Conv2d(8, 8, 3, 1, 1)
+            s.fc = nn.Linear(8, classes)
+
+        def forward(s, x):
+            x = torch.relu(s.c1(x))
+            x = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+            x = torch.relu(s.c2(x))
+            x = nn.functional.interpolate(x, size=(7, 9), mode="bicubic", align_corners=False)
+            return s.fc(x.mean([2, 3]))
+
     out = os.path.join(ROOT, "models")
-    only_focus = os.environ.get("ONLY_FOCUS") == "1"
-    if not only_focus:
+    # ONLY_MODELS=a,b remakes those models and keeps the others.
+    only = [m for m in os.environ.get("ONLY_MODELS", "").split(",") if m]
+    if not only:
         shutil.rmtree(out, ignore_errors=True)
     for name, model, shape, preserve in [
         ("resnet18_w8", ResNet18(), (2, 3, 32, 32), False),
@@ -293,8 +311,9 @@ def whole_models():
         ("encdec_seg", EncDec(), (2, 3, 24, 32), False),
         ("mobilenetv2_tiny_bn", MobileNetV2(), (2, 3, 16, 16), True),
         ("focus_slices", Focus(), (2, 3, 16, 20), False),
+        ("resize_modes", ResizeModes(), (2, 3, 10, 12), False),
     ]:
-        if only_focus and name != "focus_slices":
+        if only and name not in only:
             continue
         randomize_bn(model)
         model.eval()
