@@ -453,3 +453,65 @@ fn affinity_path_matches_reference() {
         GRAD,
     );
 }
+
+/// Feature paths between stages of different resolutions (teachers of another
+/// architecture): the teacher's map is area-averaged to the student's size when
+/// it is a whole multiple larger, else resampled bilinearly; the loss equals
+/// the one against that map computed by hand.
+#[test]
+fn feature_paths_match_the_teachers_resolution_to_the_students() {
+    use condenser::distill::paths::PathKind;
+    use condenser::nn::ModelOutput;
+    use condenser::ops::pool::Pool2dConfig;
+    use condenser::ops::resample::UpsampleMode;
+    let g = gpu();
+    let out = |f: Var| ModelOutput {
+        logits: Var::constant(Tensor::zeros(&g, &[2, 3]).unwrap()),
+        boxes: None,
+        pooled: Var::constant(Tensor::zeros(&g, &[2, 3]).unwrap()),
+        features: vec![f],
+    };
+    let fs = Var::leaf(
+        Tensor::rand_uniform(&g, &[2, 3, 4, 5], -1.0, 1.0, 1).unwrap(),
+        true,
+    );
+    let paths = build_paths(
+        &g,
+        &[(PathKind::Attention, Some(0))],
+        &[3],
+        &[6],
+        false,
+        4.0,
+        0,
+    )
+    .unwrap();
+    for (th, tw) in [(8, 10), (12, 5), (6, 7), (3, 3)] {
+        let ft = Var::constant(Tensor::rand_uniform(&g, &[2, 6, th, tw], -1.0, 1.0, 2).unwrap());
+        let got = paths[0]
+            .loss(&out(fs.clone()), &out(ft.clone()), None, true)
+            .unwrap();
+        let matched = if th % 4 == 0 && tw % 5 == 0 {
+            let k = (th / 4, tw / 5);
+            F::avg_pool2d(
+                &ft,
+                Pool2dConfig {
+                    kernel: k,
+                    stride: k,
+                    padding: (0, 0),
+                    dilation: (1, 1),
+                },
+            )
+            .unwrap()
+        } else {
+            F::upsample(&ft, 4, 5, UpsampleMode::Bilinear).unwrap()
+        };
+        let want = F::mse(&attention(&fs).unwrap(), &attention(&matched).unwrap()).unwrap();
+        let (a, b) = (got.value().item().unwrap(), want.value().item().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            "{th}x{tw}: {a} vs {b}"
+        );
+        got.backward().unwrap();
+        assert!(fs.grad().is_some(), "the student's feature gets a gradient");
+    }
+}

@@ -269,18 +269,35 @@ pub fn gram(f: &Var) -> Result<Var> {
     F::matmul(&fl, &fl, false, true)
 }
 
-fn same_spatial(name: &str, a: &Var, b: &Var) -> Result<()> {
-    if a.shape()[2..] != b.shape()[2..] || a.shape()[0] != b.shape()[0] {
+/// The teacher's feature `t` at the student feature `s`'s resolution: as is
+/// when they agree; averaged over blocks when the teacher's is a whole
+/// multiple larger on both axes (area pooling, as the resolution a strided
+/// student stage would see); else resampled bilinearly. Teachers of another
+/// architecture (ONNX imports) rarely share the student's stage sizes.
+fn match_spatial(name: &str, s: &Var, t: &Var) -> Result<Var> {
+    let (ss, ts) = (s.shape(), t.shape());
+    if ss.len() != 4 || ts.len() != 4 || ss[0] != ts[0] {
         return Err(Error::shape(
             "distillation path",
             format!(
-                "{name}: student feature {:?} and teacher feature {:?} differ in batch or spatial size; pick stages of equal resolution (path@stage)",
-                a.shape(),
-                b.shape()
+                "{name}: student feature {ss:?} and teacher feature {ts:?} are not [N, C, H, W] maps of one batch"
             ),
         ));
     }
-    Ok(())
+    let (sh, sw, th, tw) = (ss[2], ss[3], ts[2], ts[3]);
+    if (sh, sw) == (th, tw) {
+        return Ok(t.clone());
+    }
+    if th >= sh && tw >= sw && th.is_multiple_of(sh) && tw.is_multiple_of(sw) {
+        let cfg = crate::ops::pool::Pool2dConfig {
+            kernel: (th / sh, tw / sw),
+            stride: (th / sh, tw / sw),
+            padding: (0, 0),
+            dilation: (1, 1),
+        };
+        return F::avg_pool2d(t, cfg);
+    }
+    F::upsample(t, sh, sw, crate::ops::resample::UpsampleMode::Bilinear)
 }
 
 impl Path {
@@ -319,8 +336,8 @@ impl Path {
             PathKind::Hint | PathKind::Attention | PathKind::Nst | PathKind::Affinity => {
                 let mut total: Option<Var> = None;
                 for (i, &st) in self.stages.iter().enumerate() {
-                    let (fs, ft) = (&s.features[st], &t.features[st]);
-                    same_spatial(&self.name, fs, ft)?;
+                    let fs = &s.features[st];
+                    let ft = &match_spatial(&self.name, fs, &t.features[st])?;
                     let l = match self.kind {
                         PathKind::Hint => F::mse(&self.regressors[i].forward(fs, train)?, ft)?,
                         PathKind::Attention => F::mse(&attention(fs)?, &attention(ft)?)?,
