@@ -302,6 +302,9 @@ fn native_models_export_and_reimport_with_the_same_logits() {
         ("resnet8x4", Task::Classify, [1, 32, 32]),
         ("wrn-10-1", Task::Classify, [3, 16, 16]),
         ("cnn4", Task::Segment, [3, 24, 24]),
+        ("mobilenetv2", Task::Classify, [3, 32, 32]),
+        ("shufflenetv2", Task::Classify, [3, 32, 32]),
+        ("cnn4", Task::Detect, [3, 16, 16]),
     ] {
         let spec = ModelSpec {
             arch: arch.into(),
