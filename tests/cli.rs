@@ -703,6 +703,7 @@ fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
     let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
     let teacher = fx.join("teacher_shapes.onnx").display().to_string();
     let student = format!("onnx:{}", fx.join("student_shapes.onnx").display());
+    // TINY at the fixtures' 24-pixel size, with the ONNX teacher.
     let tiny = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = [
             "distill",
@@ -710,23 +711,14 @@ fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
             "onnx",
             "--teacher-weights",
             &teacher,
-            "--data",
-            "shapes",
-            "--image-size",
-            "24",
-            "--train-limit",
-            "96",
-            "--test-limit",
-            "40",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "32",
-            "--quiet",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        v.extend(
+            TINY.iter()
+                .map(|s| if *s == "12" { "24" } else { s }.to_string()),
+        );
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };

@@ -99,6 +99,21 @@ def export(model, x, path, dynamic=True, preserve=False):
     )
 
 
+def gate(c):
+    """A hard-sigmoid channel gate (squeeze-and-excitation style) on c channels."""
+    import torch.nn as nn
+
+    class Gate(nn.Module):
+        def __init__(s):
+            super().__init__()
+            s.fc = nn.Conv2d(c, c, 1)
+
+        def forward(s, v):
+            return v * nn.functional.hardsigmoid(s.fc(v.mean([2, 3], keepdim=True)))
+
+    return Gate()
+
+
 def fmnist_teacher():
     """A teacher trained here on Fashion-MNIST (Debian's dataset-fashion-mnist),
     not a condenser architecture: conv-BN-ReLU blocks, a hard-sigmoid channel
@@ -123,18 +138,10 @@ def fmnist_teacher():
     yt = idx("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64)
     mean, std = float(x.mean()), float(x.std())
 
-    class Gate(nn.Module):
-        def __init__(s, c):
-            super().__init__()
-            s.fc = nn.Conv2d(c, c, 1)
-
-        def forward(s, v):
-            return v * nn.functional.hardsigmoid(s.fc(v.mean([2, 3], keepdim=True)))
-
     net = nn.Sequential(
         nn.Conv2d(1, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(),
         nn.Conv2d(32, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.LeakyReLU(0.1), Gate(64), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.LeakyReLU(0.1), gate(64), nn.MaxPool2d(2),
         nn.Conv2d(64, 128, 3, 1, 1), nn.BatchNorm2d(128), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
     opt = torch.optim.Adam(net.parameters(), 2e-3)
@@ -337,18 +344,10 @@ def teacher_model():
     torch.manual_seed(1)
     randomize_bn = _randomize_bn
     # The end-to-end teacher: not a condenser architecture (a VGG-ish net with a
-    # hard-sigmoid gate), for the shapes world's 3x24x24 images and 5 classes.
-    class Gate(nn.Module):
-        def __init__(s, c):
-            super().__init__()
-            s.fc = nn.Conv2d(c, c, 1)
-
-        def forward(s, x):
-            return x * nn.functional.hardsigmoid(s.fc(x.mean([2, 3], keepdim=True)))
-
+    # hard-sigmoid gate), for the shapes world's 3x24x24 images and 6 classes.
     teacher = nn.Sequential(
         nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), Gate(32), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), gate(32), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 6))
     randomize_bn(teacher)
