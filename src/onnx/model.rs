@@ -52,7 +52,8 @@ fn host_inputs(op: &str) -> &'static [usize] {
         "Clip" => &[1, 2],
         "Resize" => &[1, 2, 3],
         "Slice" => &[1, 2, 3, 4],
-        "Gather" | "Shape" => &[0, 1],
+        "Gather" => &[1],
+        "Shape" => &[0],
         _ => &[],
     }
 }

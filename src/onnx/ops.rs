@@ -389,31 +389,51 @@ fn pool(c: &Ctx) -> Result<Var> {
     F::div(&y, &frac)
 }
 
+/// The mean over `axes` (all when none are given, unless
+/// noop_with_empty_axes), keeping them as size 1 when keepdims.
 fn reduce_mean(c: &Ctx) -> Result<Var> {
+    let n = c.node;
     let x = c.var(0)?;
-    let axes = match c.node.ints("axes") {
+    let axes = match n.ints("axes") {
         Some(a) => Some(a.to_vec()),
         None => c.ints_input(1)?,
     };
     let s = x.shape().to_vec();
-    let axes: Vec<usize> = match axes {
+    let mut axes: Vec<usize> = match axes.filter(|a| !a.is_empty()) {
         Some(a) => a
             .iter()
             .map(|&v| c.axis(v, s.len()))
             .collect::<Result<_>>()?,
+        None if n.int("noop_with_empty_axes", 0) != 0 => return Ok(x),
         None => (0..s.len()).collect(),
     };
-    if s.len() != 4 || axes != [2, 3] {
-        return Err(c.err(format!(
-            "only the mean over H and W of [N, C, H, W] is supported, got axes {axes:?} of {s:?}"
-        )));
+    axes.sort_unstable();
+    axes.dedup();
+    let keep = n.int("keepdims", 1) != 0;
+    if s.len() == 4 && axes == [2, 3] {
+        // Global average pooling: one kernel.
+        let y = F::global_avg_pool(&x)?;
+        return if keep {
+            F::reshape(&y, &[s[0], s[1], 1, 1])
+        } else {
+            Ok(y)
+        };
     }
-    let y = F::global_avg_pool(&x)?;
-    if c.node.int("keepdims", 1) != 0 {
-        F::reshape(&y, &[s[0], s[1], 1, 1])
-    } else {
-        Ok(y)
+    let mut y = x;
+    let mut count = 1usize;
+    for &a in &axes {
+        y = F::sum_axis(&y, a)?;
+        count *= s[a];
     }
+    let y = F::scale(&y, 1.0 / count.max(1) as f32)?;
+    if keep {
+        return Ok(y);
+    }
+    let out: Vec<usize> = (0..s.len())
+        .filter(|d| !axes.contains(d))
+        .map(|d| s[d])
+        .collect();
+    F::reshape(&y, &out)
 }
 
 fn flatten(c: &Ctx) -> Result<Var> {
@@ -790,12 +810,45 @@ fn shape(c: &Ctx) -> Result<Vec<Value>> {
     Ok(vec![Value::H(HostTensor::ints(vec![v.len()], v))])
 }
 
+/// Gather along an axis: integer shape arithmetic on the host; tensors on the
+/// GPU as one slice per index, concatenated (so the gradient flows back).
 fn gather(c: &Ctx) -> Result<Vec<Value>> {
-    let data = c.host(0)?.ok_or_else(|| c.err("needs data"))?;
     let idx = c.host(1)?.ok_or_else(|| c.err("needs indices"))?;
-    if data.shape.len() != 1 || c.node.int("axis", 0) != 0 {
-        return Err(c.err("Gather is supported on 1-D constants (shape arithmetic) only"));
+    let axis = c.node.int("axis", 0);
+    if let Some(Value::H(data)) = c.value(0)?
+        && data.shape.len() == 1
+        && axis == 0
+        && matches!(data.data, HostData::I64(_))
+    {
+        return host_gather(c, &data, &idx);
     }
+    let x = c.var(0)?;
+    let s = x.shape().to_vec();
+    let a = c.axis(axis, s.len())?;
+    let d = s[a] as i64;
+    let mut pieces = Vec::new();
+    for i in idx.as_i64() {
+        let j = if i < 0 { i + d } else { i };
+        if !(0..d).contains(&j) {
+            return Err(c.err(format!("index {i} is outside an axis of {d}")));
+        }
+        pieces.push(F::slice(&x, a, j as usize, 1)?);
+    }
+    if pieces.is_empty() {
+        return Err(c.err("a Gather with no indices is not supported"));
+    }
+    let refs: Vec<&Var> = pieces.iter().collect();
+    let y = F::concat(&refs, a)?;
+    let out: Vec<usize> = s[..a]
+        .iter()
+        .chain(&idx.shape)
+        .chain(&s[a + 1..])
+        .copied()
+        .collect();
+    Ok(vec![Value::F(F::reshape(&y, &out)?)])
+}
+
+fn host_gather(c: &Ctx, data: &HostTensor, idx: &HostTensor) -> Result<Vec<Value>> {
     let v = data.as_i64();
     let d = v.len() as i64;
     let mut out = Vec::new();
