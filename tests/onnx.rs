@@ -383,3 +383,93 @@ fn a_pytorch_trained_teacher_predicts_as_in_pytorch() {
         "{acc}"
     );
 }
+
+/// A graph of one node `op` on a [1, 3, 8, 8] image `x` with extra int64
+/// initializers as its further inputs.
+fn one_node(op: &str, ints: &[(&str, Vec<i64>)]) -> Vec<u8> {
+    use condenser::onnx::proto::*;
+    let vi = |name: &str| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeTensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto {
+                    dim: [1, 3, 8, 8]
+                        .iter()
+                        .map(|&d| Dimension {
+                            dim_value: Some(d),
+                            dim_param: None,
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    };
+    let mut inputs = vec!["x".to_string()];
+    let mut init = Vec::new();
+    for (name, v) in ints {
+        inputs.push(name.to_string());
+        init.push(TensorProto {
+            dims: vec![v.len() as i64],
+            data_type: Some(7),
+            name: Some(name.to_string()),
+            int64_data: v.clone(),
+            ..Default::default()
+        });
+    }
+    let m = ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                input: inputs,
+                output: vec!["y".into()],
+                name: Some("n".into()),
+                op_type: Some(op.into()),
+                ..Default::default()
+            }],
+            initializer: init,
+            input: vec![vi("x")],
+            output: vec![vi("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&m)
+}
+
+/// Graphs whose sizes come from the file are bounded before anything is
+/// allocated or looped over: clear errors, not an abort or an endless load.
+#[test]
+fn hostile_sizes_in_a_graph_are_errors() {
+    let g = gpu();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            one_node("Resize", &[("roi", vec![]), ("scales", vec![]), ("sizes", vec![1, 3, 1 << 40, 1 << 40])]),
+            "beyond what condenser resizes",
+        ),
+        (
+            one_node("Gather", &[("idx", vec![0; 1 << 17])]),
+            "indices are more than",
+        ),
+        (
+            one_node("Reshape", &[("shape", vec![1 << 40, -1])]),
+            "cannot reshape",
+        ),
+        (
+            one_node("Conv", &[]),
+            "needs input 1",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let graph = graph::parse(Path::new("hostile.onnx"), &bytes).unwrap();
+        let e = match OnnxModel::from_graph(&g, graph, &OnnxOptions::default()) {
+            Ok(_) => panic!("accepted a graph that should fail with {want:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(want) && e.contains("hostile.onnx"), "{e}");
+    }
+}

@@ -810,6 +810,9 @@ fn shape(c: &Ctx) -> Result<Vec<Value>> {
     Ok(vec![Value::H(HostTensor::ints(vec![v.len()], v))])
 }
 
+/// Indices a Gather on tensors takes.
+const MAX_GATHER: usize = 1 << 16;
+
 /// Gather along an axis: integer shape arithmetic on the host; tensors on the
 /// GPU as one slice per index, concatenated (so the gradient flows back).
 fn gather(c: &Ctx) -> Result<Vec<Value>> {
@@ -826,6 +829,13 @@ fn gather(c: &Ctx) -> Result<Vec<Value>> {
     let s = x.shape().to_vec();
     let a = c.axis(axis, s.len())?;
     let d = s[a] as i64;
+    // One slice per index: a bound keeps a hostile index list from running for hours.
+    if idx.numel() > MAX_GATHER {
+        return Err(c.err(format!(
+            "{} indices are more than the {MAX_GATHER} a Gather on tensors takes",
+            idx.numel()
+        )));
+    }
     let mut pieces = Vec::new();
     for i in idx.as_i64() {
         let j = if i < 0 { i + d } else { i };

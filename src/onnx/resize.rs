@@ -15,6 +15,10 @@ use crate::error::Result;
 use crate::ops::resample::UpsampleMode;
 use crate::tensor::Tensor;
 
+/// Largest output side, and largest interpolation matrix (elements).
+const MAX_SIDE: usize = 1 << 16;
+const MAX_MATRIX: usize = 1 << 26;
+
 /// How one axis is resampled.
 struct Axis {
     len: usize,
@@ -183,6 +187,15 @@ fn target(c: &Ctx, s: &[usize]) -> Result<[Axis; 2]> {
     }
     if full_size[2] == 0 || full_size[3] == 0 {
         return Err(c.err(format!("the output {full_size:?} is empty")));
+    }
+    // The interpolation matrices live on the host: a hostile size must be an
+    // error, not an allocation abort.
+    for d in 2..4 {
+        if full_size[d] > MAX_SIDE || full_size[d].saturating_mul(s[d]) > MAX_MATRIX {
+            return Err(c.err(format!(
+                "resizing {s:?} to {full_size:?} is beyond what condenser resizes (sides up to {MAX_SIDE})"
+            )));
+        }
     }
     Ok([
         Axis {
