@@ -448,7 +448,14 @@ fn hostile_sizes_in_a_graph_are_errors() {
     let g = gpu();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
-            one_node("Resize", &[("roi", vec![]), ("scales", vec![]), ("sizes", vec![1, 3, 1 << 40, 1 << 40])]),
+            one_node(
+                "Resize",
+                &[
+                    ("roi", vec![]),
+                    ("scales", vec![]),
+                    ("sizes", vec![1, 3, 1 << 40, 1 << 40]),
+                ],
+            ),
             "beyond what condenser resizes",
         ),
         (
@@ -459,10 +466,7 @@ fn hostile_sizes_in_a_graph_are_errors() {
             one_node("Reshape", &[("shape", vec![1 << 40, -1])]),
             "cannot reshape",
         ),
-        (
-            one_node("Conv", &[]),
-            "needs input 1",
-        ),
+        (one_node("Conv", &[]), "needs input 1"),
     ];
     for (bytes, want) in cases {
         let graph = graph::parse(Path::new("hostile.onnx"), &bytes).unwrap();

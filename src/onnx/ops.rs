@@ -201,18 +201,74 @@ fn four_d(c: &Ctx, x: &Var) -> Result<[usize; 4]> {
     match x.shape() {
         &[n, ch, h, w] => Ok([n, ch, h, w]),
         s => Err(c.err(format!(
-            "needs a 4-D input [N, C, H, W], got {s:?} (1-D and 3-D forms are not supported)"
+            "needs a 3-D or 4-D input ([N, C, L] or [N, C, H, W]), got {s:?} (3-D convolutions and pools are not supported)"
         ))),
     }
 }
 
+/// The node's 1-D attributes as 2-D ones over a [N, C, 1, L] view (a unit
+/// height: kernel 1, stride 1, dilation 1, no padding).
+fn lift_1d(n: &Node) -> Node {
+    let mut n = n.clone();
+    for (name, unit) in [("kernel_shape", 1), ("strides", 1), ("dilations", 1)] {
+        if let Some(Attr::Ints(v)) = n.attrs.get(name).cloned() {
+            n.attrs
+                .insert(name.into(), Attr::Ints([vec![unit], v].concat()));
+        }
+    }
+    if let Some(Attr::Ints(p)) = n.attrs.get("pads").cloned()
+        && p.len() == 2
+    {
+        n.attrs
+            .insert("pads".into(), Attr::Ints(vec![0, p[0], 0, p[1]]));
+    }
+    n
+}
+
+/// Runs a 2-D operator on a 1-D input [N, C, L] as [N, C, 1, L] (ONNX's 1-D
+/// convolutions and pools), reshaping the weight when there is one.
+fn as_2d(c: &Ctx, f: fn(&Ctx, Var, Option<Var>) -> Result<Var>) -> Result<Var> {
+    let x = c.var(0)?;
+    let w = if c.node.op == "Conv" {
+        Some(c.var(1)?)
+    } else {
+        None
+    };
+    let s = x.shape().to_vec();
+    if s.len() != 3 {
+        return f(c, x, w);
+    }
+    let lifted = lift_1d(c.node);
+    let c1 = Ctx {
+        model: c.model,
+        env: c.env,
+        node: &lifted,
+        train: c.train,
+    };
+    let x4 = F::reshape(&x, &[s[0], s[1], 1, s[2]])?;
+    let w4 = match w {
+        Some(w) => match w.shape() {
+            &[m, ci, k] => Some(F::reshape(&w, &[m, ci, 1, k])?),
+            ws => return Err(c.err(format!("weight {ws:?} is not 3-D for a 1-D input"))),
+        },
+        None => None,
+    };
+    let y = f(&c1, x4, w4)?;
+    let ys = y.shape().to_vec();
+    F::reshape(&y, &[ys[0], ys[1], ys[3]])
+}
+
 fn conv(c: &Ctx) -> Result<Var> {
-    let (x, w) = (c.var(0)?, c.var(1)?);
+    as_2d(c, conv_2d)
+}
+
+fn conv_2d(c: &Ctx, x: Var, w: Option<Var>) -> Result<Var> {
+    let w = w.ok_or_else(|| c.err("needs a weight"))?;
     let b = c.opt_var(2)?;
     let [_, _, h, wd] = four_d(c, &x)?;
     let ws = w.shape().to_vec();
-    if ws.len() != 4 {
-        return Err(c.err(format!("weight {ws:?} is not 4-D")));
+    if ws.len() != 4 || ws[2] == 0 || ws[3] == 0 {
+        return Err(c.err(format!("weight {ws:?} is not a 4-D kernel")));
     }
     let dil = pair(c, "dilations", 1)?;
     let stride = pair(c, "strides", 1)?;
@@ -321,8 +377,11 @@ fn host_arith(c: &Ctx, op: &str, a: &HostTensor, b: &HostTensor) -> Result<HostT
 }
 
 fn pool(c: &Ctx) -> Result<Var> {
+    as_2d(c, pool_2d)
+}
+
+fn pool_2d(c: &Ctx, x: Var, _: Option<Var>) -> Result<Var> {
     let n = c.node;
-    let x = c.var(0)?;
     let [_, _, h, w] = four_d(c, &x)?;
     let k = pair(c, "kernel_shape", 0).and_then(|k| {
         if n.ints("kernel_shape").is_none() {
