@@ -59,21 +59,8 @@ enum Cmd {
     },
     /// Distil a teacher into a student along several paths.
     Distill {
-        /// An architecture, or `onnx` for a graph in --teacher-weights (.onnx).
-        #[arg(long)]
-        teacher_model: Option<String>,
-        #[arg(long)]
-        teacher_weights: Option<PathBuf>,
-        /// An ONNX teacher's tensors the feature paths read, comma-separated,
-        /// early to late (`condenser inspect` lists them).
-        #[arg(long)]
-        teacher_features: Option<String>,
-        /// An architecture, or `onnx:<file.onnx>` to train an ONNX graph.
-        #[arg(long)]
-        student_model: Option<String>,
-        /// The same as --teacher-features for an ONNX student.
-        #[arg(long)]
-        student_features: Option<String>,
+        #[command(flatten)]
+        models: ModelArgs,
         /// soft,hint,at,nst,logits (hint@2 picks a stage).
         #[arg(long)]
         paths: Option<String>,
@@ -100,15 +87,11 @@ enum Cmd {
     },
     /// Several configurations against one teacher and the same seeds: a table and plots.
     Compare {
-        #[arg(long)]
-        teacher_model: Option<String>,
-        /// Teacher weights; without them the teacher is trained first.
-        #[arg(long)]
-        teacher_weights: Option<PathBuf>,
+        /// (Without teacher weights, compare trains the teacher first.)
+        #[command(flatten)]
+        models: ModelArgs,
         #[arg(long, default_value_t = 10)]
         teacher_epochs: usize,
-        #[arg(long)]
-        student_model: Option<String>,
         /// Runs to compare.
         #[arg(long, default_value = DEFAULT_RUNS)]
         runs: String,
@@ -198,6 +181,44 @@ enum DataCmd {
         #[arg(long, default_value_t = 32)]
         count: usize,
     },
+}
+
+/// The teacher and the student of distill and compare.
+#[derive(Args)]
+struct ModelArgs {
+    /// An architecture, or `onnx` for a graph in --teacher-weights (.onnx).
+    #[arg(long)]
+    teacher_model: Option<String>,
+    /// The teacher's weights (.safetensors) or graph (.onnx).
+    #[arg(long)]
+    teacher_weights: Option<PathBuf>,
+    /// An ONNX teacher's tensors the feature paths read, comma-separated,
+    /// early to late (`condenser inspect` lists them).
+    #[arg(long)]
+    teacher_features: Option<String>,
+    /// An architecture, or `onnx:<file.onnx>` to train an ONNX graph.
+    #[arg(long)]
+    student_model: Option<String>,
+    /// The same as --teacher-features for an ONNX student.
+    #[arg(long)]
+    student_features: Option<String>,
+}
+
+impl ModelArgs {
+    /// Flags given on the command line override the configuration's values.
+    fn apply(self, c: &mut RunConfig) {
+        c.teacher_model = self.teacher_model.or(c.teacher_model.take());
+        c.teacher_weights = self.teacher_weights.or(c.teacher_weights.take());
+        if let Some(f) = self.teacher_features {
+            c.teacher_features = f;
+        }
+        if let Some(f) = self.student_features {
+            c.student_features = f;
+        }
+        if let Some(s) = self.student_model {
+            c.student_model = s;
+        }
+    }
 }
 
 #[derive(Args)]
@@ -441,28 +462,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Distill {
-            teacher_model,
-            teacher_weights,
-            teacher_features,
-            student_model,
-            student_features,
+            models,
             paths,
             aggregate,
             layerwise,
             run: args,
         } => {
             let mut c = args.config()?;
-            c.teacher_model = teacher_model.or(c.teacher_model);
-            c.teacher_weights = teacher_weights.or(c.teacher_weights);
-            if let Some(f) = teacher_features {
-                c.teacher_features = f;
-            }
-            if let Some(f) = student_features {
-                c.student_features = f;
-            }
-            if let Some(s) = student_model {
-                c.student_model = s;
-            }
+            models.apply(&mut c);
             if let Some(p) = paths {
                 c.paths = p;
             }
@@ -499,10 +506,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             data,
         } => eval(&model, &weights, task.as_deref(), &data),
         Cmd::Compare {
-            teacher_model,
-            teacher_weights,
+            models,
             teacher_epochs,
-            student_model,
             runs,
             paths,
             seeds,
@@ -510,11 +515,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             run: args,
         } => {
             let mut base = args.config()?;
-            base.teacher_model = teacher_model.or(base.teacher_model);
-            base.teacher_weights = teacher_weights.or(base.teacher_weights);
-            if let Some(s) = student_model {
-                base.student_model = s;
-            }
+            models.apply(&mut base);
             let seeds = seeds
                 .split(',')
                 .map(|s| {

@@ -228,7 +228,9 @@ pub fn compare(
                 return Err(stopped(&r));
             }
             if teacher_row.is_none() {
-                teacher_row = r.teacher_acc.map(|a| (teacher_arch.clone(), a, 0));
+                teacher_row = r
+                    .teacher_acc
+                    .map(|a| (teacher_arch.clone(), a, r.teacher_params));
             }
             on_result(&r);
             results.push(r);
@@ -270,11 +272,18 @@ fn prediction_figure(gpu: &Gpu, cc: &CompareConfig, base: &RunConfig, teacher: &
     let Some(weights) = base.teacher_weights.clone() else {
         return Ok(());
     };
-    let mut shown = vec![Shown {
-        title: format!("teacher {teacher}"),
-        arch: teacher.to_string(),
-        weights,
-    }];
+    // An ONNX teacher has no weights file to draw it from: its column is left out.
+    let onnx = weights
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    let mut shown = Vec::new();
+    if !onnx {
+        shown.push(Shown {
+            title: format!("teacher {teacher}"),
+            arch: teacher.to_string(),
+            weights,
+        });
+    }
     let seed = cc.seeds[0];
     let last = cc.runs.iter().rev().find(|r| r.as_str() != "student");
     let pick = ["student", "adaptive"]

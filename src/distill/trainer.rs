@@ -639,6 +639,10 @@ fn run_locked(
     let mut result = start.result;
     result.out_dir = cfg.out_dir.clone();
     result.teacher_acc = parts.teacher_acc;
+    result.teacher_params = parts
+        .teacher
+        .as_ref()
+        .map_or(0, |t| nn::param_count(t.model.as_ref()));
     let seconds_before = result.seconds;
     let mut log = Log::open(&cfg.out_dir.join(METRICS), start.log_bytes)?;
     let health = Health::new(gpu, &parts)?;

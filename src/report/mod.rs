@@ -19,6 +19,9 @@ pub struct RunResult {
     pub test_acc: f32,
     pub agreement: Option<f32>,
     pub teacher_acc: Option<f32>,
+    /// The teacher's parameter count (0 without a teacher).
+    #[serde(default)]
+    pub teacher_params: usize,
     /// Test accuracy after each epoch.
     pub curve: Vec<f32>,
     pub path_names: Vec<String>,
