@@ -387,6 +387,15 @@ fn a_pytorch_trained_teacher_predicts_as_in_pytorch() {
 /// A graph of one node `op` on a [1, 3, 8, 8] image `x` with extra int64
 /// initializers as its further inputs.
 fn one_node(op: &str, ints: &[(&str, Vec<i64>)]) -> Vec<u8> {
+    one_node_with(op, ints, &[])
+}
+
+/// `one_node` with float initializers (name, shape, values) after the ints.
+fn one_node_with(
+    op: &str,
+    ints: &[(&str, Vec<i64>)],
+    floats: &[(&str, Vec<i64>, Vec<f32>)],
+) -> Vec<u8> {
     use condenser::onnx::proto::*;
     let vi = |name: &str| ValueInfoProto {
         name: Some(name.into()),
@@ -414,6 +423,16 @@ fn one_node(op: &str, ints: &[(&str, Vec<i64>)]) -> Vec<u8> {
             data_type: Some(7),
             name: Some(name.to_string()),
             int64_data: v.clone(),
+            ..Default::default()
+        });
+    }
+    for (name, dims, v) in floats {
+        inputs.push(name.to_string());
+        init.push(TensorProto {
+            dims: dims.clone(),
+            data_type: Some(1),
+            name: Some(name.to_string()),
+            float_data: v.clone(),
             ..Default::default()
         });
     }

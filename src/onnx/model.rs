@@ -138,6 +138,14 @@ impl OnnxModel {
                 if host_inputs(&n.op).contains(&i) {
                     continue;
                 }
+                // As for weights files: a parameter or statistic holding NaN or
+                // an infinity is refused, not trained from.
+                if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(n.error(
+                        g,
+                        format!("initializer {name:?} holds {} at index {k}", v[k]),
+                    ));
+                }
                 let t = || Tensor::from_slice(gpu, shape, v);
                 if n.op == "BatchNormalization" && i >= 3 {
                     if !buffers.contains_key(name) {
