@@ -1,6 +1,7 @@
 //! The binary's behaviour when the environment is wrong, and the pipeline cache.
 //! Each case runs the binary as a child process with its own environment.
 
+mod common;
 use std::process::Command;
 
 fn condenser() -> Command {
@@ -654,49 +655,6 @@ fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refuse
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A one-node ONNX file running `op` on a [N, 3, 24, 24] input.
-fn one_node_onnx(op: &str) -> Vec<u8> {
-    use condenser::onnx::proto::*;
-    let vi = |name: &str| ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeTensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto {
-                    dim: [None, Some(3), Some(24), Some(24)]
-                        .iter()
-                        .map(|d| Dimension {
-                            dim_value: *d,
-                            dim_param: d.is_none().then(|| "N".to_string()),
-                        })
-                        .collect(),
-                }),
-            }),
-        }),
-    };
-    let m = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(GraphProto {
-            node: vec![NodeProto {
-                input: vec!["x".into()],
-                output: vec!["y".into()],
-                name: Some("the_node".into()),
-                op_type: Some(op.into()),
-                ..Default::default()
-            }],
-            input: vec![vi("x")],
-            output: vec![vi("y")],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    prost::Message::encode_to_vec(&m)
-}
-
 #[test]
 fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
     let dir = cli_tmp("onnx");
@@ -777,8 +735,61 @@ fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
     assert!(out.contains("opset 17") && out.contains("[1, 6]"), "{out}");
     assert!(!out.contains("BatchNormalization"), "folded: {out}");
 
+    // A run never writes over the ONNX files it reads, nor over a model.onnx
+    // already in its folder unless told to.
+    std::fs::create_dir_all(dir.join("e")).unwrap();
+    std::fs::copy(fx.join("student_shapes.onnx"), dir.join("e/model.onnx")).unwrap();
+    let own = format!("onnx:{}", dir.join("e/model.onnx").display());
+    let (code, _, err) = run_in(
+        &dir,
+        &refs(&tiny(&[
+            "--student-model",
+            &own,
+            "--paths",
+            "soft",
+            "--out",
+            "e",
+        ])),
+        &[],
+        120,
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("student's graph") && err.contains("would write"),
+        "{err}"
+    );
+    let (code, _, err) = run_in(
+        &dir,
+        &refs(&tiny(&[
+            "--student-model",
+            "cnn4",
+            "--paths",
+            "soft",
+            "--out",
+            "e",
+        ])),
+        &[],
+        120,
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("model.onnx") && err.contains("--overwrite"),
+        "{err}"
+    );
+    let kept = std::fs::read(dir.join("e/model.onnx")).unwrap();
+    assert_eq!(
+        kept,
+        std::fs::read(fx.join("student_shapes.onnx")).unwrap(),
+        "untouched"
+    );
+
     // Refusals before any training: an unknown operator, data of the wrong shape.
-    std::fs::write(dir.join("erf.onnx"), one_node_onnx("Erf")).unwrap();
+    let dims = [None, Some(3), Some(24), Some(24)];
+    std::fs::write(
+        dir.join("erf.onnx"),
+        common::onnx::one_node("Erf", &dims, &[], &[]),
+    )
+    .unwrap();
     let args = tiny(&["--out", "c"]);
     let mut args = args;
     let at = args.iter().position(|a| *a == teacher).unwrap();

@@ -384,80 +384,17 @@ fn a_pytorch_trained_teacher_predicts_as_in_pytorch() {
     );
 }
 
-/// A graph of one node `op` on a [1, 3, 8, 8] image `x` with extra int64
-/// initializers as its further inputs.
-fn one_node(op: &str, ints: &[(&str, Vec<i64>)]) -> Vec<u8> {
-    one_node_with(op, ints, &[])
-}
-
-/// `one_node` with float initializers (name, shape, values) after the ints.
+/// A one-node graph on a [1, 3, 8, 8] image (tests/common/onnx.rs).
 fn one_node_with(
     op: &str,
     ints: &[(&str, Vec<i64>)],
     floats: &[(&str, Vec<i64>, Vec<f32>)],
 ) -> Vec<u8> {
-    use condenser::onnx::proto::*;
-    let vi = |name: &str| ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeTensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto {
-                    dim: [1, 3, 8, 8]
-                        .iter()
-                        .map(|&d| Dimension {
-                            dim_value: Some(d),
-                            dim_param: None,
-                        })
-                        .collect(),
-                }),
-            }),
-        }),
-    };
-    let mut inputs = vec!["x".to_string()];
-    let mut init = Vec::new();
-    for (name, v) in ints {
-        inputs.push(name.to_string());
-        init.push(TensorProto {
-            dims: vec![v.len() as i64],
-            data_type: Some(7),
-            name: Some(name.to_string()),
-            int64_data: v.clone(),
-            ..Default::default()
-        });
-    }
-    for (name, dims, v) in floats {
-        inputs.push(name.to_string());
-        init.push(TensorProto {
-            dims: dims.clone(),
-            data_type: Some(1),
-            name: Some(name.to_string()),
-            float_data: v.clone(),
-            ..Default::default()
-        });
-    }
-    let m = ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(GraphProto {
-            node: vec![NodeProto {
-                input: inputs,
-                output: vec!["y".into()],
-                name: Some("n".into()),
-                op_type: Some(op.into()),
-                ..Default::default()
-            }],
-            initializer: init,
-            input: vec![vi("x")],
-            output: vec![vi("y")],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    prost::Message::encode_to_vec(&m)
+    common::onnx::one_node(op, &[Some(1), Some(3), Some(8), Some(8)], ints, floats)
+}
+
+fn one_node(op: &str, ints: &[(&str, Vec<i64>)]) -> Vec<u8> {
+    one_node_with(op, ints, &[])
 }
 
 /// Graphs whose sizes come from the file are bounded before anything is

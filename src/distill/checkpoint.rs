@@ -17,6 +17,8 @@ pub use crate::report::RunResult;
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const MODEL: &str = "model.safetensors";
+/// The same model as ONNX, written beside it.
+pub const ONNX_MODEL: &str = "model.onnx";
 pub const METRICS: &str = "metrics.jsonl";
 
 /// Chooses the output folder when the configuration names none: a new folder
@@ -42,7 +44,7 @@ pub fn resolve_out_dir(cfg: &mut RunConfig) -> Result<()> {
 
 /// The files of an earlier run in `dir`.
 fn run_files(dir: &FsPath) -> Vec<&'static str> {
-    [CHECKPOINT, MODEL, METRICS]
+    [CHECKPOINT, MODEL, ONNX_MODEL, METRICS]
         .into_iter()
         .filter(|f| dir.join(f).exists())
         .collect()
@@ -60,15 +62,26 @@ fn same_file(a: &FsPath, b: &FsPath) -> bool {
 /// what `overwrite` replaces and the temporary files of a killed run.
 pub fn open_run_dir(cfg: &RunConfig) -> Result<DirLock> {
     let dir = &cfg.out_dir;
-    if let Some(t) = &cfg.teacher_weights
-        && [CHECKPOINT, MODEL]
-            .iter()
-            .any(|f| same_file(t, &dir.join(f)))
-    {
-        return Err(Error::Config(format!(
-            "the teacher's weights {} are a file this run would write; choose another --out",
-            shown(t)
-        )));
+    // The files a run reads that it must never write over: the teacher, and
+    // the graph an ONNX student starts from.
+    let inputs = [
+        ("teacher's weights", cfg.teacher_weights.clone()),
+        (
+            "student's graph",
+            cfg.student_model.strip_prefix("onnx:").map(PathBuf::from),
+        ),
+    ];
+    for (what, file) in inputs {
+        if let Some(t) = file
+            && [CHECKPOINT, MODEL, ONNX_MODEL]
+                .iter()
+                .any(|f| same_file(&t, &dir.join(f)))
+        {
+            return Err(Error::Config(format!(
+                "{} ({what}) is a file this run would write; choose another --out",
+                shown(&t)
+            )));
+        }
     }
     let lock = DirLock::acquire(dir)?;
     let found = run_files(dir);

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use super::aggregate::{Aggregator, build_aggregator};
 use super::checkpoint::{
-    CHECKPOINT, CheckpointMeta, Log, METRICS, MODEL, as_checkpoint, file_sha256, open_run_dir,
-    resolve_out_dir,
+    CHECKPOINT, CheckpointMeta, Log, METRICS, MODEL, ONNX_MODEL, as_checkpoint, file_sha256,
+    open_run_dir, resolve_out_dir,
 };
 use super::config::OptimizerKind;
 use super::paths::{Path, build_paths, parse_paths};
@@ -127,8 +127,8 @@ fn load_teacher(
         let model = load_onnx(gpu, w, &cfg.teacher_features, false, cfg, train)?;
         // The normalisation the file names (condenser's exports and fixtures
         // carry it); else the data's statistics, as for any teacher without one.
-        let graph = crate::onnx::load(w)?;
-        let input = graph
+        let input = model
+            .graph
             .input_norm(train.channels)?
             .map(|(mean, std)| InputSpec {
                 channels: train.channels,
@@ -139,7 +139,7 @@ fn load_teacher(
                 classes: train.classes.clone(),
             });
         let teacher = Teacher {
-            model,
+            model: Box::new(model),
             sha256: file_sha256(w)?,
         };
         return Ok(Some((teacher, input)));
@@ -178,7 +178,7 @@ fn load_onnx(
     trainable: bool,
     cfg: &RunConfig,
     train: &ImageSet,
-) -> Result<Box<dyn Model>> {
+) -> Result<crate::onnx::OnnxModel> {
     let opts = crate::onnx::OnnxOptions {
         features: features
             .split(',')
@@ -226,20 +226,21 @@ fn load_onnx(
             "pass data of the graph's shape (--image-size for resizable data), or export the graph for this data",
         ));
     }
-    Ok(Box::new(m))
+    Ok(m)
 }
 
 /// The student `cfg` names: a built-in architecture, or `onnx:<file>`.
 fn build_student(gpu: &Gpu, cfg: &RunConfig, train: &ImageSet) -> Result<Box<dyn Model>> {
     if let Some(path) = cfg.student_model.strip_prefix("onnx:") {
-        return load_onnx(
+        let m = load_onnx(
             gpu,
             FsPath::new(path),
             &cfg.student_features,
             true,
             cfg,
             train,
-        );
+        )?;
+        return Ok(Box::new(m));
     }
     build_model(
         gpu,
@@ -915,9 +916,6 @@ fn save_onnx(cfg: &RunConfig, parts: &Parts<'_>) -> Result<()> {
         other => other,
     }
 }
-
-/// The student as ONNX in a run's folder.
-pub const ONNX_MODEL: &str = "model.onnx";
 
 /// The normalisation and input shape of a model file, or, for files that do
 /// not carry them (older runs, PyTorch exports), the statistics of `fallback`

@@ -4,6 +4,7 @@
 //! time checks every node on a one-image batch and records every tensor's shape,
 //! so unsupported attributes fail before training and `inspect` can list them.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -43,6 +44,8 @@ pub struct OnnxModel {
     task: Task,
     /// Every float tensor's shape on the one-image probe, in node order.
     pub shapes: Vec<(String, String, Vec<usize>)>,
+    /// GPU constants of the forward pass, made once (see `constant`).
+    consts: RefCell<HashMap<String, (Option<HostTensor>, Var)>>,
 }
 
 /// Input positions read on the host (shapes, scales, bounds), by operator.
@@ -113,6 +116,7 @@ impl OnnxModel {
             channels: Vec::new(),
             task: Task::Classify,
             shapes: Vec::new(),
+            consts: Default::default(),
         };
         m.probe()?;
         Ok(m)
@@ -163,6 +167,40 @@ impl OnnxModel {
         &self.gpu
     }
 
+    /// A constant of the forward pass on the GPU (an interpolation matrix, a
+    /// pooling divisor), made on first use under `key` and reused by every
+    /// later step: no upload or kernel per step. `key` must name everything
+    /// the value depends on.
+    pub fn constant(&self, key: &str, make: impl FnOnce() -> Result<Var>) -> Result<Var> {
+        if let Some((_, v)) = self.consts.borrow().get(key) {
+            return Ok(v.clone());
+        }
+        let v = crate::autograd::trace::quiet(|| {
+            let _g = no_grad();
+            make()
+        })?;
+        self.consts
+            .borrow_mut()
+            .insert(key.to_string(), (None, v.clone()));
+        Ok(v)
+    }
+
+    /// A host value read as a GPU tensor, uploaded again only when it changes
+    /// (values derived from shapes change with the batch size).
+    pub fn host_var(&self, name: &str, h: &HostTensor) -> Result<Var> {
+        let key = format!("host:{name}");
+        if let Some((Some(old), v)) = self.consts.borrow().get(&key)
+            && old == h
+        {
+            return Ok(v.clone());
+        }
+        let v = Var::constant(Tensor::from_slice(&self.gpu, &h.shape, &h.as_f32())?);
+        self.consts
+            .borrow_mut()
+            .insert(key, (Some(h.clone()), v.clone()));
+        Ok(v)
+    }
+
     /// A value by name: computed, a parameter, or an initializer on the host.
     pub fn lookup(&self, env: &HashMap<String, Value>, name: &str) -> Option<Value> {
         if let Some(v) = env.get(name) {
@@ -200,6 +238,15 @@ impl OnnxModel {
     fn run(&self, x: &Var, train: bool) -> Result<HashMap<String, Value>> {
         let mut env = HashMap::new();
         env.insert(self.input.clone(), Value::F(x.clone()));
+        self.run_nodes(env, train)
+    }
+
+    /// Runs every node in order on the values `env` starts with.
+    fn run_nodes(
+        &self,
+        mut env: HashMap<String, Value>,
+        train: bool,
+    ) -> Result<HashMap<String, Value>> {
         for node in &self.graph.nodes {
             let c = Ctx {
                 model: self,
@@ -399,6 +446,7 @@ impl OnnxModel {
             channels: Vec::new(),
             task: Task::Classify,
             shapes: Vec::new(),
+            consts: Default::default(),
         })
     }
 
@@ -423,18 +471,7 @@ impl OnnxModel {
             };
             env.insert(name, v);
         }
-        for node in &self.graph.nodes {
-            let c = Ctx {
-                model: self,
-                env: &env,
-                node,
-                train: false,
-            };
-            let outs = eval(&c)?;
-            for (name, v) in node.outputs.iter().zip(outs) {
-                env.insert(name.clone(), v);
-            }
-        }
+        let env = self.run_nodes(env, false)?;
         let mut out = Vec::new();
         for o in &self.graph.outputs {
             out.push(match self.lookup(&env, o) {

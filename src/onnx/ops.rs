@@ -53,11 +53,7 @@ impl Ctx<'_> {
     fn var(&self, i: usize) -> Result<Var> {
         match self.value(i)? {
             Some(Value::F(v)) => Ok(v),
-            Some(Value::H(h)) => Ok(Var::constant(Tensor::from_slice(
-                self.model.gpu(),
-                &h.shape,
-                &h.as_f32(),
-            )?)),
+            Some(Value::H(h)) => self.model.host_var(self.node.input(i).unwrap_or(""), &h),
             None => Err(self.err(format!("needs input {i}"))),
         }
     }
@@ -436,15 +432,19 @@ fn pool_2d(c: &Ctx, x: Var, _: Option<Var>) -> Result<Var> {
     }
     // The divisor is the number of counted positions under each window: the
     // input's, plus the explicit padding when count_include_pad.
-    let mask = Var::constant(crate::ops::full(c.model.gpu(), &[1, 1, h, w], 1.0)?);
-    let (mt, mb, ml, mr) = if include_pad {
-        (t, b, l, r)
-    } else {
-        (0, 0, 0, 0)
-    };
-    let mask = F::pad2d(&mask, [mt, mb, ml, mr], 1.0)?;
-    let mask = F::pad2d(&mask, [t - mt, b + eh - mb, l - ml, r + ew - mr], 0.0)?;
-    let frac = F::avg_pool2d(&mask, cfg)?;
+    // It depends on the node and the input's size only: made once.
+    let key = format!("pool divisor:{}:{h}x{w}", n.name);
+    let frac = c.model.constant(&key, || {
+        let mask = Var::constant(crate::ops::full(c.model.gpu(), &[1, 1, h, w], 1.0)?);
+        let (mt, mb, ml, mr) = if include_pad {
+            (t, b, l, r)
+        } else {
+            (0, 0, 0, 0)
+        };
+        let mask = F::pad2d(&mask, [mt, mb, ml, mr], 1.0)?;
+        let mask = F::pad2d(&mask, [t - mt, b + eh - mb, l - ml, r + ew - mr], 0.0)?;
+        F::avg_pool2d(&mask, cfg)
+    })?;
     F::div(&y, &frac)
 }
 

@@ -48,15 +48,23 @@ pub fn resize(c: &Ctx, x: &Var) -> Result<Var> {
     if let Some(k) = kernel_equivalent(&m, h, w) {
         return F::upsample(x, h.out, w.out, k).map_err(|e| c.err(e));
     }
-    let rh = matrix(c, &m, h)?;
-    let rw = matrix(c, &m, w)?;
+    // The matrices depend on the node and the input's size only: built once.
     let gpu = c.model.gpu();
+    let upload = |axis: &str, a: &Axis| {
+        let key = format!("resize:{}:{axis}:{}->{}", c.node.name, a.len, a.out);
+        c.model.constant(&key, || {
+            Ok(Var::constant(Tensor::from_slice(
+                gpu,
+                &[a.out, a.len],
+                &matrix(c, &m, a)?,
+            )?))
+        })
+    };
+    let (rh, rw) = (upload("h", h)?, upload("w", w)?);
     let (n, ch) = (s[0], s[1]);
     // [N C H, W] x Rw^T -> [N C, H, OW]; Rh x that (Rh shared by the batch) -> [N C, OH, OW].
-    let rw = Var::constant(Tensor::from_slice(gpu, &[w.out, w.len], &rw)?);
     let y = F::matmul(&F::reshape(x, &[n * ch * h.len, w.len])?, &rw, false, true)?;
     let y = F::reshape(&y, &[n * ch, h.len, w.out])?;
-    let rh = Var::constant(Tensor::from_slice(gpu, &[h.out, h.len], &rh)?);
     let y = F::matmul(&rh, &y, false, false)?;
     F::reshape(&y, &[n, ch, h.out, w.out])
 }

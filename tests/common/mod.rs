@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Helpers shared by the GPU tests.
 
+pub mod onnx;
+
 use condenser::Gpu;
 use condenser::rng::Rng;
 
