@@ -190,6 +190,57 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The 3x3 convolutions of resnet8x4 and resnet32x4 (widths 64, 128, 256 at
+    /// 32x32, 16x16, 8x8; batch 64): forward, input gradient and weight
+    /// gradient, each as a whole op (im2col, GEMM, col2im where used).
+    fn conv_rows(&mut self) -> Result<()> {
+        use crate::ops::conv::{
+            Conv2dConfig, ConvGeom, conv2d, conv2d_backward_input, conv2d_backward_weight,
+        };
+        let shapes: &[(usize, usize, usize)] = if self.opts.quick {
+            &[(4, 16, 8)]
+        } else {
+            &[(64, 64, 32), (64, 128, 16), (64, 256, 8)]
+        };
+        for &(n, c, hw) in shapes {
+            let tag = format!("{c}_{hw}x{hw}");
+            let names = [
+                format!("conv3x3_fwd_{tag}"),
+                format!("conv3x3_dx_{tag}"),
+                format!("conv3x3_dw_{tag}"),
+            ];
+            if !names.iter().any(|nm| self.wants(nm)) {
+                continue;
+            }
+            let cfg = Conv2dConfig::new(1, 1);
+            let x = Tensor::rand_uniform(self.gpu, &[n, c, hw, hw], -1.0, 1.0, 5)?;
+            let w = Tensor::rand_uniform(self.gpu, &[c, c, 3, 3], -0.1, 0.1, 6)?;
+            let dy = Tensor::rand_uniform(self.gpu, &[n, c, hw, hw], -1.0, 1.0, 7)?;
+            let g = ConvGeom::new(x.shape(), w.shape(), cfg)?;
+            let flops = 2.0 * (n * c * hw * hw * c * 9) as f64;
+            let shape = format!("[{n}, {c}, {hw}, {hw}] * [{c}, {c}, 3, 3]");
+            let mut ops: [Box<dyn FnMut() -> Result<()>>; 3] = [
+                Box::new(|| conv2d(&x, &w, None, cfg).map(|_| ())),
+                Box::new(|| conv2d_backward_input(&dy, &w, &g).map(|_| ())),
+                Box::new(|| conv2d_backward_weight(&dy, &x, &g).map(|_| ())),
+            ];
+            for (name, op) in names.iter().zip(ops.iter_mut()) {
+                if !self.wants(name) {
+                    continue;
+                }
+                let (ms, clock) = time_op(self.gpu, self.opts.runs, op)?;
+                self.record(
+                    name,
+                    shape.clone(),
+                    ms,
+                    clock,
+                    Rate::Gflops(flops / ms / 1e6),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// `bytes`: the traffic of an ideal kernel (each input read once, output written once).
     fn bandwidth(
         &mut self,
@@ -535,6 +586,7 @@ pub fn run_kernels(
             }
         }
     }
+    cx.conv_rows()?;
     let sizes: &[(usize, &str)] = if opts.quick {
         &[(1 << 16, "64K")]
     } else {

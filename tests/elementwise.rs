@@ -45,8 +45,22 @@ fn check_binary(sa: &[usize], sb: &[usize], op: BinaryOp) {
     );
 }
 
+/// Runs `f` with the 64-bit-word variants (where the adapter has SHADER_INT64)
+/// and with the vec4 kernels they replace.
+fn both_widths(f: impl Fn()) {
+    for wide in [true, false] {
+        condenser::ops::set_wide_variants(wide);
+        f();
+    }
+    condenser::ops::set_wide_variants(true);
+}
+
 #[test]
 fn binary_ops_with_broadcasting() {
+    both_widths(binary_cases);
+}
+
+fn binary_cases() {
     let cases: &[(&[usize], &[usize])] = &[
         (&[1], &[1]),
         (&[7], &[7]),
@@ -57,6 +71,9 @@ fn binary_ops_with_broadcasting() {
         (&[4, 1, 3, 1, 2], &[5, 3, 1, 1]),
         (&[2, 1, 2, 1, 2, 1, 2, 3], &[3, 1, 3]),
         (&[1000, 3], &[1000, 3]),
+        (&[8], &[8]),
+        (&[9, 17], &[9, 17]),
+        (&[64], &[64]),
     ];
     for op in [
         BinaryOp::Add,
@@ -74,8 +91,12 @@ fn binary_ops_with_broadcasting() {
 
 #[test]
 fn unary_ops() {
+    both_widths(unary_cases);
+}
+
+fn unary_cases() {
     let g = gpu();
-    for n in [1usize, 5, 256, 1023] {
+    for n in [1usize, 5, 8, 256, 1023, 1031] {
         let v = rand_vec(n, 12);
         let pos: Vec<f32> = v.iter().map(|x| x.abs() + 1e-3).collect();
         for (op, input) in [
@@ -106,6 +127,10 @@ fn unary_ops() {
 
 #[test]
 fn unary_ops_propagate_nan_and_keep_infinities() {
+    both_widths(unary_specials);
+}
+
+fn unary_specials() {
     let g = gpu();
     let v = [f32::NAN, -1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY, -0.0];
     let want = f32s(&cpu::elementwise::unary(&f64s(&v), UnaryOp::Relu));
@@ -244,6 +269,10 @@ fn spread(n: usize, seed: u64) -> Vec<f32> {
 
 #[test]
 fn activations_match_the_reference_and_keep_nan() {
+    both_widths(activation_cases);
+}
+
+fn activation_cases() {
     // Tolerance: sigmoid's exp may differ by a few ulp from Rust's (rtol 1e-6);
     // the rest are exact or one rounding from it.
     let g = gpu();
@@ -266,6 +295,10 @@ fn activations_match_the_reference_and_keep_nan() {
 
 #[test]
 fn activation_backward_kernels_match_the_reference() {
+    both_widths(activation_backward_cases);
+}
+
+fn activation_backward_cases() {
     let g = gpu();
     for op in activations() {
         let grad_op = match op {

@@ -5,10 +5,13 @@ use condenser::gpu::registry::{SHADERS, shader_source};
 fn validate(name: &str, src: &str) {
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
-    // Subgroup kernels are only compiled where the adapter has SUBGROUP.
+    // Subgroup and 64-bit-word kernels are only compiled where the adapter has
+    // SUBGROUP and SHADER_INT64.
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
+        naga::valid::Capabilities::default()
+            | naga::valid::Capabilities::SUBGROUP
+            | naga::valid::Capabilities::SHADER_INT64,
     )
     .validate(&module)
     .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
@@ -29,7 +32,9 @@ fn every_file_in_shaders_is_registered() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            if stem == "common" {
+            // Shared preludes: common.wgsl goes before every module,
+            // wide.wgsl into the 64-bit-word modules.
+            if stem == "common" || stem == "wide" {
                 continue;
             }
             found += 1;

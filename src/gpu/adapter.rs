@@ -18,7 +18,8 @@ pub(crate) fn wanted_features(available: wgpu::Features) -> wgpu::Features {
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
         | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
         | wgpu::Features::PIPELINE_CACHE
-        | wgpu::Features::SUBGROUP;
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::SHADER_INT64;
     wanted & available
 }
 

@@ -117,6 +117,14 @@ impl Gpu {
         self.inner.class
     }
     /// The subgroup width when the adapter has subgroups of one fixed size.
+    /// Whether kernels may use 64-bit integers (SHADER_INT64).
+    pub fn has_int64(&self) -> bool {
+        self.inner
+            .device
+            .features()
+            .contains(wgpu::Features::SHADER_INT64)
+    }
+
     pub fn subgroup_size(&self) -> Option<u32> {
         let i = &self.inner.info;
         let has = self
@@ -223,6 +231,10 @@ impl Gpu {
                 (
                     "max_storage_buffers_per_shader_stage",
                     l.max_storage_buffers_per_shader_stage as u64,
+                ),
+                (
+                    "max_uniform_buffer_binding_size",
+                    l.max_uniform_buffer_binding_size,
                 ),
                 (
                     "min_uniform_buffer_offset_alignment",

@@ -13,17 +13,17 @@ use crate::error::{Error, Result};
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
+const WIDE: &str = include_str!("../../shaders/wide.wgsl");
+const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 
 /// Every shader module: its name and the files it is made of, in order (after
 /// the common prelude). A module is compiled once per device.
 pub const SHADERS: &[(&str, &[&str])] = &[
-    (
-        "elementwise",
-        &[include_str!("../../shaders/elementwise.wgsl")],
-    ),
+    ("elementwise", &[ELEMENTWISE]),
     ("reduce", &[include_str!("../../shaders/reduce.wgsl")]),
     ("matmul", &[MATMUL]),
-    ("softmax", &[include_str!("../../shaders/softmax.wgsl")]),
+    ("softmax", &[SOFTMAX]),
     ("augment", &[include_str!("../../shaders/augment.wgsl")]),
     ("conv", &[include_str!("../../shaders/conv.wgsl")]),
     ("layout", &[include_str!("../../shaders/layout.wgsl")]),
@@ -39,6 +39,19 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     (
         "matmul_subgroup",
         &[MATMUL, include_str!("../../shaders/matmul_subgroup.wgsl")],
+    ),
+    // Needs SHADER_INT64; shares elementwise.wgsl's parameters and operators.
+    (
+        "elementwise64",
+        &[
+            ELEMENTWISE,
+            WIDE,
+            include_str!("../../shaders/elementwise64.wgsl"),
+        ],
+    ),
+    (
+        "softmax64",
+        &[SOFTMAX, WIDE, include_str!("../../shaders/softmax64.wgsl")],
     ),
 ];
 

@@ -179,6 +179,11 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
 /// Same-shape `a op b`, a vec4 per invocation (the kernel's comment says why).
 fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let (code, alpha, beta) = op.code();
+    if wide_ok(out) {
+        let spec = KernelSpec::new("elementwise64", "binary8").with("OP", code as f64);
+        launch_wide(&spec, out, &[a, b], alpha, beta)?;
+        return Ok(out.clone());
+    }
     let spec = KernelSpec::new("elementwise", "binary4").with("OP", code as f64);
     launch_vec4(&spec, out, &[a, b], alpha, beta)?;
     Ok(out.clone())
@@ -188,6 +193,36 @@ fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Ten
 fn vec4_binding(t: &Tensor) -> crate::gpu::Binding<'_> {
     let mut b = t.binding();
     b.bytes = b.bytes.div_ceil(16) * 16;
+    b
+}
+
+/// Whether the 64-bit-load variants apply: the adapter has SHADER_INT64 and is
+/// a CPU (llvmpipe's per-component loop is what they halve).
+fn wide_ok(t: &Tensor) -> bool {
+    let g = t.gpu();
+    g.class() == crate::gpu::AdapterClass::Cpu && g.has_int64() && super::wide_variants()
+}
+
+fn launch_wide(
+    spec: &KernelSpec,
+    out: &Tensor,
+    ins: &[&Tensor],
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let n8 = out.numel().div_ceil(8);
+    let params = EwParams::flat(u32_of("elementwise", n8)?, alpha, beta);
+    let mut args = vec![wide_binding(out)];
+    args.extend(ins.iter().map(|t| wide_binding(t)));
+    out.gpu()
+        .launch_items(spec, bytemuck::bytes_of(&params), &args, n8)
+}
+
+/// Binding of `t` rounded up to whole 32-byte groups (pool buffers are
+/// multiples of 64 bytes).
+fn wide_binding(t: &Tensor) -> crate::gpu::Binding<'_> {
+    let mut b = t.binding();
+    b.bytes = b.bytes.div_ceil(32) * 32;
     b
 }
 
@@ -215,6 +250,11 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
         return Ok(out);
     }
     let (code, alpha, beta) = op.code();
+    if wide_ok(&out) {
+        let spec = KernelSpec::new("elementwise64", "unary8").with("OP", code as f64);
+        launch_wide(&spec, &out, &[a], alpha, beta)?;
+        return Ok(out);
+    }
     let spec = KernelSpec::new("elementwise", "unary4").with("OP", code as f64);
     launch_vec4(&spec, &out, &[a], alpha, beta)?;
     Ok(out)

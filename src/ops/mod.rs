@@ -22,6 +22,20 @@ pub use softmax::{log_softmax, softmax};
 
 thread_local! {
     static VEC4_VARIANTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    static WIDE_VARIANTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Turns the 64-bit-word variants (shaders/wide.wgsl: same-shape elementwise
+/// ops, softmax) off (on) on this thread, so that tests run the vec4 kernels
+/// they replace on adapters with SHADER_INT64 too.
+#[doc(hidden)]
+pub fn set_wide_variants(on: bool) {
+    WIDE_VARIANTS.with(|v| v.set(on));
+}
+
+/// Whether ops may pick their 64-bit-word variants (see `set_wide_variants`).
+pub(crate) fn wide_variants() -> bool {
+    WIDE_VARIANTS.with(|v| v.get())
 }
 
 /// Turns the vec4 variants of batch norm and reductions off (on) on this

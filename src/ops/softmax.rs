@@ -15,6 +15,10 @@ pub enum SoftmaxKernel {
     /// Rows read and written as vec4s (CPU adapters, rows of a multiple of 4
     /// values; other rows run `Rows`).
     Rows4,
+    /// Rows read and written as 64-bit words, max then sum then write (CPU
+    /// adapters with SHADER_INT64, rows of a multiple of 8 values; other rows
+    /// run `Rows4`).
+    Rows8,
     /// One workgroup per row with a shared-memory reduction (GPUs).
     Workgroup,
 }
@@ -61,6 +65,7 @@ pub fn softmax_with(
     }
     let rows = x.numel() / cols;
     let kernel = kernel.unwrap_or(match x.gpu().class() {
+        AdapterClass::Cpu if x.gpu().has_int64() && super::wide_variants() => SoftmaxKernel::Rows8,
         AdapterClass::Cpu => SoftmaxKernel::Rows4,
         AdapterClass::Gpu if cols >= 64 => SoftmaxKernel::Workgroup,
         AdapterClass::Gpu => SoftmaxKernel::Rows,
@@ -71,12 +76,19 @@ pub fn softmax_with(
         inv_t: 1.0 / temperature,
         _pad: 0,
     };
+    let wide = kernel == SoftmaxKernel::Rows8 && x.gpu().has_int64() && cols.is_multiple_of(8);
     let (entry, wgs) = match kernel {
-        SoftmaxKernel::Rows4 if cols.is_multiple_of(4) => ("softmax_rows4", groups(rows, 64)),
-        SoftmaxKernel::Rows | SoftmaxKernel::Rows4 => ("softmax_rows", groups(rows, 64)),
+        SoftmaxKernel::Rows8 if wide => ("softmax_rows8", groups(rows, 64)),
+        SoftmaxKernel::Rows4 | SoftmaxKernel::Rows8 if cols.is_multiple_of(4) => {
+            ("softmax_rows4", groups(rows, 64))
+        }
+        SoftmaxKernel::Rows | SoftmaxKernel::Rows4 | SoftmaxKernel::Rows8 => {
+            ("softmax_rows", groups(rows, 64))
+        }
         SoftmaxKernel::Workgroup => ("softmax_wg", rows as u64),
     };
-    let spec = KernelSpec::new("softmax", entry).with("LOG", if log { 1.0 } else { 0.0 });
+    let module = if wide { "softmax64" } else { "softmax" };
+    let spec = KernelSpec::new(module, entry).with("LOG", if log { 1.0 } else { 0.0 });
     x.gpu().launch(
         &spec,
         bytemuck::bytes_of(&params),

@@ -1,0 +1,19 @@
+// 64-bit storage words for adapters with SHADER_INT64 (CPU adapters only).
+// llvmpipe moves storage data through a per-lane, per-component loop whatever
+// the component's width: a vec4<u64> component carries two floats where a
+// vec4<f32> component carries one, so the same data takes half the
+// iterations. A vec4<u64> holds 8 floats; lo32 gives floats 0, 2, 4, 6 and
+// hi32 floats 1, 3, 5, 7 (little-endian halves), and pack64 undoes the split,
+// so elementwise work may run on the two halves in any order.
+
+fn lo32(v: vec4<u64>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(vec4<u32>(v & vec4<u64>(0xfffffffflu)));
+}
+
+fn hi32(v: vec4<u64>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(vec4<u32>(v >> vec4<u32>(32u)));
+}
+
+fn pack64(lo: vec4<f32>, hi: vec4<f32>) -> vec4<u64> {
+    return vec4<u64>(bitcast<vec4<u32>>(lo)) | (vec4<u64>(bitcast<vec4<u32>>(hi)) << vec4<u32>(32u));
+}
