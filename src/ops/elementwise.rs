@@ -181,19 +181,12 @@ fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Ten
     let (code, alpha, beta) = op.code();
     if wide_ok(out) {
         let spec = KernelSpec::new("elementwise64", "binary8").with("OP", code as f64);
-        launch_wide(&spec, out, &[a, b], alpha, beta)?;
+        launch_grouped(&spec, out, &[a, b], (alpha, beta), 8)?;
         return Ok(out.clone());
     }
     let spec = KernelSpec::new("elementwise", "binary4").with("OP", code as f64);
-    launch_vec4(&spec, out, &[a, b], alpha, beta)?;
+    launch_grouped(&spec, out, &[a, b], (alpha, beta), 4)?;
     Ok(out.clone())
-}
-
-/// Binding of `t` rounded up to whole vec4s (buffers are multiples of 16 bytes).
-fn vec4_binding(t: &Tensor) -> crate::gpu::Binding<'_> {
-    let mut b = t.binding();
-    b.bytes = b.bytes.div_ceil(16) * 16;
-    b
 }
 
 /// Whether the 64-bit-load variants apply: the adapter has SHADER_INT64 and is
@@ -203,42 +196,29 @@ fn wide_ok(t: &Tensor) -> bool {
     g.class() == crate::gpu::AdapterClass::Cpu && g.has_int64() && super::wide_variants()
 }
 
-fn launch_wide(
-    spec: &KernelSpec,
-    out: &Tensor,
-    ins: &[&Tensor],
-    alpha: f32,
-    beta: f32,
-) -> Result<()> {
-    let n8 = out.numel().div_ceil(8);
-    let params = EwParams::flat(u32_of("elementwise", n8)?, alpha, beta);
-    let mut args = vec![wide_binding(out)];
-    args.extend(ins.iter().map(|t| wide_binding(t)));
-    out.gpu()
-        .launch_items(spec, bytemuck::bytes_of(&params), &args, n8)
-}
-
-/// Binding of `t` rounded up to whole 32-byte groups (pool buffers are
-/// multiples of 64 bytes).
-fn wide_binding(t: &Tensor) -> crate::gpu::Binding<'_> {
+fn group_binding(t: &Tensor, per: usize) -> crate::gpu::Binding<'_> {
+    let bytes = 4 * per as u64;
     let mut b = t.binding();
-    b.bytes = b.bytes.div_ceil(32) * 32;
+    b.bytes = b.bytes.div_ceil(bytes) * bytes;
     b
 }
 
-fn launch_vec4(
+/// Launches `spec` with `per` floats per invocation (4: vec4 kernels, 8: the
+/// 64-bit-word kernels); bindings are rounded up to whole groups of `per`
+/// (pool buffers are multiples of 64 bytes, so the padding exists).
+fn launch_grouped(
     spec: &KernelSpec,
     out: &Tensor,
     ins: &[&Tensor],
-    alpha: f32,
-    beta: f32,
+    (alpha, beta): (f32, f32),
+    per: usize,
 ) -> Result<()> {
-    let n4 = out.numel().div_ceil(4);
-    let params = EwParams::flat(u32_of("elementwise", n4)?, alpha, beta);
-    let mut args = vec![vec4_binding(out)];
-    args.extend(ins.iter().map(|t| vec4_binding(t)));
+    let groups = out.numel().div_ceil(per);
+    let params = EwParams::flat(u32_of("elementwise", groups)?, alpha, beta);
+    let mut args = vec![group_binding(out, per)];
+    args.extend(ins.iter().map(|t| group_binding(t, per)));
     out.gpu()
-        .launch_items(spec, bytemuck::bytes_of(&params), &args, n4)
+        .launch_items(spec, bytemuck::bytes_of(&params), &args, groups)
 }
 
 pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
@@ -252,11 +232,11 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
     let (code, alpha, beta) = op.code();
     if wide_ok(&out) {
         let spec = KernelSpec::new("elementwise64", "unary8").with("OP", code as f64);
-        launch_wide(&spec, &out, &[a], alpha, beta)?;
+        launch_grouped(&spec, &out, &[a], (alpha, beta), 8)?;
         return Ok(out);
     }
     let spec = KernelSpec::new("elementwise", "unary4").with("OP", code as f64);
-    launch_vec4(&spec, &out, &[a], alpha, beta)?;
+    launch_grouped(&spec, &out, &[a], (alpha, beta), 4)?;
     Ok(out)
 }
 
