@@ -1,6 +1,7 @@
 // softmax_rows4 through 64-bit words (wide.wgsl says why), for rows of a
 // multiple of 8 values: one pass for the row's max, one for the sum of
-// exp((x - max) / T), one to write, as the reference computes it. Without
+// exp((x - max) / T), one to write, as the reference computes it (the row is
+// short enough to be re-read from cache). Without
 // online rescaling there are no lane-divergent branches (llvmpipe runs both
 // arms of one), and the row, re-read from cache, costs less than them.
 @group(0) @binding(1) var<storage, read_write> y8: array<vec4<u64>>;
@@ -21,22 +22,30 @@ fn softmax_rows8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         m = max(m, max(lo32(v), hi32(v)));
     }
     let mx = max(max(m.x, m.y), max(m.z, m.w));
+    // Softmax writes exp((x - max) / T) while summing and scales it in the
+    // last pass (one exponential per element); log-softmax needs none there.
     var s = vec4<f32>(0.0);
     for (var c = 0u; c < n8; c++) {
         let v = x8[base + c];
-        s += exp((lo32(v) - mx) * p.inv_t) + exp((hi32(v) - mx) * p.inv_t);
+        let el = exp((lo32(v) - mx) * p.inv_t);
+        let eh = exp((hi32(v) - mx) * p.inv_t);
+        s += el + eh;
+        if !LOG {
+            y8[base + c] = pack64(el, eh);
+        }
     }
     let sum = (s.x + s.y) + (s.z + s.w);
-    let ls = log(sum);
-    let inv = 1.0 / sum;
-    for (var c = 0u; c < n8; c++) {
-        let v = x8[base + c];
-        let zl = (lo32(v) - mx) * p.inv_t;
-        let zh = (hi32(v) - mx) * p.inv_t;
-        if LOG {
-            y8[base + c] = pack64(zl - ls, zh - ls);
-        } else {
-            y8[base + c] = pack64(exp(zl) * inv, exp(zh) * inv);
+    if LOG {
+        let ls = log(sum);
+        for (var c = 0u; c < n8; c++) {
+            let v = x8[base + c];
+            y8[base + c] = pack64((lo32(v) - mx) * p.inv_t - ls, (hi32(v) - mx) * p.inv_t - ls);
+        }
+    } else {
+        let inv = 1.0 / sum;
+        for (var c = 0u; c < n8; c++) {
+            let e = y8[base + c];
+            y8[base + c] = pack64(lo32(e) * inv, hi32(e) * inv);
         }
     }
 }

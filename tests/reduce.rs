@@ -171,3 +171,37 @@ fn vec4_first_pass_and_scalar_kernel() {
     }
     condenser::ops::set_vec4_variants(true);
 }
+
+/// Reductions over a strided axis of whole groups of 8 columns run 8 columns
+/// per invocation through 64-bit words where the adapter has SHADER_INT64;
+/// each column is summed in the scalar kernel's order, so both agree bit for
+/// bit (and with the reference), long axes (several passes) and NaN included.
+#[test]
+fn wide_column_reductions_match_the_scalar_kernel_bit_for_bit() {
+    let g = gpu();
+    let shapes: &[&[usize]] = &[&[9, 64], &[1000, 16], &[3, 700, 8], &[2, 5000, 24]];
+    for shape in shapes {
+        let mut v = rand_vec(shape.iter().product(), 40);
+        v[17] = f32::NAN;
+        let t = Tensor::from_slice(&g, shape, &v).unwrap();
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+            let run = |wide: bool| {
+                condenser::ops::set_wide_variants(wide);
+                let r = reduce(&t, Some(shape.len() - 2), op)
+                    .unwrap()
+                    .to_vec()
+                    .unwrap();
+                condenser::ops::set_wide_variants(true);
+                r
+            };
+            let (wide, narrow) = (run(true), run(false));
+            let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&wide), bits(&narrow), "{op:?} {shape:?}");
+            assert!(
+                wide.iter().any(|x| x.is_nan()),
+                "{op:?} {shape:?} keeps NaN"
+            );
+            check(shape, Some(shape.len() - 2), op);
+        }
+    }
+}

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const WIDE: &str = include_str!("../../shaders/wide.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
@@ -21,7 +22,7 @@ const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 /// the common prelude). A module is compiled once per device.
 pub const SHADERS: &[(&str, &[&str])] = &[
     ("elementwise", &[ELEMENTWISE]),
-    ("reduce", &[include_str!("../../shaders/reduce.wgsl")]),
+    ("reduce", &[REDUCE]),
     ("matmul", &[MATMUL]),
     ("softmax", &[SOFTMAX]),
     ("augment", &[include_str!("../../shaders/augment.wgsl")]),
@@ -48,6 +49,10 @@ pub const SHADERS: &[(&str, &[&str])] = &[
             WIDE,
             include_str!("../../shaders/elementwise64.wgsl"),
         ],
+    ),
+    (
+        "reduce64",
+        &[REDUCE, WIDE, include_str!("../../shaders/reduce64.wgsl")],
     ),
     (
         "softmax64",
