@@ -6,10 +6,6 @@
 @group(0) @binding(1) var<storage, read_write> y8: array<vec4<u64>>;
 @group(0) @binding(2) var<storage, read> x8: array<vec4<u64>>;
 
-fn max_nan4(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
-    return vec4<f32>(max1(a.x, b.x), max1(a.y, b.y), max1(a.z, b.z), max1(a.w, b.w));
-}
-
 @compute @workgroup_size(64)
 fn reduce_cols8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
@@ -55,8 +51,8 @@ fn reduce_cols8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         hi0 = hi32(v);
         for (var k = g + p.groups; k < p.n; k += p.groups) {
             let w = x8[base + k * cols];
-            lo0 = max_nan4(lo0, lo32(w));
-            hi0 = max_nan4(hi0, hi32(w));
+            lo0 = max4(lo0, lo32(w));
+            hi0 = max4(hi0, hi32(w));
         }
     }
     y8[(o * p.groups + g) * cols + c] = pack64(lo0, hi0);
