@@ -37,6 +37,16 @@ fn conv_case(
 
 #[test]
 fn conv2d_gemm_path() {
+    // Stride-1 input gradients run as transposed convolutions; the same cases
+    // with that off check the col2im path.
+    for transposed in [true, false] {
+        condenser::ops::conv::set_transposed_input_grad(transposed);
+        gemm_cases();
+    }
+    condenser::ops::conv::set_transposed_input_grad(true);
+}
+
+fn gemm_cases() {
     conv_case(
         "3x3 pad 1",
         [2, 3, 7, 5],
@@ -76,6 +86,60 @@ fn conv2d_gemm_path() {
         groups: 1,
     };
     conv_case("dilated, rectangular", [1, 3, 8, 7], 2, (3, 2), dil, true);
+    let dil1 = Conv2dConfig {
+        dilation: (2, 3),
+        padding: (1, 3),
+        ..Conv2dConfig::default()
+    };
+    conv_case("dilated, stride 1", [2, 3, 9, 10], 3, (3, 2), dil1, false);
+    // Padding past d * (k - 1): the input gradient falls back to col2im.
+    let wide_pad = Conv2dConfig::new(1, 3);
+    conv_case(
+        "padding 3 on a 3x3 kernel",
+        [1, 2, 4, 5],
+        3,
+        (3, 3),
+        wide_pad,
+        true,
+    );
+}
+
+/// The two ways to the input gradient of a stride-1 convolution (transposed
+/// convolution, GEMM + col2im) agree on layer-sized inputs.
+#[test]
+fn transposed_input_gradient_matches_col2im() {
+    use condenser::ops::conv::{ConvGeom, conv2d_backward_input, set_transposed_input_grad};
+    let g = gpu();
+    let cases = [
+        (
+            [2usize, 16, 12, 12],
+            24usize,
+            (3usize, 3usize),
+            Conv2dConfig::new(1, 1),
+        ),
+        ([1, 8, 9, 11], 12, (5, 5), Conv2dConfig::new(1, 2)),
+        ([2, 5, 8, 8], 7, (3, 3), Conv2dConfig::default()),
+        ([3, 6, 6, 7], 4, (1, 1), Conv2dConfig::default()),
+    ];
+    for (x, oc, k, cfg) in cases {
+        let w = [oc, x[1], k.0, k.1];
+        let geom = ConvGeom::new(&x, &w, cfg).unwrap();
+        let wt = Tensor::rand_uniform(&g, &w, -1.0, 1.0, 8).unwrap();
+        let dy_shape = [x[0], oc, geom.oh, geom.ow];
+        let dy = Tensor::rand_uniform(&g, &dy_shape, -1.0, 1.0, 9).unwrap();
+        let mut got = Vec::new();
+        for transposed in [true, false] {
+            set_transposed_input_grad(transposed);
+            let dx = conv2d_backward_input(&dy, &wt, &geom).unwrap();
+            assert_eq!(dx.shape(), &x[..]);
+            got.push(dx.to_vec().unwrap());
+        }
+        set_transposed_input_grad(true);
+        let scale = got[1].iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in got[0].iter().zip(&got[1]) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{x:?} {k:?}: {a} vs {b}");
+        }
+    }
 }
 
 #[test]
@@ -117,7 +181,11 @@ fn conv2d_in_batch_chunks() {
     let cfg = Conv2dConfig::new(1, 1);
     let per_image = (7 * 6 * (3 * 3 * 3usize).div_ceil(4) * 4 * 4) as u64;
     condenser::ops::conv::set_im2col_budget(Some(2 * per_image));
-    conv_case("conv in chunks of 2", x, oc, k, cfg, true);
+    for transposed in [true, false] {
+        condenser::ops::conv::set_transposed_input_grad(transposed);
+        conv_case("conv in chunks of 2", x, oc, k, cfg, true);
+    }
+    condenser::ops::conv::set_transposed_input_grad(true);
     conv_case(
         "conv in chunks, stride 2",
         [3, 2, 9, 8],
