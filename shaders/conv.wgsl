@@ -56,45 +56,64 @@ fn src_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> i32 {
 // writes its whole row: the integer divisions (slow on CPU adapters) happen once
 // per row, the kernel window is walked with counters, and the row goes out a
 // vec4 at a time (one per-lane store loop on llvmpipe moves four values).
-@compute @workgroup_size(64)
-fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) li: u32) {
-    let i = global_id(wid, nwg, li, 64u);
+// Where an im2col row's walk over the kernel window stands: the input plane
+// of the current channel, the kernel offset, and how many values it has given.
+struct Walk {
+    y0: i32,
+    x0: i32,
+    plane: u32,
+    ky: u32,
+    kx: u32,
+    t: u32,
+}
+
+fn walk_start(i: u32) -> Walk {
     let ohw = p.oh * p.ow;
-    if i >= p.n * ohw {
-        return;
-    }
     let n = i / ohw;
     let pix = i % ohw;
     let y0 = i32((pix / p.ow) * p.sh) - i32(p.ph);
     let x0 = i32((pix % p.ow) * p.sw) - i32(p.pw);
-    let klen = p.c * p.kh * p.kw;
-    let plane_len = p.h * p.w;
-    var plane = n * p.c * plane_len;
-    var ky = 0u;
-    var kx = 0u;
-    let row4 = i * (p.klen_p / 4u);
-    for (var t = 0u; t < p.klen_p; t += 4u) {
-        var v = vec4<f32>(0.0);
-        for (var j = 0u; j < 4u; j++) {
-            if t + j < klen {
-                let y = y0 + i32(ky * p.dh);
-                let x = x0 + i32(kx * p.dw);
-                if y >= 0 && y < i32(p.h) && x >= 0 && x < i32(p.w) {
-                    v[j] = inputs[plane + u32(y) * p.w + u32(x)];
-                }
-                kx++;
-                if kx == p.kw {
-                    kx = 0u;
-                    ky++;
-                    if ky == p.kh {
-                        ky = 0u;
-                        plane += plane_len;
-                    }
-                }
+    return Walk(y0, x0, n * p.c * p.h * p.w, 0u, 0u, 0u);
+}
+
+// The row's next value (0 for padding and for the tail past C * KH * KW).
+fn walk_next(s: ptr<function, Walk>) -> f32 {
+    var v = 0.0;
+    if (*s).t < p.c * p.kh * p.kw {
+        let y = (*s).y0 + i32((*s).ky * p.dh);
+        let x = (*s).x0 + i32((*s).kx * p.dw);
+        if y >= 0 && y < i32(p.h) && x >= 0 && x < i32(p.w) {
+            v = inputs[(*s).plane + u32(y) * p.w + u32(x)];
+        }
+        (*s).kx++;
+        if (*s).kx == p.kw {
+            (*s).kx = 0u;
+            (*s).ky++;
+            if (*s).ky == p.kh {
+                (*s).ky = 0u;
+                (*s).plane += p.h * p.w;
             }
         }
-        out4[row4 + t / 4u] = v;
+    }
+    (*s).t++;
+    return v;
+}
+
+@compute @workgroup_size(64)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let i = global_id(wid, nwg, li, 64u);
+    if i >= p.n * p.oh * p.ow {
+        return;
+    }
+    var s = walk_start(i);
+    let row4 = i * (p.klen_p / 4u);
+    for (var t = 0u; t < p.klen_p / 4u; t++) {
+        let a = walk_next(&s);
+        let b = walk_next(&s);
+        let c = walk_next(&s);
+        let d = walk_next(&s);
+        out4[row4 + t] = vec4<f32>(a, b, c, d);
     }
 }
 

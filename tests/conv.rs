@@ -196,3 +196,26 @@ fn conv2d_in_batch_chunks() {
     );
     condenser::ops::conv::set_im2col_budget(None);
 }
+
+/// im2col writes rows of a multiple of 8 values as 64-bit words where the
+/// adapter has SHADER_INT64; the columns are copies either way, so the
+/// convolution is the same bit for bit with the vec4 kernel.
+#[test]
+fn im2col_through_64_bit_words_matches_vec4() {
+    let g = gpu();
+    let x = Tensor::rand_uniform(&g, &[2, 8, 9, 7], -1.0, 1.0, 11).unwrap();
+    let w = Tensor::rand_uniform(&g, &[5, 8, 3, 3], -1.0, 1.0, 12).unwrap();
+    let cfg = Conv2dConfig {
+        dilation: (1, 2),
+        ..Conv2dConfig::new(2, 1)
+    };
+    let mut outs = Vec::new();
+    for wide in [true, false] {
+        condenser::ops::set_wide_variants(wide);
+        let y = condenser::ops::conv::conv2d(&x, &w, None, cfg).unwrap();
+        outs.push(y.to_vec().unwrap());
+    }
+    condenser::ops::set_wide_variants(true);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&outs[0]), bits(&outs[1]));
+}

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const CONV: &str = include_str!("../../shaders/conv.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const WIDE: &str = include_str!("../../shaders/wide.wgsl");
@@ -26,7 +27,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("matmul", &[MATMUL]),
     ("softmax", &[SOFTMAX]),
     ("augment", &[include_str!("../../shaders/augment.wgsl")]),
-    ("conv", &[include_str!("../../shaders/conv.wgsl")]),
+    ("conv", &[CONV]),
     ("layout", &[include_str!("../../shaders/layout.wgsl")]),
     ("pool", &[include_str!("../../shaders/pool.wgsl")]),
     ("norm", &[include_str!("../../shaders/norm.wgsl")]),
@@ -49,6 +50,10 @@ pub const SHADERS: &[(&str, &[&str])] = &[
             WIDE,
             include_str!("../../shaders/elementwise64.wgsl"),
         ],
+    ),
+    (
+        "conv64",
+        &[CONV, WIDE, include_str!("../../shaders/conv64.wgsl")],
     ),
     (
         "reduce64",

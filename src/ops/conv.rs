@@ -219,8 +219,18 @@ fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[(Slot, &Tensor)])
 fn im2col(g: &ConvGeom, x: &Tensor) -> Result<Tensor> {
     let cols = Tensor::empty(x.gpu(), &[g.n, g.oh * g.ow, g.klen_padded()], DType::F32)?;
     let params = g.params()?;
+    let gpu = x.gpu();
+    let wide = g.klen_padded().is_multiple_of(8)
+        && gpu.class() == crate::gpu::AdapterClass::Cpu
+        && gpu.has_int64()
+        && super::wide_variants();
+    let spec = if wide {
+        KernelSpec::new("conv64", "im2col8")
+    } else {
+        KernelSpec::new("conv", "im2col")
+    };
     x.gpu().launch_items(
-        &KernelSpec::new("conv", "im2col"),
+        &spec,
         bytemuck::bytes_of(&params),
         &[cols.binding(), x.binding()],
         g.n * g.oh * g.ow,
