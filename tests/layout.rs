@@ -187,3 +187,40 @@ fn step_slices_match_the_reference_and_have_gradients() {
         GRAD,
     );
 }
+
+/// Axis swaps, concatenation and slices move values exactly, through 64-bit
+/// words where runs, strides and offsets are multiples of 8 floats (and the
+/// adapter has SHADER_INT64) and through the scalar kernels otherwise.
+#[test]
+fn swaps_concats_and_slices_move_values_exactly() {
+    let g = gpu();
+    for wide in [true, false] {
+        condenser::ops::set_wide_variants(wide);
+        for (a, b, c) in [(3usize, 5usize, 16usize), (2, 7, 24), (4, 3, 5), (1, 9, 8)] {
+            let v = rand_vec(a * b * c, 50);
+            let x = Tensor::from_slice(&g, &[a, b, c], &v).unwrap();
+            let got = layout::swap01(&x).unwrap().to_vec().unwrap();
+            let mut want = vec![0f32; v.len()];
+            for i in 0..a {
+                for j in 0..b {
+                    for k in 0..c {
+                        want[(j * a + i) * c + k] = v[(i * b + j) * c + k];
+                    }
+                }
+            }
+            assert_eq!(got, want, "swap01 [{a}, {b}, {c}] wide={wide}");
+            // Concatenate along the last axis with a copy of itself, then slice
+            // the second copy back out.
+            let cat = layout::concat(&[&x, &x], 2).unwrap();
+            assert_eq!(cat.shape(), &[a, b, 2 * c]);
+            let back = layout::slice(&cat, 2, c, c).unwrap().to_vec().unwrap();
+            assert_eq!(back, v, "concat + slice [{a}, {b}, {c}] wide={wide}");
+            let rows = layout::slice(&x, 1, 1, b - 1).unwrap().to_vec().unwrap();
+            let want_rows: Vec<f32> = (0..a)
+                .flat_map(|i| v[(i * b + 1) * c..(i + 1) * b * c].to_vec())
+                .collect();
+            assert_eq!(rows, want_rows, "slice rows [{a}, {b}, {c}] wide={wide}");
+        }
+    }
+    condenser::ops::set_wide_variants(true);
+}

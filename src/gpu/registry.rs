@@ -14,6 +14,7 @@ pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const CONV: &str = include_str!("../../shaders/conv.wgsl");
+const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const WIDE: &str = include_str!("../../shaders/wide.wgsl");
@@ -28,7 +29,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("softmax", &[SOFTMAX]),
     ("augment", &[include_str!("../../shaders/augment.wgsl")]),
     ("conv", &[CONV]),
-    ("layout", &[include_str!("../../shaders/layout.wgsl")]),
+    ("layout", &[LAYOUT]),
     ("pool", &[include_str!("../../shaders/pool.wgsl")]),
     ("norm", &[include_str!("../../shaders/norm.wgsl")]),
     ("losses", &[include_str!("../../shaders/losses.wgsl")]),
@@ -54,6 +55,10 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     (
         "conv64",
         &[CONV, WIDE, include_str!("../../shaders/conv64.wgsl")],
+    ),
+    (
+        "layout64",
+        &[LAYOUT, WIDE, include_str!("../../shaders/layout64.wgsl")],
     ),
     (
         "reduce64",

@@ -219,11 +219,7 @@ fn run(g: &ConvGeom, entry: &'static str, out: &Tensor, ins: &[(Slot, &Tensor)])
 fn im2col(g: &ConvGeom, x: &Tensor) -> Result<Tensor> {
     let cols = Tensor::empty(x.gpu(), &[g.n, g.oh * g.ow, g.klen_padded()], DType::F32)?;
     let params = g.params()?;
-    let gpu = x.gpu();
-    let wide = g.klen_padded().is_multiple_of(8)
-        && gpu.class() == crate::gpu::AdapterClass::Cpu
-        && gpu.has_int64()
-        && super::wide_variants();
+    let wide = g.klen_padded().is_multiple_of(8) && super::wide_ok(x.gpu());
     let spec = if wide {
         KernelSpec::new("conv64", "im2col8")
     } else {

@@ -179,7 +179,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
 /// Same-shape `a op b`, a vec4 per invocation (the kernel's comment says why).
 fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let (code, alpha, beta) = op.code();
-    if wide_ok(out) {
+    if super::wide_ok(out.gpu()) {
         let spec = KernelSpec::new("elementwise64", "binary8").with("OP", code as f64);
         launch_grouped(&spec, out, &[a, b], (alpha, beta), 8)?;
         return Ok(out.clone());
@@ -187,13 +187,6 @@ fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Ten
     let spec = KernelSpec::new("elementwise", "binary4").with("OP", code as f64);
     launch_grouped(&spec, out, &[a, b], (alpha, beta), 4)?;
     Ok(out.clone())
-}
-
-/// Whether the 64-bit-load variants apply: the adapter has SHADER_INT64 and is
-/// a CPU (llvmpipe's per-component loop is what they halve).
-fn wide_ok(t: &Tensor) -> bool {
-    let g = t.gpu();
-    g.class() == crate::gpu::AdapterClass::Cpu && g.has_int64() && super::wide_variants()
 }
 
 fn group_binding(t: &Tensor, per: usize) -> crate::gpu::Binding<'_> {
@@ -230,7 +223,7 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
         return Ok(out);
     }
     let (code, alpha, beta) = op.code();
-    if wide_ok(&out) {
+    if super::wide_ok(out.gpu()) {
         let spec = KernelSpec::new("elementwise64", "unary8").with("OP", code as f64);
         launch_grouped(&spec, &out, &[a], (alpha, beta), 8)?;
         return Ok(out);

@@ -112,6 +112,15 @@ pub fn swap01(x: &Tensor) -> Result<Tensor> {
         c: u32_of("swap01", c)?,
         ..Default::default()
     };
+    if c.is_multiple_of(8) && super::wide_ok(x.gpu()) {
+        x.gpu().launch_items(
+            &KernelSpec::new("layout64", "swap01_8"),
+            bytemuck::bytes_of(&p),
+            &[out.binding(), x.binding()],
+            out.numel() / 8,
+        )?;
+        return Ok(out);
+    }
     x.gpu().launch_items(
         &KernelSpec::new("layout", "swap01"),
         bytemuck::bytes_of(&p),
@@ -154,6 +163,15 @@ fn copy_block(src: &Tensor, dst: &Tensor, b: Block) -> Result<()> {
         dst_off: u(dst_off)?,
         ..Default::default()
     };
+    let eights = [len, src_stride, src_off, dst_stride, dst_off];
+    if eights.iter().all(|v| v % 8 == 0) && super::wide_ok(src.gpu()) {
+        return src.gpu().launch_items(
+            &KernelSpec::new("layout64", "copy_block8"),
+            bytemuck::bytes_of(&p),
+            &[dst.binding(), src.binding()],
+            outer * len / 8,
+        );
+    }
     src.gpu().launch_items(
         &KernelSpec::new("layout", "copy_block"),
         bytemuck::bytes_of(&p),

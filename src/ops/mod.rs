@@ -38,6 +38,13 @@ pub(crate) fn wide_variants() -> bool {
     WIDE_VARIANTS.with(|v| v.get())
 }
 
+/// Whether the 64-bit-word variants apply on `gpu`: a CPU adapter (llvmpipe's
+/// per-component loop is what they halve) with SHADER_INT64, and not turned
+/// off on this thread.
+pub(crate) fn wide_ok(gpu: &crate::gpu::Gpu) -> bool {
+    gpu.class() == crate::gpu::AdapterClass::Cpu && gpu.has_int64() && wide_variants()
+}
+
 /// Turns the vec4 variants of batch norm and reductions off (on) on this
 /// thread, so that tests run their scalar twins on the same shapes.
 #[doc(hidden)]

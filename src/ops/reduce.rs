@@ -100,10 +100,7 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
         };
         // A strided axis of whole 64-bit words: 8 columns per invocation,
         // the same order per column as `reduce` (identical results).
-        let wide = inner.is_multiple_of(8)
-            && x.gpu().class() == crate::gpu::AdapterClass::Cpu
-            && x.gpu().has_int64()
-            && super::wide_variants();
+        let wide = inner.is_multiple_of(8) && super::wide_ok(x.gpu());
         let (spec, items) = if vec4 {
             (
                 KernelSpec::new("reduce", "reduce4").with("OP", code),

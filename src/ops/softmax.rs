@@ -65,7 +65,7 @@ pub fn softmax_with(
     }
     let rows = x.numel() / cols;
     let kernel = kernel.unwrap_or(match x.gpu().class() {
-        AdapterClass::Cpu if x.gpu().has_int64() && super::wide_variants() => SoftmaxKernel::Rows8,
+        AdapterClass::Cpu if super::wide_ok(x.gpu()) => SoftmaxKernel::Rows8,
         AdapterClass::Cpu => SoftmaxKernel::Rows4,
         AdapterClass::Gpu if cols >= 64 => SoftmaxKernel::Workgroup,
         AdapterClass::Gpu => SoftmaxKernel::Rows,
