@@ -116,7 +116,6 @@ impl Gpu {
     pub fn class(&self) -> AdapterClass {
         self.inner.class
     }
-    /// The subgroup width when the adapter has subgroups of one fixed size.
     /// Whether kernels may use 64-bit integers (SHADER_INT64).
     pub fn has_int64(&self) -> bool {
         self.inner
@@ -125,6 +124,7 @@ impl Gpu {
             .contains(wgpu::Features::SHADER_INT64)
     }
 
+    /// The subgroup width when the adapter has subgroups of one fixed size.
     pub fn subgroup_size(&self) -> Option<u32> {
         let i = &self.inner.info;
         let has = self

@@ -361,7 +361,7 @@ pub fn set_transposed_input_grad(on: bool) {
 /// on each axis, which must not be negative; None where that does not apply.
 fn transposed_config(g: &ConvGeom) -> Option<Conv2dConfig> {
     let c = g.cfg;
-    if !g.uses_gemm() || c.stride != (1, 1) || c.groups != 1 {
+    if !g.uses_gemm() || c.stride != (1, 1) {
         return None;
     }
     let ph = (c.dilation.0 * (g.kh - 1)).checked_sub(c.padding.0)?;

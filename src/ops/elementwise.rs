@@ -179,13 +179,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
 /// Same-shape `a op b`, a vec4 per invocation (the kernel's comment says why).
 fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let (code, alpha, beta) = op.code();
-    if super::wide_ok(out.gpu()) {
-        let spec = KernelSpec::new("elementwise64", "binary8").with("OP", code as f64);
-        launch_grouped(&spec, out, &[a, b], (alpha, beta), 8)?;
-        return Ok(out.clone());
-    }
-    let spec = KernelSpec::new("elementwise", "binary4").with("OP", code as f64);
-    launch_grouped(&spec, out, &[a, b], (alpha, beta), 4)?;
+    launch_flat(Flat::Binary, code, out, &[a, b], (alpha, beta))?;
     Ok(out.clone())
 }
 
@@ -196,22 +190,37 @@ fn group_binding(t: &Tensor, per: usize) -> crate::gpu::Binding<'_> {
     b
 }
 
-/// Launches `spec` with `per` floats per invocation (4: vec4 kernels, 8: the
-/// 64-bit-word kernels); bindings are rounded up to whole groups of `per`
-/// (pool buffers are multiples of 64 bytes, so the padding exists).
-fn launch_grouped(
-    spec: &KernelSpec,
+#[derive(Clone, Copy)]
+enum Flat {
+    Binary,
+    Unary,
+}
+
+/// Launches the same-shape kernel of `kind` with operator `code`: 8 floats
+/// per invocation through 64-bit words where `ops::wide_ok`, else a vec4.
+/// Bindings are rounded up to whole groups (pool buffers are multiples of 64
+/// bytes, so the padding exists).
+fn launch_flat(
+    kind: Flat,
+    code: u32,
     out: &Tensor,
     ins: &[&Tensor],
     (alpha, beta): (f32, f32),
-    per: usize,
 ) -> Result<()> {
+    let wide = super::wide_ok(out.gpu());
+    let (module, entry, per) = match (kind, wide) {
+        (Flat::Binary, true) => ("elementwise64", "binary8", 8),
+        (Flat::Binary, false) => ("elementwise", "binary4", 4),
+        (Flat::Unary, true) => ("elementwise64", "unary8", 8),
+        (Flat::Unary, false) => ("elementwise", "unary4", 4),
+    };
+    let spec = KernelSpec::new(module, entry).with("OP", code as f64);
     let groups = out.numel().div_ceil(per);
     let params = EwParams::flat(u32_of("elementwise", groups)?, alpha, beta);
     let mut args = vec![group_binding(out, per)];
     args.extend(ins.iter().map(|t| group_binding(t, per)));
     out.gpu()
-        .launch_items(spec, bytemuck::bytes_of(&params), &args, groups)
+        .launch_items(&spec, bytemuck::bytes_of(&params), &args, groups)
 }
 
 pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
@@ -223,13 +232,7 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
         return Ok(out);
     }
     let (code, alpha, beta) = op.code();
-    if super::wide_ok(out.gpu()) {
-        let spec = KernelSpec::new("elementwise64", "unary8").with("OP", code as f64);
-        launch_grouped(&spec, &out, &[a], (alpha, beta), 8)?;
-        return Ok(out);
-    }
-    let spec = KernelSpec::new("elementwise", "unary4").with("OP", code as f64);
-    launch_grouped(&spec, &out, &[a], (alpha, beta), 4)?;
+    launch_flat(Flat::Unary, code, &out, &[a], (alpha, beta))?;
     Ok(out)
 }
 

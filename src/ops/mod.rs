@@ -26,8 +26,9 @@ thread_local! {
 }
 
 /// Turns the 64-bit-word variants (shaders/wide.wgsl: same-shape elementwise
-/// ops, softmax) off (on) on this thread, so that tests run the vec4 kernels
-/// they replace on adapters with SHADER_INT64 too.
+/// ops, softmax rows, strided-axis reductions, im2col, axis swaps and block
+/// copies) off (on) on this thread, so that tests run the kernels they replace
+/// on adapters with SHADER_INT64 too.
 #[doc(hidden)]
 pub fn set_wide_variants(on: bool) {
     WIDE_VARIANTS.with(|v| v.set(on));
