@@ -27,8 +27,9 @@ struct MmParams {
     tiles_n: u32,
     alpha: f32,
     beta: f32,
-    _p0: u32,
-    _p1: u32,
+    // Only mm_cpu_texture and mm_pack_b (matmul_texture.wgsl) read these.
+    tex_shift: u32,
+    tex_mask: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MmParams;

@@ -107,7 +107,16 @@ pub fn time_op(
     f()?;
     gpu.sync()?;
     let mut times = Vec::with_capacity(runs);
-    let timestamps = gpu.has_timestamps();
+    // On CPU adapters the device is this CPU: the wall clock is the cost, and
+    // llvmpipe's timestamps can land on the wrong kernel (see gpu::timing).
+    let timestamps = gpu.has_timestamps() && gpu.class() == crate::gpu::AdapterClass::Gpu;
+    // Short ops run several times per measurement, so that the submit and
+    // wait around them stay a small part of it.
+    let reps = if timestamps {
+        1
+    } else {
+        reps_for(gpu, &mut f)?
+    };
     for _ in 0..runs.max(1) {
         if timestamps {
             gpu.profile_begin()?;
@@ -117,12 +126,23 @@ pub fn time_op(
         } else {
             gpu.sync()?;
             let t0 = Instant::now();
-            f()?;
+            for _ in 0..reps {
+                f()?;
+            }
             gpu.sync()?;
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            times.push(t0.elapsed().as_secs_f64() * 1e3 / reps as f64);
         }
     }
     Ok((median(&mut times), if timestamps { "gpu" } else { "wall" }))
+}
+
+/// How many calls of `f` make one wall-clock measurement last at least 20 ms.
+fn reps_for(gpu: &Gpu, f: &mut impl FnMut() -> Result<()>) -> Result<usize> {
+    let t0 = Instant::now();
+    f()?;
+    gpu.sync()?;
+    let once = t0.elapsed().as_secs_f64() * 1e3;
+    Ok((20.0 / once.max(1e-3)).ceil().clamp(1.0, 1000.0) as usize)
 }
 
 struct Ctx<'a> {
@@ -573,6 +593,7 @@ pub fn run_kernels(
             ("cpu_scalar", MatmulKernel::CpuScalar),
             ("tiled", MatmulKernel::Tiled),
             ("cpu_subgroup", MatmulKernel::CpuSubgroup),
+            ("cpu_texture", MatmulKernel::CpuTexture),
         ] {
             let d = crate::ops::matmul::dims(&[1024, 1024], &[1024, 1024], false, false)?;
             if crate::ops::matmul::supports(gpu, kernel, &d, false, false) {

@@ -120,8 +120,10 @@ impl Tensor {
 
     pub fn binding(&self) -> Binding<'_> {
         Binding {
-            buffer: &self.buf,
-            bytes: self.bytes(),
+            resource: crate::gpu::Resource::Buffer {
+                buffer: &self.buf,
+                bytes: self.bytes(),
+            },
             slot: None,
         }
     }

@@ -10,6 +10,7 @@ use condenser::Tensor;
 use condenser::autograd::functional as F;
 use condenser::cpu;
 use condenser::ops::conv::Conv2dConfig;
+use condenser::ops::matmul::{MatmulKernel, set_preferred_kernel};
 
 fn conv_case(
     what: &str,
@@ -44,6 +45,43 @@ fn conv2d_gemm_path() {
         gemm_cases();
     }
     condenser::ops::conv::set_transposed_input_grad(true);
+}
+
+#[test]
+fn conv2d_gemm_path_on_the_texture_matmul() {
+    // Where the texture matmul runs, the forward GEMM takes pixels as rows and
+    // writes its output transposed; these shapes are too small to pick it by
+    // itself.
+    if gpu().subgroup_size() != Some(8) {
+        eprintln!("skipped: no 8-wide subgroups, so no texture matmul");
+        return;
+    }
+    set_preferred_kernel(Some(MatmulKernel::CpuTexture));
+    gemm_cases();
+    set_preferred_kernel(None);
+}
+
+/// Both orientations of the forward GEMM (weights as rows on the subgroup
+/// matmul, pixels as rows on the texture matmul) sum the same products in the
+/// same order: the outputs agree to the bit, on a layer-sized input.
+#[test]
+fn conv2d_forward_orientations_agree_to_the_bit() {
+    if gpu().subgroup_size() != Some(8) {
+        eprintln!("skipped: no 8-wide subgroups, so no texture matmul");
+        return;
+    }
+    let g = gpu();
+    let x = Tensor::rand_uniform(&g, &[3, 16, 12, 12], -1.0, 1.0, 3).unwrap();
+    let w = Tensor::rand_uniform(&g, &[24, 16, 3, 3], -1.0, 1.0, 4).unwrap();
+    let mut outs = Vec::new();
+    for k in [MatmulKernel::CpuSubgroup, MatmulKernel::CpuTexture] {
+        set_preferred_kernel(Some(k));
+        let y = condenser::ops::conv::conv2d(&x, &w, None, Conv2dConfig::new(1, 1)).unwrap();
+        outs.push(y.to_vec().unwrap());
+    }
+    set_preferred_kernel(None);
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&outs[0]), bits(&outs[1]));
 }
 
 fn gemm_cases() {

@@ -12,12 +12,20 @@ use condenser::autograd::functional as F;
 use condenser::cpu;
 use condenser::ops::matmul::{Gemm, MatmulKernel, gemm};
 
-const KERNELS: [MatmulKernel; 4] = [
+const KERNELS: [MatmulKernel; 5] = [
     MatmulKernel::CpuSubgroup,
+    MatmulKernel::CpuTexture,
     MatmulKernel::CpuVec4,
     MatmulKernel::CpuScalar,
     MatmulKernel::Tiled,
 ];
+
+/// The subgroup variants exist only where 8-wide subgroups do (not on GL);
+/// every other variant runs everywhere.
+fn runs_here(kernel: MatmulKernel) -> bool {
+    let sub = matches!(kernel, MatmulKernel::CpuSubgroup | MatmulKernel::CpuTexture);
+    !sub || gpu().subgroup_size() == Some(8)
+}
 
 /// op(A) [m, k] @ op(B) [k, n] in `batch` batches (`ab`/`bb`: each operand
 /// batched, or shared), with the transposes, on `kernel`.
@@ -31,9 +39,7 @@ fn check(
     kernel: MatmulKernel,
 ) {
     let g = gpu();
-    // The subgroup variant exists only where 8-wide subgroups do (not on GL);
-    // every other variant runs everywhere.
-    if kernel == MatmulKernel::CpuSubgroup && g.subgroup_size() != Some(8) {
+    if !runs_here(kernel) {
         return;
     }
     let a_shape = |r, c| if ab { vec![batch, r, c] } else { vec![r, c] };
@@ -120,44 +126,61 @@ fn subgroup_kernel_edges_and_transposes() {
         eprintln!("skipped: this adapter has no fixed 8-wide subgroups");
         return;
     }
-    // n need not be a multiple of 4 when B is transposed; m is free.
-    for &(m, n, k) in &[
-        (1, 4, 4),
-        (7, 12, 8),
-        (65, 68, 36),
-        (130, 200, 20),
-        (64, 64, 64),
-    ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            check(
-                1,
-                false,
-                false,
-                (m, n, k),
-                ta,
-                tb,
-                MatmulKernel::CpuSubgroup,
-            );
+    for kernel in [MatmulKernel::CpuSubgroup, MatmulKernel::CpuTexture] {
+        // n need not be a multiple of 4 when B is transposed; m is free.
+        for &(m, n, k) in &[
+            (1, 4, 4),
+            (7, 12, 8),
+            (65, 68, 36),
+            (130, 200, 20),
+            (64, 64, 64),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                check(1, false, false, (m, n, k), ta, tb, kernel);
+            }
         }
+        check(1, false, false, (33, 13, 12), false, true, kernel);
+        check(1, false, false, (9, 1, 4), true, true, kernel);
     }
-    check(
-        1,
-        false,
-        false,
-        (33, 13, 12),
-        false,
-        true,
-        MatmulKernel::CpuSubgroup,
-    );
-    check(
-        1,
-        false,
-        false,
-        (9, 1, 4),
-        true,
-        true,
-        MatmulKernel::CpuSubgroup,
-    );
+}
+
+/// gemm's output on `kernel` as raw bits.
+fn product_bits(a: &Tensor, b: &Tensor, ta: bool, tb: bool, kernel: MatmulKernel) -> Vec<u32> {
+    let how = Gemm {
+        kernel: Some(kernel),
+        ..Gemm::t(ta, tb)
+    };
+    let c = gemm(a, b, how).unwrap().to_vec().unwrap();
+    c.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn texture_kernel_is_bit_identical_to_the_subgroup_kernel() {
+    // The texture variant only moves op(B) into a texture: same products, same
+    // order, so results must agree to the bit (batched B, shared B, split-K,
+    // transposes, ragged n), which lets the choice between them never change a
+    // number.
+    if gpu().subgroup_size() != Some(8) {
+        eprintln!("skipped: this adapter has no fixed 8-wide subgroups");
+        return;
+    }
+    let g = gpu();
+    let cases: [(&[usize], &[usize], bool, bool); 7] = [
+        (&[64, 576], &[576, 32768], false, false),
+        (&[70, 36], &[36, 132], false, false),
+        (&[36, 70], &[130, 36], true, true),
+        (&[3, 20, 12], &[3, 12, 44], false, false),
+        (&[3, 20, 12], &[12, 44], false, false),
+        (&[16, 4096], &[4096, 24], false, false),
+        (&[9, 8], &[13, 8], false, true),
+    ];
+    for (i, (sa, sb, ta, tb)) in cases.into_iter().enumerate() {
+        let a = Tensor::rand_uniform(&g, sa, -1.0, 1.0, 10 + i as u64).unwrap();
+        let b = Tensor::rand_uniform(&g, sb, -1.0, 1.0, 20 + i as u64).unwrap();
+        let want = product_bits(&a, &b, ta, tb, MatmulKernel::CpuSubgroup);
+        let got = product_bits(&a, &b, ta, tb, MatmulKernel::CpuTexture);
+        assert_eq!(got, want, "{sa:?} @ {sb:?} (ta={ta}, tb={tb})");
+    }
 }
 
 #[test]
@@ -221,7 +244,7 @@ fn beta_zero_ignores_nan_in_output() {
     let a = Tensor::from_slice(&g, &[4, 4], &[1.0; 16]).unwrap();
     let b = Tensor::from_slice(&g, &[4, 4], &[1.0; 16]).unwrap();
     for kernel in KERNELS {
-        if kernel == MatmulKernel::CpuSubgroup && g.subgroup_size() != Some(8) {
+        if !runs_here(kernel) {
             continue;
         }
         let c = condenser::ops::full(&g, &[4, 4], f32::NAN).unwrap();
@@ -311,7 +334,7 @@ fn split_k_for_small_outputs_with_long_k() {
     // A conv weight gradient's shape: a small output and a long k are cut into
     // chunks computed as a batch and summed.
     for kernel in KERNELS {
-        if kernel == MatmulKernel::CpuSubgroup && gpu().subgroup_size() != Some(8) {
+        if !runs_here(kernel) {
             continue;
         }
         check(1, false, false, (8, 12, 8192), false, false, kernel);
@@ -373,4 +396,52 @@ fn linear_and_matmul() {
         FWD,
         GRAD,
     );
+}
+
+#[test]
+fn transposed_c_is_the_product_transposed_per_batch() {
+    // tc writes each batch's C as [n, m]: the same sums, only stored
+    // transposed, so it must equal the plain product transposed to the bit.
+    let g = gpu();
+    let cases: [(&[usize], &[usize], bool); 3] = [
+        (&[3, 70, 36], &[44, 36], true),
+        (&[20, 12], &[12, 8], false),
+        (&[2, 9, 8], &[2, 13, 8], true),
+    ];
+    for kernel in KERNELS {
+        if !runs_here(kernel) {
+            continue;
+        }
+        for (i, (sa, sb, tb)) in cases.into_iter().enumerate() {
+            let a = Tensor::rand_uniform(&g, sa, -1.0, 1.0, 30 + i as u64).unwrap();
+            let b = Tensor::rand_uniform(&g, sb, -1.0, 1.0, 40 + i as u64).unwrap();
+            let plain = Gemm {
+                kernel: Some(kernel),
+                ..Gemm::t(false, tb)
+            };
+            let c = gemm(&a, &b, plain).unwrap();
+            let ct = gemm(&a, &b, Gemm { tc: true, ..plain }).unwrap();
+            let (r, m, n) = (
+                c.shape().len(),
+                c.shape()[c.shape().len() - 2],
+                c.shape()[c.shape().len() - 1],
+            );
+            let mut want_shape = c.shape().to_vec();
+            want_shape.swap(r - 2, r - 1);
+            assert_eq!(ct.shape(), want_shape.as_slice(), "{kernel:?} {sa:?}");
+            let (cv, tv) = (c.to_vec().unwrap(), ct.to_vec().unwrap());
+            for bi in 0..cv.len() / (m * n) {
+                for row in 0..m {
+                    for col in 0..n {
+                        let want = cv[(bi * m + row) * n + col].to_bits();
+                        let got = tv[(bi * n + col) * m + row].to_bits();
+                        assert_eq!(
+                            got, want,
+                            "{kernel:?} {sa:?} @ {sb:?} at ({bi}, {row}, {col})"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -17,19 +17,47 @@ const FLUSH_EVERY: usize = 512;
 /// Bytes per uniform arena chunk.
 const CHUNK_BYTES: u64 = 64 * 1024;
 
-/// One storage-buffer argument: a pooled buffer and how many bytes of it the kernel sees.
+/// One kernel argument and the WGSL binding number it goes to.
 #[derive(Clone, Copy)]
 pub struct Binding<'a> {
-    pub buffer: &'a PooledBuffer,
-    pub bytes: u64,
+    pub resource: Resource<'a>,
     /// The WGSL binding number; None: the next after the previous argument.
     /// Modules whose entry points share names by meaning give each name one
     /// slot, so an entry point may leave slots out.
     pub slot: Option<u32>,
 }
 
-impl Binding<'_> {
-    /// The same buffer at binding `slot`.
+/// What a kernel argument is.
+#[derive(Clone, Copy)]
+pub enum Resource<'a> {
+    /// A pooled storage buffer and how many bytes of it the kernel sees.
+    Buffer {
+        buffer: &'a PooledBuffer,
+        bytes: u64,
+    },
+    /// A texture (sampled or storage, as the kernel declares it).
+    Texture(&'a wgpu::TextureView),
+}
+
+impl<'a> Binding<'a> {
+    /// A texture argument.
+    pub fn texture(view: &'a wgpu::TextureView) -> Self {
+        Binding {
+            resource: Resource::Texture(view),
+            slot: None,
+        }
+    }
+
+    /// A buffer argument's size rounded up to a multiple of `bytes` (for kernels
+    /// that view it as an array of wider elements; the pool rounds buffers up).
+    pub fn rounded_up(mut self, bytes: u64) -> Self {
+        if let Resource::Buffer { bytes: b, .. } = &mut self.resource {
+            *b = b.div_ceil(bytes) * bytes;
+        }
+        self
+    }
+
+    /// The same argument at binding `slot`.
     pub fn at(self, slot: u32) -> Self {
         Binding {
             slot: Some(slot),
@@ -201,13 +229,14 @@ impl Gpu {
             ))
         })?;
         for a in args {
-            if a.bytes == 0 {
+            if let Resource::Buffer { bytes: 0, .. } = a.resource {
                 return Err(Error::Config(format!(
                     "{}: empty buffer argument (launch nothing for empty tensors)",
                     kernel.name
                 )));
             }
         }
+        let t0 = self.wall_start()?;
         let mut batch = self.inner.batch.borrow_mut();
         let mut entries = Vec::with_capacity(args.len() + 1);
         // Entry points that read no parameters have no binding 0 in their layout.
@@ -229,13 +258,19 @@ impl Gpu {
         for a in args.iter() {
             let slot = a.slot.unwrap_or(next);
             next = slot + 1;
+            let resource = match a.resource {
+                Resource::Buffer { buffer, bytes } => {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buffer.raw(),
+                        offset: 0,
+                        size: wgpu::BufferSize::new(bytes.div_ceil(4) * 4),
+                    })
+                }
+                Resource::Texture(view) => wgpu::BindingResource::TextureView(view),
+            };
             entries.push(wgpu::BindGroupEntry {
                 binding: slot,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: a.buffer.raw(),
-                    offset: 0,
-                    size: wgpu::BufferSize::new(a.bytes.div_ceil(4) * 4),
-                }),
+                resource,
             });
         }
         let bind_group = self
@@ -248,7 +283,8 @@ impl Gpu {
             });
 
         let mut profiler = self.inner.profiler.borrow_mut();
-        if let Some(prof) = profiler.as_mut() {
+        let wall = profiler.as_ref().is_some_and(|p| p.wall());
+        if let Some(prof) = profiler.as_mut().filter(|p| !p.wall()) {
             // Timed launches each get their own pass with begin/end timestamps.
             let (qs, begin) = prof.next_slot(&kernel.name);
             let enc = self.encoder(&mut batch);
@@ -285,8 +321,38 @@ impl Gpu {
         };
         drop(profiler);
         drop(batch);
-        if full {
+        if wall {
+            self.wall_end(t0, &kernel.name)?;
+        } else if full {
             self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// In a wall-clock profile (see gpu::timing): waits for the work recorded
+    /// so far, so that the next command is timed alone from the returned instant.
+    fn wall_start(&self) -> Result<Option<std::time::Instant>> {
+        let wall = self
+            .inner
+            .profiler
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.wall());
+        if !wall {
+            return Ok(None);
+        }
+        self.sync()?;
+        Ok(Some(std::time::Instant::now()))
+    }
+
+    /// Submits and waits for the command recorded since `wall_start` and
+    /// records its time under `name` (nothing outside a wall-clock profile).
+    fn wall_end(&self, t0: Option<std::time::Instant>, name: &str) -> Result<()> {
+        let Some(t0) = t0 else { return Ok(()) };
+        self.sync()?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if let Some(p) = self.inner.profiler.borrow_mut().as_mut() {
+            p.record_wall(name, ms);
         }
         Ok(())
     }
@@ -361,13 +427,72 @@ impl Gpu {
     }
 
     /// Copies `bytes` bytes from `src` to `dst`, in stream order.
-    pub(crate) fn copy_buffer(&self, src: &PooledBuffer, dst: &PooledBuffer, bytes: u64) {
+    pub(crate) fn copy_buffer(
+        &self,
+        src: &PooledBuffer,
+        dst: &PooledBuffer,
+        bytes: u64,
+    ) -> Result<()> {
         if bytes == 0 {
-            return;
+            return Ok(());
         }
+        let t0 = self.wall_start()?;
         let mut batch = self.inner.batch.borrow_mut();
         let enc = self.encoder(&mut batch);
         enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes.div_ceil(4) * 4);
+        drop(batch);
+        self.wall_end(t0, "copy_buffer")
+    }
+
+    /// Copies the first `texels` rgba32f texels of `src` into `dst`, row after
+    /// row of its width (a power of two, at least 16 texels so that rows are
+    /// 256-byte aligned in the buffer); the last row may be partial.
+    pub(crate) fn copy_buffer_to_texels(
+        &self,
+        src: &PooledBuffer,
+        dst: &wgpu::Texture,
+        texels: u64,
+    ) -> Result<()> {
+        let width = dst.width() as u64;
+        let (full, rest) = (texels / width, texels % width);
+        let t0 = self.wall_start()?;
+        let mut batch = self.inner.batch.borrow_mut();
+        let enc = self.encoder(&mut batch);
+        let mut copy = |rows: u64, cols: u64, y: u64| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: src.raw(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: y * width * 16,
+                        bytes_per_row: Some((width * 16) as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: dst,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: y as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: cols as u32,
+                    height: rows as u32,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if full > 0 {
+            copy(full, width, 0);
+        }
+        if rest > 0 {
+            copy(1, rest, full);
+        }
+        drop(batch);
+        self.wall_end(t0, "copy_buffer_to_texture")
     }
 
     /// Reads the first `bytes` bytes of `src` back to the host (waits for the device).

@@ -6,6 +6,7 @@ pub mod contract;
 mod dispatch;
 mod pool;
 pub mod registry;
+mod textures;
 mod timing;
 
 use std::cell::{Cell, RefCell};
@@ -13,7 +14,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 pub use adapter::AdapterClass;
-pub use dispatch::Binding;
+pub use dispatch::{Binding, Resource};
 pub use pool::{PoolStats, PooledBuffer};
 pub use registry::KernelSpec;
 pub use timing::KernelTime;
@@ -36,6 +37,7 @@ pub(crate) struct Inner {
     registry: RefCell<registry::Registry>,
     batch: RefCell<dispatch::Batch>,
     profiler: RefCell<Option<timing::Profiler>>,
+    scratch: RefCell<textures::Scratch>,
     /// Errors wgpu reports outside any error scope (validation at submit, device
     /// lost). Checked at every submit and sync, so none is swallowed.
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -94,6 +96,7 @@ impl Gpu {
                 registry: RefCell::new(registry),
                 batch: RefCell::new(batch),
                 profiler: RefCell::new(None),
+                scratch: RefCell::new(textures::Scratch::default()),
                 uncaptured,
             }),
         })
@@ -167,6 +170,16 @@ impl Gpu {
             });
         }
         Ok(self.inner.pool.alloc(&self.inner.device, bytes))
+    }
+
+    /// An rgba32float texture of `width` x `height` texels for a kernel to
+    /// stage data in (storage-writable and sampled; contents undefined; reused
+    /// by later calls of the same size, see `textures`).
+    pub fn scratch_texture(&self, width: u32, height: u32) -> (wgpu::Texture, wgpu::TextureView) {
+        self.inner
+            .scratch
+            .borrow_mut()
+            .get(&self.inner.device, width, height)
     }
 
     pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {

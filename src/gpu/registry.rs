@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
 const CONV: &str = include_str!("../../shaders/conv.wgsl");
 const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -39,9 +40,15 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("health", &[include_str!("../../shaders/health.wgsl")]),
     ("detect", &[include_str!("../../shaders/detect.wgsl")]),
     // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
+    ("matmul_subgroup", &[MATMUL, MATMUL_SUBGROUP]),
+    // The subgroup matmul reading op(B) from a texture.
     (
-        "matmul_subgroup",
-        &[MATMUL, include_str!("../../shaders/matmul_subgroup.wgsl")],
+        "matmul_texture",
+        &[
+            MATMUL,
+            MATMUL_SUBGROUP,
+            include_str!("../../shaders/matmul_texture.wgsl"),
+        ],
     ),
     // Needs SHADER_INT64; shares elementwise.wgsl's parameters and operators.
     (

@@ -1,6 +1,11 @@
-//! Per-kernel GPU time from timestamp queries. While profiling, each launch runs
-//! in its own compute pass with begin/end timestamps; results are read back at
-//! every submit (profiling trades throughput for exact per-kernel times).
+//! Per-kernel time. On GPUs with timestamp queries each launch runs in its own
+//! compute pass with begin/end timestamps, read back at every submit. On CPU
+//! adapters (and adapters without timestamps) each launch is submitted and
+//! waited for on its own and timed by the wall clock: llvmpipe writes its
+//! timestamps when it flushes its rasteriser's queue, not when a compute
+//! dispatch runs, so a kernel that binds a texture (which flushes that queue)
+//! shows the time of its neighbours and itself none. Either way profiling
+//! trades throughput for per-kernel times.
 
 use super::Gpu;
 use super::dispatch::map_read;
@@ -16,18 +21,23 @@ pub struct KernelTime {
 }
 
 pub(crate) struct Profiler {
-    set: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    readback: wgpu::Buffer,
+    /// None in wall-clock mode: `launch_kernel` times each launch itself.
+    queries: Option<Queries>,
     pending: Vec<String>,
     done: Vec<KernelTime>,
     period_ns: f64,
 }
 
-impl Profiler {
-    fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
+struct Queries {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+impl Queries {
+    fn new(device: &wgpu::Device) -> Self {
         let bytes = QUERIES as u64 * 8;
-        Profiler {
+        Queries {
             set: device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("condenser.timestamps"),
                 ty: wgpu::QueryType::Timestamp,
@@ -45,17 +55,40 @@ impl Profiler {
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
+        }
+    }
+}
+
+impl Profiler {
+    fn new(device: &wgpu::Device, queue: &wgpu::Queue, wall: bool) -> Self {
+        Profiler {
+            queries: (!wall).then(|| Queries::new(device)),
             pending: Vec::new(),
             done: Vec::new(),
             period_ns: queue.get_timestamp_period() as f64,
         }
     }
 
-    /// Reserves two queries for a launch of `kernel`; returns (set, first index).
+    /// Whether launches are timed by the wall clock (no timestamp queries).
+    pub fn wall(&self) -> bool {
+        self.queries.is_none()
+    }
+
+    /// Reserves two queries for a launch of `kernel`; returns (set, first
+    /// index). Only for timestamp profilers.
     pub fn next_slot(&mut self, kernel: &str) -> (&wgpu::QuerySet, u32) {
         let i = self.pending.len() as u32 * 2;
         self.pending.push(kernel.to_string());
-        (&self.set, i)
+        let q = self.queries.as_ref().expect("a timestamp profiler");
+        (&q.set, i)
+    }
+
+    /// Records the wall time of one launch (wall-clock mode).
+    pub fn record_wall(&mut self, kernel: &str, ms: f64) {
+        self.done.push(KernelTime {
+            kernel: kernel.to_string(),
+            ms,
+        });
     }
 
     pub fn is_full(&self) -> bool {
@@ -64,19 +97,23 @@ impl Profiler {
 
     pub fn resolve(&mut self, enc: &mut wgpu::CommandEncoder) {
         let n = self.pending.len() as u32 * 2;
+        let Some(q) = &self.queries else { return };
         if n == 0 {
             return;
         }
-        enc.resolve_query_set(&self.set, 0..n, &self.resolve, 0);
-        enc.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, n as u64 * 8);
+        enc.resolve_query_set(&q.set, 0..n, &q.resolve, 0);
+        enc.copy_buffer_to_buffer(&q.resolve, 0, &q.readback, 0, n as u64 * 8);
     }
 
     pub fn collect(&mut self, device: &wgpu::Device, _queue: &wgpu::Queue) -> Result<()> {
+        let Some(q) = &self.queries else {
+            return Ok(());
+        };
         if self.pending.is_empty() {
             return Ok(());
         }
         let n = self.pending.len();
-        let raw = map_read(device, &self.readback, n as u64 * 16)?;
+        let raw = map_read(device, &q.readback, n as u64 * 16)?;
         let ticks: &[u64] = bytemuck::try_cast_slice(&raw)
             .map_err(|e| Error::Gpu(format!("timestamp read-back: {e}")))?;
         for (i, name) in self.pending.drain(..).enumerate() {
@@ -91,15 +128,24 @@ impl Profiler {
 }
 
 impl Gpu {
-    /// Starts timing every launch with timestamp queries. Returns false (and times
-    /// nothing) if the adapter has no TIMESTAMP_QUERY.
+    /// Whether per-kernel times come from the wall clock (CPU adapters and
+    /// adapters without TIMESTAMP_QUERY) rather than timestamp queries.
+    pub fn profiles_by_wall_clock(&self) -> bool {
+        self.class() == super::AdapterClass::Cpu || !self.has_timestamps()
+    }
+
+    /// Starts timing every launch (see the module's doc for how). Returns
+    /// whether it did (always, now; kept for callers that handle adapters
+    /// without a clock).
     pub fn profile_begin(&self) -> Result<bool> {
-        if !self.has_timestamps() {
+        self.sync()?;
+        // A wall-clock profile needs no query set; a GPU's needs the feature.
+        let wall = self.profiles_by_wall_clock();
+        if !wall && !self.has_timestamps() {
             return Ok(false);
         }
-        self.sync()?;
         *self.inner.profiler.borrow_mut() =
-            Some(Profiler::new(&self.inner.device, &self.inner.queue));
+            Some(Profiler::new(&self.inner.device, &self.inner.queue, wall));
         Ok(true)
     }
 

@@ -261,9 +261,23 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
     let y = if g.uses_gemm() {
         let w2 = g.weight_matrix(w)?;
         by_chunks(&g, x.gpu(), &[x], |gc, parts| {
-            // y[n] = W [OC, CKK] @ cols[n]^T [CKK, OHW]: already NCHW.
             let cols = im2col(gc, parts[0])?;
-            gemm(&w2, &cols, Gemm::t(false, true))?.reshape(&gc.out_shape())
+            let y = if pixels_as_rows(&cols, &w2)? {
+                // y[n]^T = cols[n] [OHW, CKK] @ W^T [CKK, OC], written
+                // transposed: the pixels are the GEMM's rows (its long side).
+                gemm(
+                    &cols,
+                    &w2,
+                    Gemm {
+                        tc: true,
+                        ..Gemm::t(false, true)
+                    },
+                )?
+            } else {
+                // y[n] = W [OC, CKK] @ cols[n]^T [CKK, OHW]: already NCHW.
+                gemm(&w2, &cols, Gemm::t(false, true))?
+            };
+            y.reshape(&gc.out_shape())
         })?
     } else {
         let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
@@ -279,6 +293,15 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
         Some(b) => super::add(&y, &b.reshape(&[g.oc, 1, 1])?),
         None => Ok(y),
     }
+}
+
+/// Whether the forward GEMM should take pixels as rows (and write its output
+/// transposed): where that product would run on the texture matmul, which
+/// stages its right operand (then the weights, not the columns) in a texture.
+fn pixels_as_rows(cols: &Tensor, w2: &Tensor) -> Result<bool> {
+    let d = super::matmul::dims(cols.shape(), w2.shape(), false, true)?;
+    let k = super::matmul::choose(cols.gpu(), &d, false, true);
+    Ok(k == super::matmul::MatmulKernel::CpuTexture)
 }
 
 /// Runs `f` on batch chunks small enough for im2col (slicing `inputs` along

@@ -184,10 +184,7 @@ fn binary_flat(a: &Tensor, b: &Tensor, out: &Tensor, op: BinaryOp) -> Result<Ten
 }
 
 fn group_binding(t: &Tensor, per: usize) -> crate::gpu::Binding<'_> {
-    let bytes = 4 * per as u64;
-    let mut b = t.binding();
-    b.bytes = b.bytes.div_ceil(bytes) * bytes;
-    b
+    t.binding().rounded_up(4 * per as u64)
 }
 
 #[derive(Clone, Copy)]

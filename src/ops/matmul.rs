@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::u32_of;
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterClass, Gpu, KernelSpec};
+use crate::gpu::{AdapterClass, Binding, Gpu, KernelSpec};
 use crate::tensor::{DType, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub enum MatmulKernel {
     /// CPU adapters with 8-wide subgroups (llvmpipe): lanes share A through
     /// subgroupBroadcast; k % 4 == 0 and (B transposed or n % 4 == 0).
     CpuSubgroup,
+    /// CpuSubgroup with op(B) packed into a texture first (llvmpipe fetches
+    /// texels without its per-lane load loop); same sums, bit-identical.
+    CpuTexture,
 }
 
 crate::kernel_params! {
@@ -39,7 +42,8 @@ crate::kernel_params! {
         tiles_n: u32,
         alpha: f32,
         beta: f32,
-        _pad: [u32; 2],
+        tex_shift: u32,
+        tex_mask: u32,
     }
 }
 
@@ -107,10 +111,30 @@ pub fn matmul_t(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
     gemm(a, b, Gemm::t(ta, tb))
 }
 
+thread_local! {
+    static PREFERRED: std::cell::Cell<Option<MatmulKernel>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes `choose` return `kernel` on this thread wherever it can run the shape
+/// (None: the usual choice), so that tests run every path that picks a matmul
+/// kernel (the layers, conv's choice of orientation) on each variant.
+#[doc(hidden)]
+pub fn set_preferred_kernel(kernel: Option<MatmulKernel>) {
+    PREFERRED.with(|p| p.set(kernel));
+}
+
 /// Picks the kernel for this adapter and shape.
 pub fn choose(gpu: &Gpu, d: &MatmulDims, ta: bool, tb: bool) -> MatmulKernel {
+    if let Some(k) = PREFERRED.with(|p| p.get())
+        && supports(gpu, k, d, ta, tb)
+    {
+        return k;
+    }
     match gpu.class() {
         AdapterClass::Gpu => MatmulKernel::Tiled,
+        AdapterClass::Cpu if subgroup_ok(gpu, d, tb) && texture_pays(gpu, d) => {
+            MatmulKernel::CpuTexture
+        }
         AdapterClass::Cpu if subgroup_ok(gpu, d, tb) => MatmulKernel::CpuSubgroup,
         AdapterClass::Cpu if vec4_ok(d, ta, tb) => MatmulKernel::CpuVec4,
         AdapterClass::Cpu => MatmulKernel::CpuScalar,
@@ -121,6 +145,7 @@ pub fn choose(gpu: &Gpu, d: &MatmulDims, ta: bool, tb: bool) -> MatmulKernel {
 pub fn supports(gpu: &Gpu, kernel: MatmulKernel, d: &MatmulDims, ta: bool, tb: bool) -> bool {
     match kernel {
         MatmulKernel::CpuSubgroup => subgroup_ok(gpu, d, tb),
+        MatmulKernel::CpuTexture => subgroup_ok(gpu, d, tb) && texture_fits(gpu, d).is_some(),
         MatmulKernel::CpuVec4 => vec4_ok(d, ta, tb),
         MatmulKernel::CpuScalar | MatmulKernel::Tiled => true,
     }
@@ -132,6 +157,15 @@ fn subgroup_ok(gpu: &Gpu, d: &MatmulDims, tb: bool) -> bool {
         && (tb || d.n.is_multiple_of(4))
         && d.m > 0
         && d.n > 0
+}
+
+/// Whether staging op(B) in a texture pays for itself: packing costs about
+/// 1/m of the product, so m must not be small, nor the product (measured on
+/// llvmpipe: 64x512 @ 512x100 loses 1.5x, 256^3 breaks even, 512^3 and the
+/// GEMMs of 3x3 convs at batch 64 gain 1.3-2x).
+fn texture_pays(gpu: &Gpu, d: &MatmulDims) -> bool {
+    let work = d.batch as u64 * d.m as u64 * d.n as u64 * d.k as u64;
+    d.m >= 64 && work >= 1 << 25 && texture_fits(gpu, d).is_some()
 }
 
 /// The vec4 kernel reads 4 consecutive elements along each contiguous axis and
@@ -149,6 +183,8 @@ pub struct Gemm<'a> {
     /// op(A) = A^T (A stored [k, m]); op(B) = B^T (B stored [n, k]).
     pub ta: bool,
     pub tb: bool,
+    /// Write C transposed in each batch: [.., n, m] (a new C only).
+    pub tc: bool,
     pub alpha: f32,
     pub beta: f32,
     /// Accumulate into this tensor (with `beta`) and return it; None: a new one.
@@ -162,6 +198,7 @@ impl Default for Gemm<'_> {
         Gemm {
             ta: false,
             tb: false,
+            tc: false,
             alpha: 1.0,
             beta: 0.0,
             c: None,
@@ -187,6 +224,7 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
     let Gemm {
         ta,
         tb,
+        tc,
         alpha,
         beta,
         c,
@@ -195,11 +233,21 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
     a.expect_dtype(NAME, DType::F32)?;
     b.expect_dtype(NAME, DType::F32)?;
     let d = dims(a.shape(), b.shape(), ta, tb)?;
+    let (rows, cols) = if tc { (d.n, d.m) } else { (d.m, d.n) };
     let out_shape: Vec<usize> = if d.a_batched || d.b_batched {
-        vec![d.batch, d.m, d.n]
+        vec![d.batch, rows, cols]
     } else {
-        vec![d.m, d.n]
+        vec![rows, cols]
     };
+    let kernel = kernel.unwrap_or_else(|| choose(a.gpu(), &d, ta, tb));
+    if tc && c.is_some() {
+        return Err(Error::Config(
+            "matmul: a transposed C (tc) is written fresh; it cannot accumulate into c".into(),
+        ));
+    }
+    if tc && !matches!(kernel, MatmulKernel::CpuSubgroup | MatmulKernel::CpuTexture) {
+        return transposed_by_permute(a, b, how, kernel);
+    }
     let out = match c {
         Some(c) => {
             if c.shape() != out_shape.as_slice() {
@@ -223,10 +271,9 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
             Tensor::zeros(a.gpu(), &out_shape)?
         };
         a.gpu()
-            .copy_buffer(fresh.buffer(), out.buffer(), out.bytes());
+            .copy_buffer(fresh.buffer(), out.buffer(), out.bytes())?;
         return Ok(out);
     }
-    let kernel = kernel.unwrap_or_else(|| choose(a.gpu(), &d, ta, tb));
     if !supports(a.gpu(), kernel, &d, ta, tb) {
         return Err(Error::Config(format!(
             "the {kernel:?} matmul kernel cannot run {d:?} (ta={ta}, tb={tb}) here: it needs k and \
@@ -236,14 +283,14 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
     let (rs_a, cs_a) = if ta { (1, d.m) } else { (d.k, 1) };
     let (rs_b, cs_b) = if tb { (1, d.k) } else { (d.n, 1) };
     let tile = match kernel {
-        MatmulKernel::Tiled | MatmulKernel::CpuSubgroup => 64,
+        MatmulKernel::Tiled | MatmulKernel::CpuSubgroup | MatmulKernel::CpuTexture => 64,
         MatmulKernel::CpuVec4 | MatmulKernel::CpuScalar => 32,
     };
     let (tiles_m, tiles_n) = (d.m.div_ceil(tile), d.n.div_ceil(tile));
     // Split-K: a small output with a long k (the weight gradient of a conv, a
     // batch of pixels deep) would leave most of the device idle. Cut k into S
     // equal chunks, computed as a batch over S, then sum the partial products.
-    let split = if c.is_none() && d.batch == 1 && !d.a_batched && !d.b_batched {
+    let split = if c.is_none() && !tc && d.batch == 1 && !d.a_batched && !d.b_batched {
         split_k(a.gpu(), tiles_m * tiles_n, d.k)
     } else {
         1
@@ -277,8 +324,12 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
         tiles_n: u32_of(NAME, tiles_n)?,
         alpha,
         beta: if c.is_some() { beta } else { 0.0 },
-        _pad: [0; 2],
+        tex_shift: 0,
+        tex_mask: 0,
     };
+    if kernel == MatmulKernel::CpuTexture {
+        return texture_gemm(a, b, &d, params, (ta, tb, tc, split), &target, &out);
+    }
     let spec = match kernel {
         MatmulKernel::CpuVec4 => KernelSpec::new("matmul", "mm_cpu_vec4")
             .with("TRANS_A", ta as u8 as f64)
@@ -288,7 +339,9 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
         MatmulKernel::CpuSubgroup => KernelSpec::new("matmul_subgroup", "mm_cpu_subgroup")
             .with("TRANS_A", ta as u8 as f64)
             .with("TRANS_B", tb as u8 as f64)
-            .with("SMALL_M", (d.m < 64) as u8 as f64),
+            .with("SMALL_M", (d.m < 64) as u8 as f64)
+            .with("TRANS_C", tc as u8 as f64),
+        MatmulKernel::CpuTexture => unreachable!("texture_gemm returned above"),
     };
     a.gpu().launch(
         &spec,
@@ -296,12 +349,115 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
         &[target.binding(), a.binding(), b.binding()],
         (tiles_m * tiles_n * d.batch * split) as u64,
     )?;
-    if split > 1 {
-        let summed = super::sum(&target, Some(0))?;
-        a.gpu()
-            .copy_buffer(summed.buffer(), out.buffer(), out.bytes());
-    }
+    finish_split(&target, &out, split)?;
     Ok(out)
+}
+
+/// `gemm` with C transposed for kernels that cannot write it so: C, then a
+/// transpose of its last two axes.
+fn transposed_by_permute(
+    a: &Tensor,
+    b: &Tensor,
+    how: Gemm<'_>,
+    kernel: MatmulKernel,
+) -> Result<Tensor> {
+    let plain = Gemm {
+        tc: false,
+        kernel: Some(kernel),
+        ..how
+    };
+    let c = gemm(a, b, plain)?;
+    let r = c.shape().len();
+    let mut perm: Vec<usize> = (0..r).collect();
+    perm.swap(r - 2, r - 1);
+    super::layout::permute(&c, &perm)
+}
+
+/// The packed op(B)'s texture for `d`: (width as a power of two, height), or
+/// None where it exceeds the adapter's 2D texture size.
+fn texture_fits(gpu: &Gpu, d: &MatmulDims) -> Option<(u32, u32)> {
+    let rows = d.k * if d.b_batched { d.batch } else { 1 };
+    let texels = (rows * d.n.div_ceil(4)).max(1);
+    let max = gpu.limits().max_texture_dimension_2d as usize;
+    // The widest power of two the adapter allows, narrower for small operands.
+    let max_w = 1usize << (usize::BITS - 1 - max.leading_zeros());
+    // At least 16 texels wide: buffer-to-texture copies need 256-byte rows.
+    let width = texels.next_power_of_two().clamp(16, max_w);
+    let height = texels.div_ceil(width);
+    (height <= max).then_some((width as u32, height as u32))
+}
+
+/// Packs op(B) into a texture (mm_pack_b), then runs mm_cpu_texture.
+fn texture_gemm(
+    a: &Tensor,
+    b: &Tensor,
+    d: &MatmulDims,
+    mut params: MmParams,
+    (ta, tb, tc, split): (bool, bool, bool, usize),
+    target: &Tensor,
+    out: &Tensor,
+) -> Result<Tensor> {
+    const NAME: &str = "matmul";
+    let gpu = a.gpu();
+    let (width, height) = texture_fits(gpu, d).expect("supports() checked the size");
+    let (texture, view) = gpu.scratch_texture(width, height);
+    params.tex_shift = width.trailing_zeros();
+    params.tex_mask = width - 1;
+    let b_batches = if d.b_batched { d.batch } else { 1 };
+    let pack = MmParams {
+        k: u32_of(NAME, d.k)?,
+        batch: u32_of(NAME, b_batches)?,
+        b_bs: if d.b_batched { params.b_bs } else { 0 },
+        ..params
+    };
+    let texels = b_batches * d.k * d.n.div_ceil(4);
+    if tb {
+        gpu.launch_items(
+            &KernelSpec::new("matmul_texture", "mm_pack_b"),
+            bytemuck::bytes_of(&pack),
+            &[b.binding().at(3), Binding::texture(&view).at(5)],
+            texels,
+        )?;
+    } else {
+        // op(B) = B, rows of n (a multiple of 4) floats one after the other:
+        // the packed layout is B's own bytes.
+        gpu.copy_buffer_to_texels(b.buffer(), &texture, texels as u64)?;
+    }
+    // Where each batch of the product starts in the packed rows, in texels.
+    let n4 = d.n.div_ceil(4);
+    params.b_bs = u32_of(
+        NAME,
+        if split > 1 {
+            d.k / split * n4
+        } else if d.b_batched {
+            d.k * n4
+        } else {
+            0
+        },
+    )?;
+    let spec = KernelSpec::new("matmul_texture", "mm_cpu_texture")
+        .with("TRANS_A", ta as u8 as f64)
+        .with("TRANS_B", tb as u8 as f64)
+        .with("SMALL_M", (d.m < 64) as u8 as f64)
+        .with("TRANS_C", tc as u8 as f64);
+    gpu.launch(
+        &spec,
+        bytemuck::bytes_of(&params),
+        &[target.binding(), a.binding(), Binding::texture(&view).at(4)],
+        (params.tiles_m * params.tiles_n * params.batch) as u64,
+    )?;
+    finish_split(target, out, split)?;
+    Ok(out.clone())
+}
+
+/// Sums the partial products of a split-K launch into `out`.
+fn finish_split(target: &Tensor, out: &Tensor, split: usize) -> Result<()> {
+    if split > 1 {
+        let summed = super::sum(target, Some(0))?;
+        out.gpu()
+            .copy_buffer(summed.buffer(), out.buffer(), out.bytes())?;
+    }
+    Ok(())
 }
 
 /// How many chunks to cut k into (1: none). Chunks are equal and multiples of 4
