@@ -1,4 +1,5 @@
-// The subgroup matmul (matmul_subgroup.wgsl) with op(B) read from a texture.
+// The subgroup matmul (matmul_subgroup.wgsl) with op(B), and A where it is
+// row-major, read from textures.
 // Compiled after matmul.wgsl and matmul_subgroup.wgsl.
 //
 // llvmpipe runs a storage-buffer load from lane-varying addresses as a loop over
@@ -67,6 +68,31 @@ fn mm_cpu_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     var hi: array<vec4<f32>, 8>;
     for (var k = 0u; k < p.k; k += 4u) {
         let av = sg_a_row(abase, t.my_row, k);
+        sg_fma(av, tex_b_block(tb, j, k), tex_b_block(tb, j + 1u, k), &lo, &hi);
+    }
+    sg_store(t, lo, hi);
+}
+
+// Row-major A staged as texels like B (mm_cpu_texture_a): the texel of
+// element i is i / 4, so sg_a_row's vec4 of row r at k is one fetch.
+@group(0) @binding(6) var a_tex: texture_storage_2d<rgba32float, read>;
+
+// mm_cpu_texture with A read from a_tex (TRANS_A is false here).
+@compute @workgroup_size(64)
+fn mm_cpu_texture_a(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32,
+                    @builtin(subgroup_invocation_id) lane: u32) {
+    let t = sg_tile(wid, nwg, li, lane);
+    if !t.live {
+        return;
+    }
+    let arow = (t.bi * p.a_bs + t.my_row * p.a_rs) / 4u;
+    let tb = t.bi * p.b_bs;
+    let j = t.c0 / 4u;
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
+    for (var k = 0u; k < p.k; k += 4u) {
+        let av = textureLoad(a_tex, tex_xy(arow + k / 4u));
         sg_fma(av, tex_b_block(tb, j, k), tex_b_block(tb, j + 1u, k), &lo, &hi);
     }
     sg_store(t, lo, hi);

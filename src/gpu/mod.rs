@@ -172,14 +172,20 @@ impl Gpu {
         Ok(self.inner.pool.alloc(&self.inner.device, bytes))
     }
 
-    /// An rgba32float texture of `width` x `height` texels for a kernel to
-    /// stage data in (storage-writable and sampled; contents undefined; reused
-    /// by later calls of the same size, see `textures`).
-    pub fn scratch_texture(&self, width: u32, height: u32) -> (wgpu::Texture, wgpu::TextureView) {
+    /// The width of the scratch textures, in texels (a power of two).
+    pub fn scratch_width(&self) -> u32 {
+        textures::scratch_width(&self.inner.limits)
+    }
+
+    /// An rgba32float texture `scratch_width()` texels wide and at least
+    /// `height` tall for a kernel to stage data in (storage-writable, sampled,
+    /// a copy target; contents undefined), one per `slot`: the textures one
+    /// launch binds together need different slots.
+    pub fn scratch_texture(&self, slot: usize, height: u32) -> (wgpu::Texture, wgpu::TextureView) {
         self.inner
             .scratch
             .borrow_mut()
-            .get(&self.inner.device, width, height)
+            .get(&self.inner.device, slot, height)
     }
 
     pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {

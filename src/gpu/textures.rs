@@ -1,48 +1,45 @@
-//! Scratch textures for kernels that stage an operand as texels (the texture
-//! matmul). Creating a texture per launch would make wgpu zero it before its
-//! first use every time; kept by size, one is created and zeroed once and every
-//! later launch of that shape reuses it (a training step repeats its shapes).
-//! Reuse is safe within one queue: wgpu orders a kernel's texture writes after
-//! the reads of earlier launches.
-
-use std::collections::VecDeque;
-
-/// Most bytes of scratch textures kept; the oldest go first past it.
-const KEEP_BYTES: u64 = 256 << 20;
+//! Scratch textures for kernels that stage operands as texels (the texture
+//! matmul). One texture per slot (the operands one launch binds together),
+//! as wide as the adapter allows (a power of two) and grown in height when an
+//! operand needs more: a texture created per launch would be zeroed by wgpu
+//! before its first use every time, and textures kept per shape cost as much
+//! memory again as a training step's buffers. Reuse is safe within one queue:
+//! wgpu orders a launch's writes to a texture after earlier launches' reads.
 
 #[derive(Default)]
 pub(crate) struct Scratch {
-    /// Most recently used last.
-    kept: VecDeque<(wgpu::Texture, wgpu::TextureView)>,
+    slots: Vec<Option<(wgpu::Texture, wgpu::TextureView)>>,
 }
 
-fn bytes(t: &wgpu::Texture) -> u64 {
-    t.width() as u64 * t.height() as u64 * 16
+/// The width of every scratch texture: the widest power of two the adapter allows.
+pub(crate) fn scratch_width(limits: &wgpu::Limits) -> u32 {
+    let max = limits.max_texture_dimension_2d.max(1);
+    1 << (31 - max.leading_zeros())
 }
 
 impl Scratch {
-    /// An rgba32float texture of exactly `width` x `height` texels and its
-    /// view, usable as a storage texture, a sampled one and a copy target.
+    /// An rgba32float texture of `scratch_width` x at least `height` texels
+    /// for `slot`, and its view; usable as a storage texture, a sampled one
+    /// and a copy target.
     pub fn get(
         &mut self,
         device: &wgpu::Device,
-        width: u32,
+        slot: usize,
         height: u32,
     ) -> (wgpu::Texture, wgpu::TextureView) {
-        if let Some(i) = self
-            .kept
-            .iter()
-            .position(|(t, _)| (t.width(), t.height()) == (width, height))
+        if self.slots.len() <= slot {
+            self.slots.resize(slot + 1, None);
+        }
+        if let Some((t, v)) = &self.slots[slot]
+            && t.height() >= height
         {
-            let entry = self.kept.remove(i).expect("found above");
-            self.kept.push_back(entry.clone());
-            return entry;
+            return (t.clone(), v.clone());
         }
         let texture = device.create_texture(&wgpu::TextureDescriptor {
             label: Some("condenser.scratch"),
             size: wgpu::Extent3d {
-                width,
-                height,
+                width: scratch_width(&device.limits()),
+                height: height.max(1),
                 depth_or_array_layers: 1,
             },
             mip_level_count: 1,
@@ -55,12 +52,7 @@ impl Scratch {
             view_formats: &[],
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.kept.push_back((texture.clone(), view.clone()));
-        let mut total: u64 = self.kept.iter().map(|(t, _)| bytes(t)).sum();
-        while total > KEEP_BYTES && self.kept.len() > 1 {
-            let (t, _) = self.kept.pop_front().expect("len > 1");
-            total -= bytes(&t);
-        }
+        self.slots[slot] = Some((texture.clone(), view.clone()));
         (texture, view)
     }
 }

@@ -373,21 +373,25 @@ fn transposed_by_permute(
     super::layout::permute(&c, &perm)
 }
 
-/// The packed op(B)'s texture for `d`: (width as a power of two, height), or
-/// None where it exceeds the adapter's 2D texture size.
-fn texture_fits(gpu: &Gpu, d: &MatmulDims) -> Option<(u32, u32)> {
+/// The height of the packed op(B)'s texture for `d` (it is
+/// `scratch_width` wide), or None where that exceeds the adapter's limit.
+fn texture_fits(gpu: &Gpu, d: &MatmulDims) -> Option<u32> {
     let rows = d.k * if d.b_batched { d.batch } else { 1 };
-    let texels = (rows * d.n.div_ceil(4)).max(1);
-    let max = gpu.limits().max_texture_dimension_2d as usize;
-    // The widest power of two the adapter allows, narrower for small operands.
-    let max_w = 1usize << (usize::BITS - 1 - max.leading_zeros());
-    // At least 16 texels wide: buffer-to-texture copies need 256-byte rows.
-    let width = texels.next_power_of_two().clamp(16, max_w);
-    let height = texels.div_ceil(width);
-    (height <= max).then_some((width as u32, height as u32))
+    let texels = rows * d.n.div_ceil(4);
+    texels_height(gpu, texels)
 }
 
-/// Packs op(B) into a texture (mm_pack_b), then runs mm_cpu_texture.
+/// Rows of `scratch_width` texels that `texels` texels take, if the adapter allows.
+fn texels_height(gpu: &Gpu, texels: usize) -> Option<u32> {
+    let height = texels.max(1).div_ceil(gpu.scratch_width() as usize);
+    u32::try_from(height)
+        .ok()
+        .filter(|&h| h <= gpu.limits().max_texture_dimension_2d)
+}
+
+/// Stages op(B) in a texture (its bytes, or packed by mm_pack_b when B is
+/// transposed), and A too where it is row-major and fits, then runs the
+/// texture matmul.
 fn texture_gemm(
     a: &Tensor,
     b: &Tensor,
@@ -399,30 +403,32 @@ fn texture_gemm(
 ) -> Result<Tensor> {
     const NAME: &str = "matmul";
     let gpu = a.gpu();
-    let (width, height) = texture_fits(gpu, d).expect("supports() checked the size");
-    let (texture, view) = gpu.scratch_texture(width, height);
+    let width = gpu.scratch_width();
     params.tex_shift = width.trailing_zeros();
     params.tex_mask = width - 1;
     let b_batches = if d.b_batched { d.batch } else { 1 };
-    let pack = MmParams {
-        k: u32_of(NAME, d.k)?,
-        batch: u32_of(NAME, b_batches)?,
-        b_bs: if d.b_batched { params.b_bs } else { 0 },
-        ..params
-    };
     let texels = b_batches * d.k * d.n.div_ceil(4);
-    if tb {
+    let b_view = if tb {
+        let height = texture_fits(gpu, d).expect("supports() checked the size");
+        let (_, view) = gpu.scratch_texture(0, height);
+        let pack = MmParams {
+            k: u32_of(NAME, d.k)?,
+            batch: u32_of(NAME, b_batches)?,
+            b_bs: if d.b_batched { params.b_bs } else { 0 },
+            ..params
+        };
         gpu.launch_items(
             &KernelSpec::new("matmul_texture", "mm_pack_b"),
             bytemuck::bytes_of(&pack),
             &[b.binding().at(3), Binding::texture(&view).at(5)],
             texels,
         )?;
+        view
     } else {
         // op(B) = B, rows of n (a multiple of 4) floats one after the other:
         // the packed layout is B's own bytes.
-        gpu.copy_buffer_to_texels(b.buffer(), &texture, texels as u64)?;
-    }
+        stage_texels(b, 0, texels)?.expect("texture_fits checked B")
+    };
     // Where each batch of the product starts in the packed rows, in texels.
     let n4 = d.n.div_ceil(4);
     params.b_bs = u32_of(
@@ -435,7 +441,18 @@ fn texture_gemm(
             0
         },
     )?;
-    let spec = KernelSpec::new("matmul_texture", "mm_cpu_texture")
+    // A row-major A's rows are texels too (k is a multiple of 4); the kernel
+    // reads them at the same offsets, divided by 4.
+    let a_texels = if d.a_batched { d.batch } else { 1 } * d.m * d.k / 4;
+    let a_view = match ta {
+        false => stage_texels(a, 1, a_texels)?,
+        true => None,
+    };
+    let (entry, a_arg) = match &a_view {
+        Some(v) => ("mm_cpu_texture_a", Binding::texture(v).at(6)),
+        None => ("mm_cpu_texture", a.binding().at(2)),
+    };
+    let spec = KernelSpec::new("matmul_texture", entry)
         .with("TRANS_A", ta as u8 as f64)
         .with("TRANS_B", tb as u8 as f64)
         .with("SMALL_M", (d.m < 64) as u8 as f64)
@@ -443,11 +460,23 @@ fn texture_gemm(
     gpu.launch(
         &spec,
         bytemuck::bytes_of(&params),
-        &[target.binding(), a.binding(), Binding::texture(&view).at(4)],
+        &[target.binding(), a_arg, Binding::texture(&b_view).at(4)],
         (params.tiles_m * params.tiles_n * params.batch) as u64,
     )?;
     finish_split(target, out, split)?;
     Ok(out.clone())
+}
+
+/// Copies the first `texels` texels (4 floats each) of `t` into scratch
+/// texture `slot`; None where that would be taller than the adapter allows.
+fn stage_texels(t: &Tensor, slot: usize, texels: usize) -> Result<Option<wgpu::TextureView>> {
+    let gpu = t.gpu();
+    let Some(height) = texels_height(gpu, texels) else {
+        return Ok(None);
+    };
+    let (texture, view) = gpu.scratch_texture(slot, height);
+    gpu.copy_buffer_to_texels(t.buffer(), &texture, texels as u64)?;
+    Ok(Some(view))
 }
 
 /// Sums the partial products of a split-K launch into `out`.
