@@ -44,6 +44,49 @@ fn unknown_adapter_name_lists_the_adapters() {
 }
 
 #[test]
+fn autotune_winners_are_written_once_and_reused() {
+    let dir = std::env::temp_dir().join(format!("condenser-tune-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = || {
+        let out = condenser()
+            .args(["bench", "--quick", "--runs", "1", "--filter", "matmul_256"])
+            .env("CONDENSER_CACHE_DIR", &dir)
+            .env_remove("CONDENSER_AUTOTUNE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run();
+    let files: Vec<_> = match std::fs::read_dir(dir.join("autotune")) {
+        Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+        // No two bit-identical matmul variants on this adapter: nothing to tune.
+        Err(_) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    };
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains("matmul:b1:m256:n256:k256:t000\t"), "{text}");
+    let stamp = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    // A second run finds the winner and tunes nothing, so it writes nothing.
+    run();
+    let again = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    assert_eq!(stamp, again, "the second run tuned again");
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), text);
+    // A damaged cache is ignored and rewritten, never fatal.
+    std::fs::write(&files[0], b"\x00garbage").unwrap();
+    run();
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.starts_with("# condenser autotune v1"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn pipeline_cache_is_written_and_reused() {
     let dir = std::env::temp_dir().join(format!("condenser-cache-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -60,11 +103,19 @@ fn pipeline_cache_is_written_and_reused() {
         );
     };
     run();
+    // Regular files only: the autotuner keeps its own subfolder.
     let files: Vec<_> = match std::fs::read_dir(&dir) {
-        Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+        Ok(d) => d
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect(),
         // Adapters without PIPELINE_CACHE write nothing.
         Err(_) => return,
     };
+    if files.is_empty() {
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
     assert_eq!(files.len(), 1, "{files:?}");
     let first = std::fs::metadata(&files[0]).unwrap().len();
     assert!(first > 0);

@@ -107,7 +107,8 @@ pub(crate) fn check_env() -> Result<()> {
         _ => Ok(()),
     };
     check("CONDENSER_KERNELS", &["cpu", "gpu"])?;
-    check("CONDENSER_SHADER_CHECKS", &["0", "1"])
+    check("CONDENSER_SHADER_CHECKS", &["0", "1"])?;
+    check("CONDENSER_AUTOTUNE", &["0", "1"])
 }
 
 pub(crate) fn classify(info: &wgpu::AdapterInfo) -> AdapterClass {

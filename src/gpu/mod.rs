@@ -2,6 +2,7 @@
 //! the one place every kernel launch goes through (see `dispatch`).
 
 mod adapter;
+mod autotune;
 pub mod contract;
 mod dispatch;
 mod pool;
@@ -38,6 +39,7 @@ pub(crate) struct Inner {
     batch: RefCell<dispatch::Batch>,
     profiler: RefCell<Option<timing::Profiler>>,
     scratch: RefCell<textures::Scratch>,
+    tuner: RefCell<autotune::Tuner>,
     /// Errors wgpu reports outside any error scope (validation at submit, device
     /// lost). Checked at every submit and sync, so none is swallowed.
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -83,6 +85,7 @@ impl Gpu {
         });
         let limits = device.limits();
         let registry = registry::Registry::new(&device, &info);
+        let tuner = autotune::Tuner::new(&info);
         let batch = dispatch::Batch::new(&limits);
         Ok(Gpu {
             inner: Rc::new(Inner {
@@ -97,6 +100,7 @@ impl Gpu {
                 batch: RefCell::new(batch),
                 profiler: RefCell::new(None),
                 scratch: RefCell::new(textures::Scratch::default()),
+                tuner: RefCell::new(tuner),
                 uncaptured,
             }),
         })
@@ -170,6 +174,28 @@ impl Gpu {
             });
         }
         Ok(self.inner.pool.alloc(&self.inner.device, bytes))
+    }
+
+    /// The variant the autotuner chose for `key` (a run of this process or an
+    /// earlier one on this adapter and driver; see `gpu::autotune`), if any.
+    pub fn tuned(&self, key: &str) -> Option<String> {
+        self.inner.tuner.borrow().get(key).map(str::to_string)
+    }
+
+    /// Records the fastest variant for `key` (kept on disk).
+    pub fn set_tuned(&self, key: &str, variant: &str) {
+        self.inner.tuner.borrow_mut().put(key, variant)
+    }
+
+    /// Whether variants are chosen by measurement (`CONDENSER_AUTOTUNE`).
+    pub fn autotune_enabled(&self) -> bool {
+        autotune::enabled()
+    }
+
+    /// How many shapes this process has tuned (a second run with the same
+    /// cache tunes none).
+    pub fn tunings(&self) -> usize {
+        self.inner.tuner.borrow().tunings
     }
 
     /// The width of the scratch textures, in texels (a power of two).

@@ -141,6 +141,81 @@ pub fn choose(gpu: &Gpu, d: &MatmulDims, ta: bool, tb: bool) -> MatmulKernel {
     }
 }
 
+/// The variants that compute the same sums in the same order (bit-identical
+/// results), between which `pick` may choose by measurement.
+const TUNABLE: [MatmulKernel; 2] = [MatmulKernel::CpuSubgroup, MatmulKernel::CpuTexture];
+
+/// The kernel for this call: `choose`'s where only one variant applies or
+/// tuning is off (or a test prefers one), else the measured fastest of the
+/// bit-identical variants for this shape (see `gpu::autotune`).
+fn pick(a: &Tensor, b: &Tensor, how: Gemm<'_>, d: &MatmulDims) -> Result<MatmulKernel> {
+    let gpu = a.gpu();
+    let (ta, tb) = (how.ta, how.tb);
+    let heuristic = choose(gpu, d, ta, tb);
+    let candidates: Vec<MatmulKernel> = TUNABLE
+        .into_iter()
+        .filter(|&k| supports(gpu, k, d, ta, tb))
+        .collect();
+    let preferred = PREFERRED.with(|p| p.get()).is_some();
+    // Small products are not worth four trial runs (nor a line in the cache).
+    let work = d.batch as u64 * d.m as u64 * d.n as u64 * d.k as u64;
+    if candidates.len() < 2
+        || !candidates.contains(&heuristic)
+        || preferred
+        || work < 1 << 22
+        || !gpu.autotune_enabled()
+    {
+        return Ok(heuristic);
+    }
+    let key = format!(
+        "matmul:b{}{}{}:m{}:n{}:k{}:t{}{}{}",
+        d.batch,
+        if d.a_batched { "a" } else { "" },
+        if d.b_batched { "b" } else { "" },
+        d.m,
+        d.n,
+        d.k,
+        ta as u8,
+        tb as u8,
+        how.tc as u8
+    );
+    if let Some(name) = gpu.tuned(&key)
+        && let Some(&k) = candidates.iter().find(|k| format!("{k:?}") == name)
+    {
+        return Ok(k);
+    }
+    // Each candidate into a fresh output (never into the caller's C, which
+    // the product may accumulate into): once to compile and warm up, then once
+    // timed, from an idle device.
+    let trial = |k: MatmulKernel| {
+        gemm(
+            a,
+            b,
+            Gemm {
+                c: None,
+                beta: 0.0,
+                kernel: Some(k),
+                ..how
+            },
+        )
+        .map(|_| ())
+    };
+    let mut best = (f64::INFINITY, heuristic);
+    for &k in &candidates {
+        trial(k)?;
+        gpu.sync()?;
+        let t0 = std::time::Instant::now();
+        trial(k)?;
+        gpu.sync()?;
+        let s = t0.elapsed().as_secs_f64();
+        if s < best.0 {
+            best = (s, k);
+        }
+    }
+    gpu.set_tuned(&key, &format!("{:?}", best.1));
+    Ok(best.1)
+}
+
 /// Whether `kernel` can run this shape on this adapter.
 pub fn supports(gpu: &Gpu, kernel: MatmulKernel, d: &MatmulDims, ta: bool, tb: bool) -> bool {
     match kernel {
@@ -239,7 +314,10 @@ pub fn gemm(a: &Tensor, b: &Tensor, how: Gemm<'_>) -> Result<Tensor> {
     } else {
         vec![rows, cols]
     };
-    let kernel = kernel.unwrap_or_else(|| choose(a.gpu(), &d, ta, tb));
+    let kernel = match kernel {
+        Some(k) => k,
+        None => pick(a, b, how, &d)?,
+    };
     if tc && c.is_some() {
         return Err(Error::Config(
             "matmul: a transposed C (tc) is written fresh; it cannot accumulate into c".into(),
