@@ -24,10 +24,10 @@ repeat=${REPEAT:-3}
 if [ ! -d "$work/tree" ]; then
     git -C "$here" worktree add --detach "$work/tree" "$old" >&2
 else
+    # Drop the harness an earlier run copied in, then move to OLD_REV.
+    git -C "$work/tree" reset --quiet --hard
     git -C "$work/tree" checkout --quiet --detach "$old"
 fi
-# The old commit's own files first (an earlier run of this script patched them).
-git -C "$work/tree" checkout --quiet -- src/main.rs src/bench.rs benches/kernels.rs
 cp "$here/src/bench.rs" "$work/tree/src/bench.rs"
 cp "$here/benches/kernels.rs" "$work/tree/benches/kernels.rs"
 # Cargo builds the binary with a bench: an older main.rs may build BenchOptions
