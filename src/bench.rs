@@ -371,7 +371,14 @@ fn time_steps(
     if opts.profile {
         if gpu.profile_begin()? {
             step()?;
-            print_profile(name, &gpu.profile_end()?);
+            // gpu::timing: wall clock per launch on CPU adapters.
+            let wall = gpu.class() == crate::gpu::AdapterClass::Cpu || !gpu.has_timestamps();
+            let clock = if wall {
+                "wall clock, each launch alone"
+            } else {
+                "timestamps"
+            };
+            print_profile(name, &gpu.profile_end()?, clock);
         } else {
             println!("  {name}: no per-kernel times: the adapter has no timestamp queries");
         }
@@ -539,7 +546,7 @@ fn infer_rows(
 }
 
 /// Prints GPU time per kernel entry point (summed over launches), largest first.
-fn print_profile(case: &str, times: &[crate::gpu::KernelTime]) {
+fn print_profile(case: &str, times: &[crate::gpu::KernelTime], clock: &str) {
     let mut by: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
     for t in times {
         let e = by.entry(t.kernel.as_str()).or_default();
@@ -550,7 +557,7 @@ fn print_profile(case: &str, times: &[crate::gpu::KernelTime]) {
     let mut rows: Vec<_> = by.into_iter().collect();
     rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
     println!(
-        "  {case}: {} launches, {total:.1} ms of GPU time",
+        "  {case}: {} launches, {total:.1} ms of device time ({clock})",
         times.len()
     );
     for (k, (n, ms)) in rows {

@@ -40,7 +40,8 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// After each training-step case, time one step kernel by kernel and
-        /// print where the GPU time goes (needs timestamp queries).
+        /// print where the device time goes (timestamp queries on GPUs; on CPU adapters and
+        /// adapters without timestamps, the wall clock of each launch run alone).
         #[arg(long)]
         profile: bool,
     },

@@ -152,8 +152,11 @@ impl Gpu {
     pub fn pool_stats(&self) -> PoolStats {
         self.inner.pool.stats()
     }
+    /// Frees the pool's idle buffers and the scratch textures (made again
+    /// when next needed).
     pub fn pool_trim(&self) {
-        self.inner.pool.trim()
+        self.inner.pool.trim();
+        self.inner.scratch.borrow_mut().clear();
     }
     pub fn pool_reset_peak(&self) {
         self.inner.pool.reset_peak()

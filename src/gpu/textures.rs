@@ -18,6 +18,11 @@ pub(crate) fn scratch_width(limits: &wgpu::Limits) -> u32 {
 }
 
 impl Scratch {
+    /// Drops every scratch texture (wgpu keeps those that pending work uses).
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+
     /// An rgba32float texture of `scratch_width` x at least `height` texels
     /// for `slot`, and its view; usable as a storage texture, a sampled one
     /// and a copy target.
