@@ -45,6 +45,15 @@ fn unknown_adapter_name_lists_the_adapters() {
 
 /// One quick bench run of the cases matching `filter`, with its caches
 /// (pipelines, autotune winners) in `dir`; it must succeed.
+/// Fails the test with the command's stderr unless it succeeded.
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn bench_with_cache(dir: &std::path::Path, filter: &str) {
     let out = condenser()
         .args(["bench", "--quick", "--runs", "1", "--filter", filter])
@@ -52,11 +61,7 @@ fn bench_with_cache(dir: &std::path::Path, filter: &str) {
         .env_remove("CONDENSER_AUTOTUNE")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
 }
 
 #[test]
@@ -123,11 +128,7 @@ fn bench_json_has_the_documented_fields() {
         .args(["bench", "--quick", "--json", "--runs", "2"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let mut n = 0;
     for line in text.lines() {
@@ -163,11 +164,7 @@ fn bench_profile_breaks_a_step_down_by_kernel() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     // A header with the launch count and device time, then one line per kernel
     // entry with its share; the teacher's convolutions are among them.
@@ -192,11 +189,7 @@ fn data_show_writes_a_grid_and_reports_missing_data() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(
         text.contains("6 classes") && text.contains("hexagon"),
         "{text}"
