@@ -109,6 +109,24 @@ fn gemm_cases() {
         Conv2dConfig::default(),
         true,
     );
+    // Strided input gradients as one implicit GEMM per pixel class, where
+    // OC * taps is a multiple of 4 (else GEMM + col2im).
+    conv_case(
+        "3x3 stride 2 pad 1, 8 output channels",
+        [2, 3, 9, 8],
+        8,
+        (3, 3),
+        Conv2dConfig::new(2, 1),
+        true,
+    );
+    conv_case(
+        "1x1 stride 2",
+        [2, 4, 7, 6],
+        4,
+        (1, 1),
+        Conv2dConfig::new(2, 0),
+        false,
+    );
     conv_case(
         "kernel = input",
         [2, 2, 3, 3],
@@ -256,4 +274,124 @@ fn im2col_through_64_bit_words_matches_vec4() {
     condenser::ops::set_wide_variants(true);
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&outs[0]), bits(&outs[1]));
+}
+
+/// The implicit GEMM (the input read from a texture, no im2col matrix) sums
+/// the same products in the same order as im2col + the texture matmul: the
+/// forward, both gradients and a split-K weight gradient agree to the bit, on
+/// awkward shapes (C * KH * KW not a multiple of 4, strides, dilation,
+/// rectangular kernels, pixel counts that are not multiples of 4).
+#[test]
+fn implicit_gemm_matches_im2col_to_the_bit() {
+    use condenser::ops::conv::{ConvGeom, conv2d, conv2d_backward_input, conv2d_backward_weight};
+    use condenser::ops::conv_implicit::set_implicit_conv;
+    if gpu().subgroup_size() != Some(8) {
+        eprintln!("skipped: no 8-wide subgroups, so no texture matmul");
+        return;
+    }
+    let g = gpu();
+    let dilated = Conv2dConfig {
+        dilation: (2, 1),
+        padding: (2, 1),
+        stride: (1, 2),
+        groups: 1,
+    };
+    let cases = [
+        (
+            [2usize, 16, 12, 12],
+            24usize,
+            (3usize, 3usize),
+            Conv2dConfig::new(1, 1),
+        ),
+        ([1, 5, 9, 11], 7, (3, 3), Conv2dConfig::new(2, 0)),
+        ([2, 3, 8, 7], 6, (3, 2), dilated),
+        ([3, 3, 7, 5], 5, (3, 3), Conv2dConfig::new(1, 1)),
+        ([2, 8, 6, 6], 4, (1, 1), Conv2dConfig::new(2, 0)),
+        // 4096 pixels and one output tile: the weight gradient runs split-K.
+        ([4, 8, 32, 32], 8, (3, 3), Conv2dConfig::new(1, 1)),
+    ];
+    set_preferred_kernel(Some(MatmulKernel::CpuTexture));
+    for (x, oc, k, cfg) in cases {
+        let w = [oc, x[1], k.0, k.1];
+        let geom = ConvGeom::new(&x, &w, cfg).unwrap();
+        let xt = Tensor::rand_uniform(&g, &x, -1.0, 1.0, 11).unwrap();
+        let wt = Tensor::rand_uniform(&g, &w, -1.0, 1.0, 12).unwrap();
+        let dy = Tensor::rand_uniform(&g, &geom.out_shape(), -1.0, 1.0, 13).unwrap();
+        let mut runs = Vec::new();
+        for implicit in [true, false] {
+            set_implicit_conv(implicit);
+            let y = conv2d(&xt, &wt, None, cfg).unwrap();
+            let dx = conv2d_backward_input(&dy, &wt, &geom).unwrap();
+            let dw = conv2d_backward_weight(&dy, &xt, &geom).unwrap();
+            assert_eq!(dw.shape(), &w[..]);
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect()
+            };
+            runs.push([bits(&y), bits(&dx), bits(&dw)]);
+        }
+        set_implicit_conv(true);
+        for (what, (a, b)) in ["forward", "input grad", "weight grad"]
+            .iter()
+            .zip(runs[0].iter().zip(&runs[1]))
+        {
+            assert!(a == b, "{x:?} {k:?} {cfg:?}: {what} differs from im2col's");
+        }
+    }
+    set_preferred_kernel(None);
+}
+
+/// A strided convolution's input gradient as sub-pixel implicit GEMMs (one
+/// per class of input pixels) against GEMM + col2im, on layer-sized and
+/// awkward shapes: odd sizes, stride 3, a 5x5 kernel, unequal strides, a 1x1
+/// kernel whose stride leaves pixels no tap reaches.
+#[test]
+fn strided_input_gradient_matches_col2im() {
+    use condenser::ops::conv::{ConvGeom, conv2d_backward_input};
+    use condenser::ops::conv_implicit::set_implicit_conv;
+    if gpu().subgroup_size() != Some(8) {
+        eprintln!("skipped: no 8-wide subgroups, so no texture matmul");
+        return;
+    }
+    let g = gpu();
+    let rect = Conv2dConfig {
+        stride: (2, 1),
+        padding: (1, 0),
+        ..Conv2dConfig::default()
+    };
+    let cases = [
+        (
+            [4usize, 16, 16, 16],
+            32usize,
+            (3usize, 3usize),
+            Conv2dConfig::new(2, 1),
+        ),
+        ([2, 8, 9, 9], 12, (1, 1), Conv2dConfig::new(2, 0)),
+        ([1, 5, 11, 9], 8, (3, 3), Conv2dConfig::new(2, 0)),
+        ([2, 4, 10, 10], 8, (3, 3), Conv2dConfig::new(3, 1)),
+        ([1, 8, 9, 7], 4, (5, 5), Conv2dConfig::new(2, 2)),
+        ([2, 4, 8, 7], 8, (3, 2), rect),
+    ];
+    set_preferred_kernel(Some(MatmulKernel::CpuTexture));
+    for (x, oc, k, cfg) in cases {
+        let w = [oc, x[1], k.0, k.1];
+        let geom = ConvGeom::new(&x, &w, cfg).unwrap();
+        let wt = Tensor::rand_uniform(&g, &w, -1.0, 1.0, 14).unwrap();
+        let dy = Tensor::rand_uniform(&g, &geom.out_shape(), -1.0, 1.0, 15).unwrap();
+        let mut got = Vec::new();
+        for implicit in [true, false] {
+            set_implicit_conv(implicit);
+            let dx = conv2d_backward_input(&dy, &wt, &geom).unwrap();
+            assert_eq!(dx.shape(), &x[..]);
+            got.push(dx.to_vec().unwrap());
+        }
+        set_implicit_conv(true);
+        let scale = got[1].iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in got[0].iter().zip(&got[1]).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * scale,
+                "{x:?} {k:?} {cfg:?} at {i}: {a} vs {b}"
+            );
+        }
+    }
+    set_preferred_kernel(None);
 }

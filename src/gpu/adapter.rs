@@ -23,6 +23,22 @@ pub(crate) fn wanted_features(available: wgpu::Features) -> wgpu::Features {
     wanted & available
 }
 
+/// Whether the adapter lets kernels read rgba32float and r32float storage
+/// textures (the formats operands are staged in).
+pub(crate) fn reads_storage_texels(adapter: &wgpu::Adapter) -> bool {
+    [
+        wgpu::TextureFormat::Rgba32Float,
+        wgpu::TextureFormat::R32Float,
+    ]
+    .iter()
+    .all(|&f| {
+        adapter
+            .get_texture_format_features(f)
+            .flags
+            .contains(wgpu::TextureFormatFeatureFlags::STORAGE_READ_ONLY)
+    })
+}
+
 fn rank(t: wgpu::DeviceType) -> u32 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 4,

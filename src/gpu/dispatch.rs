@@ -444,9 +444,10 @@ impl Gpu {
         self.wall_end(t0, "copy_buffer")
     }
 
-    /// Copies the first `texels` rgba32f texels of `src` into `dst`, row after
-    /// row of its width (a power of two, at least 16 texels so that rows are
-    /// 256-byte aligned in the buffer); the last row may be partial.
+    /// Copies the first `texels` texels of `src` (16 bytes each for rgba32f
+    /// textures, 4 for r32f) into `dst`, row after row of its width (a power
+    /// of two, at least 64 texels so that rows are 256-byte aligned in the
+    /// buffer); the last row may be partial.
     pub(crate) fn copy_buffer_to_texels(
         &self,
         src: &PooledBuffer,
@@ -454,6 +455,7 @@ impl Gpu {
         texels: u64,
     ) -> Result<()> {
         let width = dst.width() as u64;
+        let texel_bytes = dst.format().block_copy_size(None).unwrap_or(16) as u64;
         let (full, rest) = (texels / width, texels % width);
         let t0 = self.wall_start()?;
         let mut batch = self.inner.batch.borrow_mut();
@@ -463,8 +465,8 @@ impl Gpu {
                 wgpu::TexelCopyBufferInfo {
                     buffer: src.raw(),
                     layout: wgpu::TexelCopyBufferLayout {
-                        offset: y * width * 16,
-                        bytes_per_row: Some((width * 16) as u32),
+                        offset: y * width * texel_bytes,
+                        bytes_per_row: Some((width * texel_bytes) as u32),
                         rows_per_image: None,
                     },
                 },

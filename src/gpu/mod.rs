@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     queue: wgpu::Queue,
     limits: wgpu::Limits,
     class: AdapterClass,
+    /// See `Gpu::texel_staging`.
+    texel_staging: bool,
     pool: pool::Pool,
     registry: RefCell<registry::Registry>,
     batch: RefCell<dispatch::Batch>,
@@ -70,6 +72,7 @@ impl Gpu {
         let adapter = adapter::choose_adapter(&instance)?;
         let (device, queue) = adapter::open_device(&adapter)?;
         let info = adapter.get_info();
+        let texel_staging = adapter::reads_storage_texels(&adapter);
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -90,6 +93,7 @@ impl Gpu {
         Ok(Gpu {
             inner: Rc::new(Inner {
                 class: adapter::classify(&info),
+                texel_staging,
                 info,
                 limits: limits.clone(),
                 max_wg_per_dim: Cell::new(limits.max_compute_workgroups_per_dimension),
@@ -129,6 +133,13 @@ impl Gpu {
             .device
             .features()
             .contains(wgpu::Features::SHADER_INT64)
+    }
+
+    /// Whether kernels may read rgba32float and r32float storage textures
+    /// (where operands are staged as texels: the texture matmul, the
+    /// implicit-GEMM convolution, softmax rows on CPU adapters).
+    pub fn texel_staging(&self) -> bool {
+        self.inner.texel_staging
     }
 
     /// The subgroup width when the adapter has subgroups of one fixed size.
@@ -210,11 +221,16 @@ impl Gpu {
     /// `height` tall for a kernel to stage data in (storage-writable, sampled,
     /// a copy target; contents undefined), one per `slot`: the textures one
     /// launch binds together need different slots.
-    pub fn scratch_texture(&self, slot: usize, height: u32) -> (wgpu::Texture, wgpu::TextureView) {
+    pub fn scratch_texture(
+        &self,
+        slot: usize,
+        format: wgpu::TextureFormat,
+        height: u32,
+    ) -> (wgpu::Texture, wgpu::TextureView) {
         self.inner
             .scratch
             .borrow_mut()
-            .get(&self.inner.device, slot, height)
+            .get(&self.inner.device, slot, format, height)
     }
 
     pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {

@@ -14,6 +14,7 @@ pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_SUBGROUP: &str = include_str!("../../shaders/matmul_subgroup.wgsl");
+const MATMUL_TEXTURE: &str = include_str!("../../shaders/matmul_texture.wgsl");
 const CONV: &str = include_str!("../../shaders/conv.wgsl");
 const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
@@ -42,12 +43,15 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     // Needs the SUBGROUP feature; shares matmul.wgsl's parameters and helpers.
     ("matmul_subgroup", &[MATMUL, MATMUL_SUBGROUP]),
     // The subgroup matmul reading op(B) from a texture.
+    ("matmul_texture", &[MATMUL, MATMUL_SUBGROUP, MATMUL_TEXTURE]),
+    // Convolution as an implicit GEMM on the texture matmul.
     (
-        "matmul_texture",
+        "conv_implicit",
         &[
             MATMUL,
             MATMUL_SUBGROUP,
-            include_str!("../../shaders/matmul_texture.wgsl"),
+            MATMUL_TEXTURE,
+            include_str!("../../shaders/conv_implicit.wgsl"),
         ],
     ),
     // Needs SHADER_INT64; shares elementwise.wgsl's parameters and operators.

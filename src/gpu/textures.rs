@@ -23,13 +23,14 @@ impl Scratch {
         self.slots.clear();
     }
 
-    /// An rgba32float texture of `scratch_width` x at least `height` texels
-    /// for `slot`, and its view; usable as a storage texture, a sampled one
-    /// and a copy target.
+    /// A texture of `format` (rgba32float or r32float), `scratch_width` x at
+    /// least `height` texels, for `slot`, and its view; usable as a storage
+    /// texture, a sampled one and a copy target. A slot keeps one format.
     pub fn get(
         &mut self,
         device: &wgpu::Device,
         slot: usize,
+        format: wgpu::TextureFormat,
         height: u32,
     ) -> (wgpu::Texture, wgpu::TextureView) {
         if self.slots.len() <= slot {
@@ -37,6 +38,7 @@ impl Scratch {
         }
         if let Some((t, v)) = &self.slots[slot]
             && t.height() >= height
+            && t.format() == format
         {
             return (t.clone(), v.clone());
         }
@@ -50,7 +52,7 @@ impl Scratch {
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
+            format,
             usage: wgpu::TextureUsages::TEXTURE_BINDING
                 | wgpu::TextureUsages::STORAGE_BINDING
                 | wgpu::TextureUsages::COPY_DST,

@@ -1,6 +1,7 @@
 //! 2D convolution (shaders/conv.wgsl): im2col + matmul for groups == 1 (the
-//! matmul kernels' tiling does the work), direct kernels for grouped and
-//! depthwise convolutions. Forward, backward to input, backward to weight.
+//! matmul kernels' tiling does the work; where the texture matmul runs, an
+//! implicit GEMM instead, see `conv_implicit`), direct kernels for grouped
+//! and depthwise convolutions. Forward, backward to input, backward to weight.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -260,6 +261,9 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
     }
     let y = if g.uses_gemm() {
         let w2 = g.weight_matrix(w)?;
+        if let Some(y) = super::conv_implicit::forward(x, &w2, &g)? {
+            return with_bias(y, b, &g);
+        }
         by_chunks(&g, x.gpu(), &[x], |gc, parts| {
             let cols = im2col(gc, parts[0])?;
             let y = if pixels_as_rows(&cols, &w2)? {
@@ -289,6 +293,10 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
         )?;
         y
     };
+    with_bias(y, b, &g)
+}
+
+fn with_bias(y: Tensor, b: Option<&Tensor>, g: &ConvGeom) -> Result<Tensor> {
     match b {
         Some(b) => super::add(&y, &b.reshape(&[g.oc, 1, 1])?),
         None => Ok(y),
@@ -340,6 +348,9 @@ pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Te
         // im2col of dy then replaces col2im, which gathers 9 scattered
         // values per pixel (the slower of the two by about 3x on llvmpipe).
         return conv2d(dy, &flipped_transposed(w, g)?, None, cfg);
+    }
+    if let Some(dx) = super::conv_implicit::input_grad_strided(dy, w, g)? {
+        return Ok(dx);
     }
     if g.uses_gemm() {
         let w2 = g.weight_matrix(w)?;
@@ -416,6 +427,9 @@ fn flipped_transposed(w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
 /// Gradient of the weight, from dy and the forward input x.
 pub fn conv2d_backward_weight(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<Tensor> {
     let wshape = [g.oc, g.c / g.cfg.groups, g.kh, g.kw];
+    if let Some(dw) = super::conv_implicit::weight_grad(dy, x, g)? {
+        return dw.reshape(&wshape);
+    }
     if g.uses_gemm() {
         // dW [OC, CKK] = dy as [OC, N*OHW] @ cols as [N*OHW, CKK]: one GEMM per
         // batch chunk, summed.

@@ -3,10 +3,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::u32_of;
+use super::{stage_texels, texels_height, u32_of};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterClass, Binding, Gpu, KernelSpec};
 use crate::tensor::{DType, Tensor};
+
+/// The format of the matmul's scratch textures: 4 floats per texel.
+const RGBA: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulKernel {
@@ -220,7 +223,9 @@ fn pick(a: &Tensor, b: &Tensor, how: Gemm<'_>, d: &MatmulDims) -> Result<MatmulK
 pub fn supports(gpu: &Gpu, kernel: MatmulKernel, d: &MatmulDims, ta: bool, tb: bool) -> bool {
     match kernel {
         MatmulKernel::CpuSubgroup => subgroup_ok(gpu, d, tb),
-        MatmulKernel::CpuTexture => subgroup_ok(gpu, d, tb) && texture_fits(gpu, d).is_some(),
+        MatmulKernel::CpuTexture => {
+            subgroup_ok(gpu, d, tb) && gpu.texel_staging() && texture_fits(gpu, d).is_some()
+        }
         MatmulKernel::CpuVec4 => vec4_ok(d, ta, tb),
         MatmulKernel::CpuScalar | MatmulKernel::Tiled => true,
     }
@@ -240,7 +245,7 @@ fn subgroup_ok(gpu: &Gpu, d: &MatmulDims, tb: bool) -> bool {
 /// GEMMs of 3x3 convs at batch 64 gain 1.3-2x).
 fn texture_pays(gpu: &Gpu, d: &MatmulDims) -> bool {
     let work = d.batch as u64 * d.m as u64 * d.n as u64 * d.k as u64;
-    d.m >= 64 && work >= 1 << 25 && texture_fits(gpu, d).is_some()
+    d.m >= 64 && work >= 1 << 25 && gpu.texel_staging() && texture_fits(gpu, d).is_some()
 }
 
 /// The vec4 kernel reads 4 consecutive elements along each contiguous axis and
@@ -459,14 +464,6 @@ fn texture_fits(gpu: &Gpu, d: &MatmulDims) -> Option<u32> {
     texels_height(gpu, texels)
 }
 
-/// Rows of `scratch_width` texels that `texels` texels take, if the adapter allows.
-fn texels_height(gpu: &Gpu, texels: usize) -> Option<u32> {
-    let height = texels.max(1).div_ceil(gpu.scratch_width() as usize);
-    u32::try_from(height)
-        .ok()
-        .filter(|&h| h <= gpu.limits().max_texture_dimension_2d)
-}
-
 /// Stages op(B) in a texture (its bytes, or packed by mm_pack_b when B is
 /// transposed), and A too where it is row-major and fits, then runs the
 /// texture matmul.
@@ -481,31 +478,23 @@ fn texture_gemm(
 ) -> Result<Tensor> {
     const NAME: &str = "matmul";
     let gpu = a.gpu();
-    let width = gpu.scratch_width();
-    params.tex_shift = width.trailing_zeros();
-    params.tex_mask = width - 1;
+    set_texture_fold(gpu, &mut params);
     let b_batches = if d.b_batched { d.batch } else { 1 };
     let texels = b_batches * d.k * d.n.div_ceil(4);
     let b_view = if tb {
-        let height = texture_fits(gpu, d).expect("supports() checked the size");
-        let (_, view) = gpu.scratch_texture(0, height);
-        let pack = MmParams {
-            k: u32_of(NAME, d.k)?,
-            batch: u32_of(NAME, b_batches)?,
-            b_bs: if d.b_batched { params.b_bs } else { 0 },
-            ..params
+        let strided = StridedB {
+            t: b,
+            batches: b_batches,
+            rows: d.k,
+            rs: params.b_rs as usize,
+            cs: params.b_cs as usize,
+            bs: if d.b_batched { params.b_bs as usize } else { 0 },
         };
-        gpu.launch_items(
-            &KernelSpec::new("matmul_texture", "mm_pack_b"),
-            bytemuck::bytes_of(&pack),
-            &[b.binding().at(3), Binding::texture(&view).at(5)],
-            texels,
-        )?;
-        view
+        pack_b(&strided, params)?.expect("supports() checked the size")
     } else {
         // op(B) = B, rows of n (a multiple of 4) floats one after the other:
         // the packed layout is B's own bytes.
-        stage_texels(b, 0, texels)?.expect("texture_fits checked B")
+        stage_texels(b, 0, RGBA, texels)?.expect("texture_fits checked B")
     };
     // Where each batch of the product starts in the packed rows, in texels.
     let n4 = d.n.div_ceil(4);
@@ -523,7 +512,7 @@ fn texture_gemm(
     // reads them at the same offsets, divided by 4.
     let a_texels = if d.a_batched { d.batch } else { 1 } * d.m * d.k / 4;
     let a_view = match ta {
-        false => stage_texels(a, 1, a_texels)?,
+        false => stage_texels(a, 1, RGBA, a_texels)?,
         true => None,
     };
     let (entry, a_arg) = match &a_view {
@@ -545,16 +534,127 @@ fn texture_gemm(
     Ok(out.clone())
 }
 
-/// Copies the first `texels` texels (4 floats each) of `t` into scratch
-/// texture `slot`; None where that would be taller than the adapter allows.
-fn stage_texels(t: &Tensor, slot: usize, texels: usize) -> Result<Option<wgpu::TextureView>> {
-    let gpu = t.gpu();
+/// The scratch textures' width as the kernels fold texel indices: (t & mask, t >> shift).
+fn set_texture_fold(gpu: &Gpu, params: &mut MmParams) {
+    let width = gpu.scratch_width();
+    params.tex_shift = width.trailing_zeros();
+    params.tex_mask = width - 1;
+}
+
+/// op(B) read through strides: `batches` blocks of `rows` rows (k) of the
+/// product's n columns, element (bi, r, c) at `bi * bs + r * rs + c * cs` of
+/// `t`. Packed block after block, so packed row `bi * rows + r` is row r of
+/// block bi.
+pub(crate) struct StridedB<'a> {
+    pub t: &'a Tensor,
+    pub batches: usize,
+    pub rows: usize,
+    pub rs: usize,
+    pub cs: usize,
+    pub bs: usize,
+}
+
+/// Packs op(B) into scratch texture 0 with mm_pack_b (`params` gives n and
+/// the texture fold); None where it would be taller than the adapter allows.
+fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<wgpu::TextureView>> {
+    const NAME: &str = "matmul";
+    let gpu = b.t.gpu();
+    let texels = b.batches * b.rows * (params.n as usize).div_ceil(4);
     let Some(height) = texels_height(gpu, texels) else {
         return Ok(None);
     };
-    let (texture, view) = gpu.scratch_texture(slot, height);
-    gpu.copy_buffer_to_texels(t.buffer(), &texture, texels as u64)?;
+    let (_, view) = gpu.scratch_texture(0, RGBA, height);
+    let pack = MmParams {
+        k: u32_of(NAME, b.rows)?,
+        batch: u32_of(NAME, b.batches)?,
+        b_rs: u32_of(NAME, b.rs)?,
+        b_cs: u32_of(NAME, b.cs)?,
+        b_bs: u32_of(NAME, b.bs)?,
+        ..params
+    };
+    gpu.launch_items(
+        &KernelSpec::new("matmul_texture", "mm_pack_b"),
+        bytemuck::bytes_of(&pack),
+        &[b.t.binding().at(3), Binding::texture(&view).at(5)],
+        texels,
+    )?;
     Ok(Some(view))
+}
+
+/// The texture matmul with an op(A) that `kernel` computes itself (an
+/// implicit GEMM; `extra` are its own bindings) and op(B) packed from `b`,
+/// C written transposed in each batch: [d.batch, n, m], or [n, m] for one
+/// batch; or into `into`, where the kernel places each element itself.
+/// Batches share op(B). One batch may be cut into split-K chunks (not with
+/// `into`): then batch bi of the launch starts at k = bi * p.a_bs (the
+/// kernel adds that to its k), and the partial products are summed. None
+/// where op(B) does not fit a texture.
+pub(crate) fn implicit_gemm(
+    d: &MatmulDims,
+    b: &StridedB<'_>,
+    kernel: KernelSpec,
+    extra: &[Binding<'_>],
+    into: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    const NAME: &str = "matmul";
+    let gpu = b.t.gpu();
+    let (tiles_m, tiles_n) = (d.m.div_ceil(64), d.n.div_ceil(64));
+    let split = if d.batch == 1 && into.is_none() {
+        split_k(gpu, tiles_m * tiles_n, d.k)
+    } else {
+        1
+    };
+    let kc = d.k / split;
+    let mut params = MmParams {
+        m: u32_of(NAME, d.m)?,
+        n: u32_of(NAME, d.n)?,
+        k: u32_of(NAME, kc)?,
+        batch: u32_of(NAME, d.batch * split)?,
+        a_rs: 0,
+        a_cs: 0,
+        a_bs: u32_of(NAME, if split > 1 { kc } else { 0 })?,
+        b_rs: 0,
+        b_cs: 0,
+        b_bs: 0,
+        tiles_m: u32_of(NAME, tiles_m)?,
+        tiles_n: u32_of(NAME, tiles_n)?,
+        alpha: 1.0,
+        beta: 0.0,
+        tex_shift: 0,
+        tex_mask: 0,
+    };
+    set_texture_fold(gpu, &mut params);
+    let Some(b_view) = pack_b(b, params)? else {
+        return Ok(None);
+    };
+    params.b_bs = u32_of(NAME, if split > 1 { kc * d.n.div_ceil(4) } else { 0 })?;
+    let shape = if d.batch > 1 || d.a_batched {
+        vec![d.batch, d.n, d.m]
+    } else {
+        vec![d.n, d.m]
+    };
+    let out = match into {
+        Some(t) => t.clone(),
+        None => Tensor::empty(gpu, &shape, DType::F32)?,
+    };
+    let target = if split > 1 {
+        Tensor::empty(gpu, &[split, d.n, d.m], DType::F32)?
+    } else {
+        out.clone()
+    };
+    let spec = kernel
+        .with("SMALL_M", (d.m < 64) as u8 as f64)
+        .with("TRANS_C", 1.0);
+    let mut args = vec![target.binding(), Binding::texture(&b_view).at(4)];
+    args.extend_from_slice(extra);
+    gpu.launch(
+        &spec,
+        bytemuck::bytes_of(&params),
+        &args,
+        (tiles_m * tiles_n * d.batch * split) as u64,
+    )?;
+    finish_split(&target, &out, split)?;
+    Ok(Some(out))
 }
 
 /// Sums the partial products of a split-K launch into `out`.

@@ -2,6 +2,7 @@
 //! (its WGSL lives in shaders/, its reference in src/cpu/).
 
 pub mod conv;
+pub mod conv_implicit;
 pub mod detect;
 pub mod elementwise;
 pub mod health;
@@ -42,6 +43,35 @@ pub(crate) fn wide_variants() -> bool {
 /// Whether the 64-bit-word variants apply on `gpu`: a CPU adapter (llvmpipe's
 /// per-component loop is what they halve) with SHADER_INT64, and not turned
 /// off on this thread.
+/// Rows of `scratch_width` texels that `texels` texels take, if the adapter
+/// allows a texture that tall.
+pub(crate) fn texels_height(gpu: &crate::gpu::Gpu, texels: usize) -> Option<u32> {
+    let height = texels.max(1).div_ceil(gpu.scratch_width() as usize);
+    u32::try_from(height)
+        .ok()
+        .filter(|&h| h <= gpu.limits().max_texture_dimension_2d)
+}
+
+/// Copies the first `texels` texels of `t` (4 floats each for rgba32float,
+/// 1 for r32float) into scratch texture `slot` of that format, for kernels
+/// that fetch their operand as texels (llvmpipe gathers texels without the
+/// per-lane loop of its storage loads); None where that texture would be
+/// taller than the adapter allows.
+pub(crate) fn stage_texels(
+    t: &crate::tensor::Tensor,
+    slot: usize,
+    format: wgpu::TextureFormat,
+    texels: usize,
+) -> crate::error::Result<Option<wgpu::TextureView>> {
+    let gpu = t.gpu();
+    let Some(height) = texels_height(gpu, texels) else {
+        return Ok(None);
+    };
+    let (texture, view) = gpu.scratch_texture(slot, format, height);
+    gpu.copy_buffer_to_texels(t.buffer(), &texture, texels as u64)?;
+    Ok(Some(view))
+}
+
 pub(crate) fn wide_ok(gpu: &crate::gpu::Gpu) -> bool {
     gpu.class() == crate::gpu::AdapterClass::Cpu && gpu.has_int64() && wide_variants()
 }

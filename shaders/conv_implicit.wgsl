@@ -1,0 +1,134 @@
+// Convolution as an implicit GEMM on the texture matmul (matmul_texture.wgsl):
+// the column matrix of im2col is never written. Each lane reads the values of
+// its row of op(A) straight from the input x, staged in an r32float texture
+// (a texel per float, folded like the other scratch textures), so a
+// convolution costs one copy of x instead of im2col's write and read of a
+// matrix KH * KW times larger, plus its staging copy.
+// Compiled after matmul.wgsl, matmul_subgroup.wgsl and matmul_texture.wgsl.
+//
+// Two GEMMs read the columns; WEIGHT_GRAD says which this is:
+// - forward (and a stride-1 input gradient, itself a convolution): one batch
+//   per image, rows = the image's output pixels, k = (c, ky, kx) taps;
+//   C written transposed (TRANS_C), i.e. straight into NCHW;
+// - weight gradient: rows = taps, k = the output pixels of all images, op(B)
+//   = dy packed by pixel; C written transposed: dW as [OC, C * KH * KW].
+//   Batches are split-K chunks of p.a_bs pixels.
+// - a strided convolution's input gradient (SUBPIXEL), one launch per class
+//   of input pixels (iy % SH, ix % SW) = (SUB_A, SUB_B): those pixels take
+//   the taps ky = ky0 + SH * t (likewise kx), so the class is a stride-1
+//   convolution of dy with that sub-kernel (flipped, by the host, so that
+//   the window walks forwards; PH/PW may then be negative). Rows = the
+//   class's pixels (an OH x OW grid here), written into their places of dx
+//   (DXH x DXW), which the classes tile.
+// The taps and pixels are in im2col's order, so the sums are the texture
+// matmul's on im2col's columns, in the same order: bit-identical.
+
+override XC: u32 = 1u;
+override XH: u32 = 1u;
+override XW: u32 = 1u;
+override OH: u32 = 1u;
+override OW: u32 = 1u;
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+override SH: u32 = 1u;
+override SW: u32 = 1u;
+override PH: i32 = 0;
+override PW: i32 = 0;
+override DH: u32 = 1u;
+override DW: u32 = 1u;
+override WEIGHT_GRAD: bool = false;
+override SUBPIXEL: bool = false;
+override SUB_A: u32 = 0u;
+override SUB_B: u32 = 0u;
+override DXH: u32 = 1u;
+override DXW: u32 = 1u;
+
+@group(0) @binding(7) var x_tex: texture_storage_2d<r32float, read>;
+
+// One side of an element's input position: an offset into x and a row and
+// column (relative; may be negative before the other side is added), and
+// whether the element exists (taps past C * KH * KW are the zero padding of k).
+struct Side {
+    base: u32,
+    y: i32,
+    x: i32,
+    ok: bool,
+}
+
+// Output pixel q of image n: where its 3x3 (etc.) window starts.
+fn pixel_side(n: u32, q: u32) -> Side {
+    let oy = q / OW;
+    let ox = q % OW;
+    if SUBPIXEL {
+        return Side(n * XC * XH * XW, i32(oy) - PH, i32(ox) - PW, true);
+    }
+    return Side(n * XC * XH * XW, i32(oy * SH) - PH, i32(ox * SW) - PW, true);
+}
+
+// Tap kk = (c, ky, kx) of the window.
+fn tap_side(kk: u32) -> Side {
+    let c = kk / (KH * KW);
+    let r = kk % (KH * KW);
+    return Side(c * XH * XW, i32((r / KW) * DH), i32((r % KW) * DW), kk < XC * KH * KW);
+}
+
+// x at the position the two sides add up to, 0 in the padding.
+fn x_at(a: Side, b: Side) -> f32 {
+    let y = a.y + b.y;
+    let x = a.x + b.x;
+    let ok = a.ok && b.ok && u32(y) < XH && u32(x) < XW;
+    let i = select(0u, a.base + b.base + u32(y) * XW + u32(x), ok);
+    return select(0.0, textureLoad(x_tex, tex_xy(i)).x, ok);
+}
+
+// The side that varies along k, at step kk of batch bi.
+fn k_side(bi: u32, kk: u32) -> Side {
+    if WEIGHT_GRAD {
+        let g = bi * p.a_bs + kk;
+        return pixel_side(g / (OH * OW), g % (OH * OW));
+    }
+    return tap_side(kk);
+}
+
+// Where the lane's rows of C go: sg_place's places, or for SUBPIXEL their
+// pixels' places in dx (a column is a channel plane of dx apart).
+fn cv_place(t: SgTile) -> CPlace {
+    if !SUBPIXEL {
+        return sg_place(t);
+    }
+    var pl: CPlace;
+    for (var i = 0u; i < 8u; i++) {
+        let r = min(t.r0 + i, p.m - 1u);
+        let y = (r / OW) * SH + SUB_A;
+        let x = (r % OW) * SW + SUB_B;
+        pl.row[i] = t.bi * p.n * DXH * DXW + y * DXW + x;
+    }
+    pl.col = DXH * DXW;
+    return pl;
+}
+
+@compute @workgroup_size(64)
+fn mm_conv_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32,
+                   @builtin(subgroup_invocation_id) lane: u32) {
+    let t = sg_tile(wid, nwg, li, lane);
+    if !t.live {
+        return;
+    }
+    var mine: Side;
+    if WEIGHT_GRAD {
+        mine = tap_side(t.my_row);
+    } else {
+        mine = pixel_side(t.bi, t.my_row);
+    }
+    let tb = t.bi * p.b_bs;
+    let j = t.c0 / 4u;
+    var lo: array<vec4<f32>, 8>;
+    var hi: array<vec4<f32>, 8>;
+    for (var k = 0u; k < p.k; k += 4u) {
+        let av = vec4<f32>(x_at(mine, k_side(t.bi, k)), x_at(mine, k_side(t.bi, k + 1u)),
+                           x_at(mine, k_side(t.bi, k + 2u)), x_at(mine, k_side(t.bi, k + 3u)));
+        sg_fma(av, tex_b_block(tb, j, k), tex_b_block(tb, j + 1u, k), &lo, &hi);
+    }
+    sg_store(t, cv_place(t), lo, hi);
+}
