@@ -90,21 +90,36 @@ fn k_side(bi: u32, kk: u32) -> Side {
     return tap_side(kk);
 }
 
-// Where the lane's rows of C go: sg_place's places, or for SUBPIXEL their
-// pixels' places in dx (a column is a channel plane of dx apart).
-fn cv_place(t: SgTile) -> CPlace {
-    if !SUBPIXEL {
-        return sg_place(t);
-    }
-    var pl: CPlace;
-    for (var i = 0u; i < 8u; i++) {
-        let r = min(t.r0 + i, p.m - 1u);
+// Where C's element (row r of batch bi, column col) goes: sg_c_index's
+// place, or for SUBPIXEL its pixel's place in dx.
+fn cv_c_index(bi: u32, r: u32, col: u32) -> u32 {
+    if SUBPIXEL {
         let y = (r / OW) * SH + SUB_A;
         let x = (r % OW) * SW + SUB_B;
-        pl.row[i] = t.bi * p.n * DXH * DXW + y * DXW + x;
+        return ((bi * p.n + col) * DXH + y) * DXW + x;
     }
-    pl.col = DXH * DXW;
-    return pl;
+    return sg_c_index(bi, r, col);
+}
+
+// sg_store through cv_c_index. A copy of its loop on purpose: sharing the
+// loop by handing it an array of row offsets made llvmpipe index private
+// memory lane by lane, and the stores 4x slower (a batch-1 forward, where
+// they weigh most, lost a third).
+fn cv_store(t: SgTile, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
+    for (var i = 0u; i < 8u; i++) {
+        let r = t.r0 + i;
+        if r >= p.m {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            if t.c0 + j < p.n {
+                put(cv_c_index(t.bi, r, t.c0 + j), lo[i][j]);
+            }
+            if t.c0 + 4u + j < p.n {
+                put(cv_c_index(t.bi, r, t.c0 + 4u + j), hi[i][j]);
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(64)
@@ -130,5 +145,5 @@ fn mm_conv_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
                            x_at(mine, k_side(t.bi, k + 2u)), x_at(mine, k_side(t.bi, k + 3u)));
         sg_fma(av, tex_b_block(tb, j, k), tex_b_block(tb, j + 1u, k), &lo, &hi);
     }
-    sg_store(t, cv_place(t), lo, hi);
+    cv_store(t, lo, hi);
 }

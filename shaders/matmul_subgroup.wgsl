@@ -107,40 +107,26 @@ fn sg_fma(av: vec4<f32>, b0: mat4x4<f32>, b1: mat4x4<f32>, lo: ptr<function, arr
     (*hi)[7] += b1 * x;
 }
 
-// Where a lane's 8 rows of C start and how far apart its columns are, so
-// that element (row r0 + i, column c) is at row[i] + c * col.
-struct CPlace {
-    row: array<u32, 8>,
-    col: u32,
-}
-
-fn sg_place(t: SgTile) -> CPlace {
-    var pl: CPlace;
-    for (var i = 0u; i < 8u; i++) {
-        // Rows past m are never stored; clamped, their offsets stay small.
-        let r = min(t.r0 + i, p.m - 1u);
-        if TRANS_C {
-            pl.row[i] = t.bi * p.n * p.m + r;
-        } else {
-            pl.row[i] = (t.bi * p.m + r) * p.n;
-        }
+fn sg_c_index(bi: u32, r: u32, col: u32) -> u32 {
+    if TRANS_C {
+        return (bi * p.n + col) * p.m + r;
     }
-    pl.col = select(1u, p.m, TRANS_C);
-    return pl;
+    return (bi * p.m + r) * p.n + col;
 }
 
-// Writes this lane's 8x8 block where `pl` says, skipping what lies outside C.
-fn sg_store(t: SgTile, pl: CPlace, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
+// Writes this lane's 8x8 block, skipping what lies outside C.
+fn sg_store(t: SgTile, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
     for (var i = 0u; i < 8u; i++) {
-        if t.r0 + i >= p.m {
+        let r = t.r0 + i;
+        if r >= p.m {
             break;
         }
         for (var j = 0u; j < 4u; j++) {
             if t.c0 + j < p.n {
-                put(pl.row[i] + (t.c0 + j) * pl.col, lo[i][j]);
+                put(sg_c_index(t.bi, r, t.c0 + j), lo[i][j]);
             }
             if t.c0 + 4u + j < p.n {
-                put(pl.row[i] + (t.c0 + 4u + j) * pl.col, hi[i][j]);
+                put(sg_c_index(t.bi, r, t.c0 + 4u + j), hi[i][j]);
             }
         }
     }
@@ -162,5 +148,5 @@ fn mm_cpu_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         let av = sg_a_row(abase, t.my_row, k);
         sg_fma(av, sg_b_block(bbase, t.c0, k), sg_b_block(bbase, t.c0 + 4u, k), &lo, &hi);
     }
-    sg_store(t, sg_place(t), lo, hi);
+    sg_store(t, lo, hi);
 }

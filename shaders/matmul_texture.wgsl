@@ -70,7 +70,7 @@ fn mm_cpu_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         let av = sg_a_row(abase, t.my_row, k);
         sg_fma(av, tex_b_block(tb, j, k), tex_b_block(tb, j + 1u, k), &lo, &hi);
     }
-    sg_store(t, sg_place(t), lo, hi);
+    sg_store(t, lo, hi);
 }
 
 // Row-major A staged as texels like B (mm_cpu_texture_a): the texel of
@@ -95,5 +95,5 @@ fn mm_cpu_texture_a(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         let av = textureLoad(a_tex, tex_xy(arow + k / 4u));
         sg_fma(av, tex_b_block(tb, j, k), tex_b_block(tb, j + 1u, k), &lo, &hi);
     }
-    sg_store(t, sg_place(t), lo, hi);
+    sg_store(t, lo, hi);
 }
