@@ -101,49 +101,55 @@ fn cv_c_index(bi: u32, r: u32, col: u32) -> u32 {
     return sg_c_index(bi, r, col);
 }
 
-// sg_store through cv_c_index. A copy of its loop on purpose: sharing the
+// store16 through cv_c_index. A copy of its loop on purpose: sharing the
 // loop by handing it an array of row offsets made llvmpipe index private
 // memory lane by lane, and the stores 4x slower (a batch-1 forward, where
 // they weigh most, lost a third).
-fn cv_store(t: SgTile, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
-    for (var i = 0u; i < 8u; i++) {
+fn cv_store16(t: Tile16, acc: array<vec4<f32>, 16>) {
+    for (var i = 0u; i < 16u; i++) {
         let r = t.r0 + i;
         if r >= p.m {
             break;
         }
-        for (var j = 0u; j < 4u; j++) {
-            if t.c0 + j < p.n {
-                put(cv_c_index(t.bi, r, t.c0 + j), lo[i][j]);
-            }
-            if t.c0 + 4u + j < p.n {
-                put(cv_c_index(t.bi, r, t.c0 + 4u + j), hi[i][j]);
+        for (var q = 0u; q < 4u; q++) {
+            if t.c0 + q < p.n {
+                put(cv_c_index(t.bi, r, t.c0 + q), acc[i][q]);
             }
         }
     }
 }
 
+// The side of a lane's row of op(A).
+fn row_side(bi: u32, r: u32) -> Side {
+    if WEIGHT_GRAD {
+        return tap_side(r);
+    }
+    return pixel_side(bi, r);
+}
+
+// The texture matmul's 16 x 4 blocking (mm_cpu_texture_a) with op(A) read
+// from x: each lane fetches the values of its two rows at 4 steps of k.
 @compute @workgroup_size(64)
 fn mm_conv_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32,
                    @builtin(subgroup_invocation_id) lane: u32) {
-    let t = sg_tile(wid, nwg, li, lane);
+    let t = tile16(wid, nwg, li, lane);
     if !t.live {
         return;
     }
-    var mine: Side;
-    if WEIGHT_GRAD {
-        mine = tap_side(t.my_row);
-    } else {
-        mine = pixel_side(t.bi, t.my_row);
-    }
+    let sa = row_side(t.bi, t.ra);
+    let sb = row_side(t.bi, t.rb);
     let tb = t.bi * p.b_bs;
     let j = t.c0 / 4u;
-    var lo: array<vec4<f32>, 8>;
-    var hi: array<vec4<f32>, 8>;
+    var acc: array<vec4<f32>, 16>;
     for (var k = 0u; k < p.k; k += 4u) {
-        let av = vec4<f32>(x_at(mine, k_side(t.bi, k)), x_at(mine, k_side(t.bi, k + 1u)),
-                           x_at(mine, k_side(t.bi, k + 2u)), x_at(mine, k_side(t.bi, k + 3u)));
-        sg_fma(av, tex_b_block(tb, j, k), tex_b_block(tb, j + 1u, k), &lo, &hi);
+        let k0 = k_side(t.bi, k);
+        let k1 = k_side(t.bi, k + 1u);
+        let k2 = k_side(t.bi, k + 2u);
+        let k3 = k_side(t.bi, k + 3u);
+        let a0 = vec4<f32>(x_at(sa, k0), x_at(sa, k1), x_at(sa, k2), x_at(sa, k3));
+        let a1 = vec4<f32>(x_at(sb, k0), x_at(sb, k1), x_at(sb, k2), x_at(sb, k3));
+        fma16(a0, a1, tex_b_block(tb, j, k), &acc);
     }
-    cv_store(t, lo, hi);
+    cv_store16(t, acc);
 }
