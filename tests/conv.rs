@@ -395,3 +395,44 @@ fn strided_input_gradient_matches_col2im() {
     }
     set_preferred_kernel(None);
 }
+
+/// Operands too large to stage as texels (here: textures one row tall) fall
+/// back to im2col, col2im and the storage-buffer matmuls, with the same
+/// results within rounding, forward and both gradients, strided included.
+#[test]
+fn operands_too_tall_for_a_texture_fall_back() {
+    use condenser::ops::conv::{ConvGeom, conv2d, conv2d_backward_input, conv2d_backward_weight};
+    if gpu().subgroup_size() != Some(8) {
+        eprintln!("skipped: no 8-wide subgroups, so no texture matmul");
+        return;
+    }
+    let g = gpu();
+    set_preferred_kernel(Some(MatmulKernel::CpuTexture));
+    for cfg in [Conv2dConfig::new(1, 1), Conv2dConfig::new(2, 1)] {
+        // 65536 input floats: several rows of any scratch texture.
+        let (x, w) = ([4usize, 16, 32, 32], [16usize, 16, 3, 3]);
+        let geom = ConvGeom::new(&x, &w, cfg).unwrap();
+        let xt = Tensor::rand_uniform(&g, &x, -1.0, 1.0, 16).unwrap();
+        let wt = Tensor::rand_uniform(&g, &w, -1.0, 1.0, 17).unwrap();
+        let dy = Tensor::rand_uniform(&g, &geom.out_shape(), -1.0, 1.0, 18).unwrap();
+        let mut runs = Vec::new();
+        for rows in [u32::MAX, 1] {
+            g.set_max_texture_rows(rows);
+            let y = conv2d(&xt, &wt, None, cfg).unwrap();
+            let dx = conv2d_backward_input(&dy, &wt, &geom).unwrap();
+            let dw = conv2d_backward_weight(&dy, &xt, &geom).unwrap();
+            runs.push([y, dx, dw].map(|t| t.to_vec().unwrap()));
+        }
+        g.set_max_texture_rows(u32::MAX);
+        for (what, (a, b)) in ["forward", "input grad", "weight grad"]
+            .iter()
+            .zip(runs[0].iter().zip(&runs[1]))
+        {
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (p, q) in a.iter().zip(b) {
+                assert!((p - q).abs() <= 1e-5 * scale, "{cfg:?} {what}: {p} vs {q}");
+            }
+        }
+    }
+    set_preferred_kernel(None);
+}

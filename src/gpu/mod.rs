@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     uncaptured: Arc<Mutex<Vec<String>>>,
     /// Lowered only by tests, to exercise grid folding with small grids.
     max_wg_per_dim: Cell<u32>,
+    /// The tallest scratch texture kernels may stage into (tests lower it).
+    max_texture_rows: Cell<u32>,
 }
 
 /// What `condenser info` prints.
@@ -97,6 +99,7 @@ impl Gpu {
                 info,
                 limits: limits.clone(),
                 max_wg_per_dim: Cell::new(limits.max_compute_workgroups_per_dimension),
+                max_texture_rows: Cell::new(limits.max_texture_dimension_2d),
                 device,
                 queue,
                 pool: pool::Pool::new(),
@@ -235,6 +238,20 @@ impl Gpu {
 
     pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {
         self.inner.registry.borrow().cache_path().cloned()
+    }
+
+    /// How many rows of `scratch_width` texels a staged operand may take: the
+    /// adapter's texture limit, unless a test lowered it.
+    pub fn max_texture_rows(&self) -> u32 {
+        self.inner.max_texture_rows.get()
+    }
+
+    /// Test hook: pretend the adapter allows textures only `n` rows tall, so
+    /// that tests reach the paths for operands too large to stage.
+    #[doc(hidden)]
+    pub fn set_max_texture_rows(&self, n: u32) {
+        let hw = self.inner.limits.max_texture_dimension_2d;
+        self.inner.max_texture_rows.set(n.clamp(1, hw));
     }
 
     /// Test hook: pretend the adapter allows only `n` workgroups per grid dimension.

@@ -49,7 +49,7 @@ pub(crate) fn texels_height(gpu: &crate::gpu::Gpu, texels: usize) -> Option<u32>
     let height = texels.max(1).div_ceil(gpu.scratch_width() as usize);
     u32::try_from(height)
         .ok()
-        .filter(|&h| h <= gpu.limits().max_texture_dimension_2d)
+        .filter(|&h| h <= gpu.max_texture_rows())
 }
 
 /// Copies the first `texels` texels of `t` (4 floats each for rgba32float,
