@@ -160,6 +160,17 @@ fn gemm_cases() {
     );
 }
 
+/// Two ways to the same values that sum in different orders agree to 1e-5
+/// of the largest value of `want` (f32 rounding over sums of up to a few
+/// thousand products).
+fn agree_to_largest(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= 1e-5 * scale, "{what} at {i}: {a} vs {b}");
+    }
+}
+
 /// The two ways to the input gradient of a stride-1 convolution (transposed
 /// convolution, GEMM + col2im) agree on layer-sized inputs.
 #[test]
@@ -191,10 +202,7 @@ fn transposed_input_gradient_matches_col2im() {
             got.push(dx.to_vec().unwrap());
         }
         set_transposed_input_grad(true);
-        let scale = got[1].iter().fold(0f32, |m, v| m.max(v.abs()));
-        for (a, b) in got[0].iter().zip(&got[1]) {
-            assert!((a - b).abs() <= 1e-5 * scale, "{x:?} {k:?}: {a} vs {b}");
-        }
+        agree_to_largest(&got[0], &got[1], &format!("{x:?} {k:?}"));
     }
 }
 
@@ -385,13 +393,7 @@ fn strided_input_gradient_matches_col2im() {
             got.push(dx.to_vec().unwrap());
         }
         set_implicit_conv(true);
-        let scale = got[1].iter().fold(0f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in got[0].iter().zip(&got[1]).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * scale,
-                "{x:?} {k:?} {cfg:?} at {i}: {a} vs {b}"
-            );
-        }
+        agree_to_largest(&got[0], &got[1], &format!("{x:?} {k:?} {cfg:?}"));
     }
     set_preferred_kernel(None);
 }
@@ -428,10 +430,7 @@ fn operands_too_tall_for_a_texture_fall_back() {
             .iter()
             .zip(runs[0].iter().zip(&runs[1]))
         {
-            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for (p, q) in a.iter().zip(b) {
-                assert!((p - q).abs() <= 1e-5 * scale, "{cfg:?} {what}: {p} vs {q}");
-            }
+            agree_to_largest(a, b, &format!("{cfg:?} {what}"));
         }
     }
     set_preferred_kernel(None);

@@ -139,8 +139,8 @@ impl Gpu {
     }
 
     /// Whether kernels may read rgba32float and r32float storage textures
-    /// (where operands are staged as texels: the texture matmul, the
-    /// implicit-GEMM convolution, softmax rows on CPU adapters).
+    /// (where operands are staged as texels: the texture matmul and the
+    /// implicit-GEMM convolution).
     pub fn texel_staging(&self) -> bool {
         self.inner.texel_staging
     }

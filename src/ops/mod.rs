@@ -40,9 +40,6 @@ pub(crate) fn wide_variants() -> bool {
     WIDE_VARIANTS.with(|v| v.get())
 }
 
-/// Whether the 64-bit-word variants apply on `gpu`: a CPU adapter (llvmpipe's
-/// per-component loop is what they halve) with SHADER_INT64, and not turned
-/// off on this thread.
 /// Rows of `scratch_width` texels that `texels` texels take, if the adapter
 /// allows a texture that tall.
 pub(crate) fn texels_height(gpu: &crate::gpu::Gpu, texels: usize) -> Option<u32> {
@@ -72,6 +69,9 @@ pub(crate) fn stage_texels(
     Ok(Some(view))
 }
 
+/// Whether the 64-bit-word variants apply on `gpu`: a CPU adapter (llvmpipe's
+/// per-component loop is what they halve) with SHADER_INT64, and not turned
+/// off on this thread.
 pub(crate) fn wide_ok(gpu: &crate::gpu::Gpu) -> bool {
     gpu.class() == crate::gpu::AdapterClass::Cpu && gpu.has_int64() && wide_variants()
 }
