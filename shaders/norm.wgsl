@@ -30,9 +30,43 @@ struct NormParams {
 @group(0) @binding(8) var<storage, read> sums: array<f32>;
 @group(0) @binding(9) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(10) var<storage, read_write> running_var: array<f32>;
+// The fused op's output relu(y), whose sign masks dy in the backward (RELU).
+@group(0) @binding(11) var<storage, read> act: array<f32>;
 
 // In training dx uses the batch statistics' dependence on x; in eval it does not.
 override TRAINING: bool = true;
+// Batch norm followed by ReLU in one op: the forward writes relu(y), the
+// backward takes dy of relu(y) and masks it by relu(y) > 0 as it reads it, so
+// neither pass makes a trip through memory of its own. Same operations as
+// ops::relu and its backward (NaN passes the forward), so the results are
+// bit-identical to the two ops.
+override RELU: bool = false;
+
+fn activate(v: f32) -> f32 {
+    if RELU {
+        return select(max(v, 0.0), v, is_nan(v));
+    }
+    return v;
+}
+
+fn activate4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(activate(v.x), activate(v.y), activate(v.z), activate(v.w));
+}
+
+// dy of the op's input to batch norm's output: zero where relu(y) is not > 0.
+fn unmask(g: f32, i: u32) -> f32 {
+    if RELU {
+        return select(0.0, g, act[i] > 0.0);
+    }
+    return g;
+}
+
+fn unmask4(g: vec4<f32>, a: vec4<f32>) -> vec4<f32> {
+    if RELU {
+        return select(vec4<f32>(0.0), g, a > vec4<f32>(0.0));
+    }
+    return g;
+}
 
 // out = partial [N*C][2] (mean, M2) of x.
 @compute @workgroup_size(64)
@@ -106,7 +140,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         return;
     }
     let c = (i / p.hw) % p.c;
-    out[i] = (x[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c];
+    out[i] = activate((x[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c]);
 }
 
 // out = partial [N*C][2] (sum dy * xhat, sum dy).
@@ -123,7 +157,7 @@ fn backward_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var sxh = 0.0;
     var sdy = 0.0;
     for (var k = 0u; k < p.hw; k++) {
-        let g = dy[i * p.hw + k];
+        let g = unmask(dy[i * p.hw + k], i * p.hw + k);
         sxh += g * (x[i * p.hw + k] - mean) * inv;
         sdy += g;
     }
@@ -160,12 +194,13 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let c = (i / p.hw) % p.c;
     let inv = stats[2u * c + 1u];
     let k = gamma[c] * inv;
+    let g = unmask(dy[i], i);
     if TRAINING {
         let m = f32(p.n * p.hw);
         let xhat = (x[i] - stats[2u * c]) * inv;
-        out[i] = k * (dy[i] - sums[2u * c + 1u] / m - xhat * sums[2u * c] / m);
+        out[i] = k * (g - sums[2u * c + 1u] / m - xhat * sums[2u * c] / m);
     } else {
-        out[i] = k * dy[i];
+        out[i] = k * g;
     }
 }
 
@@ -176,6 +211,15 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 @group(0) @binding(1) var<storage, read_write> out4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read> act4: array<vec4<f32>>;
+
+// dy4[i] masked as unmask masks it.
+fn dy_of4(i: u32) -> vec4<f32> {
+    if RELU {
+        return unmask4(dy4[i], act4[i]);
+    }
+    return dy4[i];
+}
 
 @compute @workgroup_size(64)
 fn stats_partial4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -208,7 +252,7 @@ fn apply4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         return;
     }
     let c = (i / (p.hw / 4u)) % p.c;
-    out4[i] = (x4[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c];
+    out4[i] = activate4((x4[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c]);
 }
 
 @compute @workgroup_size(64)
@@ -225,7 +269,7 @@ fn backward_partial4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     var sxh = vec4<f32>(0.0);
     var sdy = vec4<f32>(0.0);
     for (var k = 0u; k < hw4; k++) {
-        let g = dy4[i * hw4 + k];
+        let g = dy_of4(i * hw4 + k);
         sxh += g * (x4[i * hw4 + k] - mean) * inv;
         sdy += g;
     }
@@ -243,11 +287,12 @@ fn backward_input4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let c = (i / (p.hw / 4u)) % p.c;
     let inv = stats[2u * c + 1u];
     let k = gamma[c] * inv;
+    let g = dy_of4(i);
     if TRAINING {
         let m = f32(p.n * p.hw);
         let xhat = (x4[i] - stats[2u * c]) * inv;
-        out4[i] = k * (dy4[i] - sums[2u * c + 1u] / m - xhat * sums[2u * c] / m);
+        out4[i] = k * (g - sums[2u * c + 1u] / m - xhat * sums[2u * c] / m);
     } else {
-        out4[i] = k * dy4[i];
+        out4[i] = k * g;
     }
 }

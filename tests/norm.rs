@@ -6,6 +6,7 @@
 mod common;
 use common::{FWD, GRAD, check_op, gpu, input};
 use condenser::Tensor;
+use condenser::autograd::Var;
 use condenser::autograd::functional as F;
 use condenser::cpu;
 use condenser::ops::norm::BnConfig;
@@ -15,16 +16,94 @@ fn batch_norm_training_and_eval() {
     check_batch_norm(3, 4, 3, 2);
 }
 
-/// Planes of a multiple of 4 values run the vec4 kernels; the scalar ones are
-/// checked on the same shape with the vec4 variants turned off.
+/// Planes of a multiple of 8 values run the 64-bit-word kernels where the
+/// adapter has them, of 4 the vec4 kernels; the others are checked on the same
+/// shapes with those variants turned off.
 #[test]
-fn batch_norm_vec4_and_scalar_kernels() {
-    for vec4 in [true, false] {
+fn batch_norm_wide_vec4_and_scalar_kernels() {
+    for (wide, vec4) in [(true, true), (false, true), (false, false)] {
+        condenser::ops::set_wide_variants(wide);
         condenser::ops::set_vec4_variants(vec4);
         check_batch_norm(2, 5, 4, 3);
         check_batch_norm(5, 3, 1, 4);
+        check_batch_norm(3, 2, 4, 4);
     }
+    condenser::ops::set_wide_variants(true);
     condenser::ops::set_vec4_variants(true);
+}
+
+/// A batch-norm op on (x, gamma, beta) with running statistics.
+type BnFn<'a> = &'a dyn Fn(&Var, &Var, &Var, (&Tensor, &Tensor)) -> Var;
+
+/// Values and gradients of `f` on x [n, c, h, w] (with gamma, beta), and the
+/// running statistics it leaves.
+fn bn_run(f: BnFn, shape: [usize; 4]) -> Vec<Vec<f32>> {
+    let g = gpu();
+    let c = shape[1];
+    let n: usize = shape.iter().product();
+    // Half the values below zero after normalisation: the mask matters.
+    let x = Var::leaf(
+        Tensor::from_slice(&g, &shape, &common::rand_vec(n, 41)).unwrap(),
+        true,
+    );
+    let gamma = Var::leaf(
+        Tensor::from_slice(&g, &[c], &common::rand_vec(c, 42)).unwrap(),
+        true,
+    );
+    let beta = Var::leaf(
+        Tensor::from_slice(&g, &[c], &common::rand_vec(c, 43)).unwrap(),
+        true,
+    );
+    let rm = Tensor::from_slice(&g, &[c], &common::rand_vec(c, 44)).unwrap();
+    let rv = condenser::ops::full(&g, &[c], 1.5).unwrap();
+    let y = f(&x, &gamma, &beta, (&rm, &rv));
+    y.backward_with(Tensor::from_slice(&g, &shape, &common::rand_vec(n, 45)).unwrap())
+        .unwrap();
+    let grad = |v: &Var| v.grad().unwrap().to_vec().unwrap();
+    vec![
+        y.value().to_vec().unwrap(),
+        grad(&x),
+        grad(&gamma),
+        grad(&beta),
+        rm.to_vec().unwrap(),
+        rv.to_vec().unwrap(),
+    ]
+}
+
+/// Batch norm + ReLU as one op gives the two ops' values, gradients and running
+/// statistics to the bit, in training and eval, on every kernel variant; and
+/// the 64-bit-word kernels give the vec4 kernels' to the bit.
+#[test]
+fn fused_relu_and_wide_kernels_are_bit_identical() {
+    for training in [true, false] {
+        let cfg = BnConfig {
+            training,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        let fused = |x: &Var, g: &Var, b: &Var, r: (&Tensor, &Tensor)| {
+            F::batch_norm_relu(x, (g, b), r, cfg).unwrap()
+        };
+        let split = |x: &Var, g: &Var, b: &Var, r: (&Tensor, &Tensor)| {
+            F::relu(&F::batch_norm(x, (g, b), r, cfg).unwrap()).unwrap()
+        };
+        // Planes of 16 (words and vec4s), 12 (vec4s only) and 5 values.
+        for shape in [[3, 4, 4, 4], [2, 3, 3, 4], [2, 3, 1, 5]] {
+            let mut runs = Vec::new();
+            for (wide, vec4) in [(true, true), (false, true), (false, false)] {
+                condenser::ops::set_wide_variants(wide);
+                condenser::ops::set_vec4_variants(vec4);
+                let what = format!("training={training} {shape:?} wide={wide} vec4={vec4}");
+                let a = bn_run(&fused, shape);
+                assert_eq!(a, bn_run(&split, shape), "fused against split, {what}");
+                runs.push((what, a));
+            }
+            condenser::ops::set_wide_variants(true);
+            condenser::ops::set_vec4_variants(true);
+            // Words and vec4s sum in one order; the scalar kernels in another.
+            assert_eq!(runs[0].1, runs[1].1, "{} against {}", runs[0].0, runs[1].0);
+        }
+    }
 }
 
 fn check_batch_norm(n: usize, c: usize, h: usize, w: usize) {
@@ -43,35 +122,44 @@ fn check_batch_norm(n: usize, c: usize, h: usize, w: usize) {
             rm0.iter().map(|&v| v as f64).collect(),
             rv0.iter().map(|&v| v as f64).collect(),
         );
+        let cfg = BnConfig {
+            training,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        let reference = |xs: &[Vec<f64>]| {
+            if training {
+                cpu::norm::batch_norm_train(&xs[0], n, c, hw, &xs[1], &xs[2], 1e-5).0
+            } else {
+                cpu::norm::batch_norm_eval(
+                    &xs[0],
+                    [n, c, hw],
+                    (&xs[1], &xs[2]),
+                    (&rm64, &rv64),
+                    1e-5,
+                )
+            }
+        };
+        let inputs = [input(&[n, c, h, w], 23), input(&[c], 24), input(&[c], 25)];
         check_op(
             &format!("batch_norm training={training}"),
-            &[input(&[n, c, h, w], 23), input(&[c], 24), input(&[c], 25)],
-            &|v| {
-                F::batch_norm(
-                    &v[0],
-                    (&v[1], &v[2]),
-                    (&rmc, &rvc),
-                    BnConfig {
-                        training,
-                        momentum: 0.1,
-                        eps: 1e-5,
-                    },
-                )
-                .unwrap()
-            },
-            &|xs| {
-                if training {
-                    cpu::norm::batch_norm_train(&xs[0], n, c, hw, &xs[1], &xs[2], 1e-5).0
-                } else {
-                    cpu::norm::batch_norm_eval(
-                        &xs[0],
-                        [n, c, hw],
-                        (&xs[1], &xs[2]),
-                        (&rm64, &rv64),
-                        1e-5,
-                    )
-                }
-            },
+            &inputs,
+            &|v| F::batch_norm(&v[0], (&v[1], &v[2]), (&rmc, &rvc), cfg).unwrap(),
+            &reference,
+            FWD,
+            GRAD,
+        );
+        // The fused op against batch norm then ReLU in f64 (the running
+        // statistics moved twice above are checked on the first call's only).
+        let (rm2, rv2) = (
+            Tensor::from_slice(&g, &[c], &rm0).unwrap(),
+            Tensor::from_slice(&g, &[c], &rv0).unwrap(),
+        );
+        check_op(
+            &format!("batch_norm_relu training={training}"),
+            &inputs,
+            &|v| F::batch_norm_relu(&v[0], (&v[1], &v[2]), (&rm2, &rv2), cfg).unwrap(),
+            &|xs| reference(xs).iter().map(|v| v.max(0.0)).collect(),
             FWD,
             GRAD,
         );

@@ -20,6 +20,7 @@ const LAYOUT: &str = include_str!("../../shaders/layout.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const WIDE: &str = include_str!("../../shaders/wide.wgsl");
+const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 
 /// Every shader module: its name and the files it is made of, in order (after
@@ -33,7 +34,7 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("conv", &[CONV]),
     ("layout", &[LAYOUT]),
     ("pool", &[include_str!("../../shaders/pool.wgsl")]),
-    ("norm", &[include_str!("../../shaders/norm.wgsl")]),
+    ("norm", &[NORM]),
     ("losses", &[include_str!("../../shaders/losses.wgsl")]),
     ("optim", &[include_str!("../../shaders/optim.wgsl")]),
     ("resample", &[include_str!("../../shaders/resample.wgsl")]),
@@ -74,6 +75,10 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     (
         "reduce64",
         &[REDUCE, WIDE, include_str!("../../shaders/reduce64.wgsl")],
+    ),
+    (
+        "norm64",
+        &[NORM, WIDE, include_str!("../../shaders/norm64.wgsl")],
     ),
     (
         "softmax64",

@@ -158,7 +158,7 @@ impl DenseModel {
                 }
             };
             let (c, b) = &self.fuse[i];
-            h = Some(F::relu(&b.forward(&c.forward(&merged)?, train)?)?);
+            h = Some(b.forward_relu(&c.forward(&merged)?, train)?);
         }
         h.ok_or_else(|| Error::Internal(format!("{}: the decoder read no stage", self.arch)))
     }

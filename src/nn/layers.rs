@@ -153,6 +153,9 @@ pub struct BatchNorm2d {
     pub eps: f32,
 }
 
+/// `F::batch_norm` or `F::batch_norm_relu`.
+type BnOp = fn(&Var, (&Var, &Var), (&Tensor, &Tensor), BnConfig) -> Result<Var>;
+
 impl BatchNorm2d {
     pub fn new(gpu: &Gpu, c: usize) -> Result<BatchNorm2d> {
         Ok(BatchNorm2d {
@@ -167,13 +170,22 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Var, train: bool) -> Result<Var> {
+        self.run(x, train, F::batch_norm)
+    }
+
+    /// relu(self.forward(x)), as one op (`F::batch_norm_relu`).
+    pub fn forward_relu(&self, x: &Var, train: bool) -> Result<Var> {
+        self.run(x, train, F::batch_norm_relu)
+    }
+
+    fn run(&self, x: &Var, train: bool, op: BnOp) -> Result<Var> {
         // As PyTorch: training uses the batch statistics and moves the running
         // ones; eval (the teacher's mode) uses the running ones and changes nothing.
         if train {
             self.num_batches_tracked
                 .set(self.num_batches_tracked.get() + 1);
         }
-        F::batch_norm(
+        op(
             x,
             (&self.weight, &self.bias),
             (&self.running_mean, &self.running_var),

@@ -30,6 +30,9 @@ impl ConvBn {
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
         self.bn.forward(&self.conv.forward(x)?, train)
     }
+    fn forward_relu(&self, x: &Var, train: bool) -> Result<Var> {
+        self.bn.forward_relu(&self.conv.forward(x)?, train)
+    }
     fn visit_as(&self, prefix: &str, conv: &str, bn: &str, f: &mut dyn FnMut(String, Entry)) {
         self.conv.visit(&join(prefix, conv), f);
         self.bn.visit(&join(prefix, bn), f);
@@ -70,8 +73,8 @@ impl InvertedResidual {
         })
     }
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
-        let a = F::relu(&self.layers[0].forward(x, train)?)?;
-        let b = F::relu(&self.layers[1].forward(&a, train)?)?;
+        let a = self.layers[0].forward_relu(x, train)?;
+        let b = self.layers[1].forward_relu(&a, train)?;
         let c = self.layers[2].forward(&b, train)?;
         if self.residual { F::add(x, &c) } else { Ok(c) }
     }
@@ -160,7 +163,7 @@ impl Module for MobileNetV2 {
 
 impl Backbone for MobileNetV2 {
     fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>> {
-        let mut h = F::relu(&self.conv1.forward(x, train)?)?;
+        let mut h = self.conv1.forward_relu(x, train)?;
         let mut features = vec![h.clone()];
         for (g, blocks) in self.blocks.iter().enumerate() {
             for b in blocks {
@@ -170,7 +173,7 @@ impl Backbone for MobileNetV2 {
                 features.push(h.clone());
             }
         }
-        features.push(F::relu(&self.conv2.forward(&h, train)?)?);
+        features.push(self.conv2.forward_relu(&h, train)?);
         Ok(features)
     }
     fn channels(&self) -> Vec<usize> {
@@ -210,9 +213,9 @@ impl ShuffleBasic {
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
         let c = x.shape()[1];
         let (x1, x2) = (F::slice(x, 1, 0, c / 2)?, F::slice(x, 1, c / 2, c - c / 2)?);
-        let out = F::relu(&self.convs[0].forward(&x2, train)?)?;
+        let out = self.convs[0].forward_relu(&x2, train)?;
         let out = self.convs[1].forward(&out, train)?;
-        let out = F::relu(&self.convs[2].forward(&out, train)?)?;
+        let out = self.convs[2].forward_relu(&out, train)?;
         shuffle(&F::concat(&[&x1, &out], 1)?)
     }
 }
@@ -238,10 +241,10 @@ impl ShuffleDown {
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
         let c = &self.convs;
         let left = c[0].forward(x, train)?;
-        let left = F::relu(&c[1].forward(&left, train)?)?;
-        let right = F::relu(&c[2].forward(x, train)?)?;
+        let left = c[1].forward_relu(&left, train)?;
+        let right = c[2].forward_relu(x, train)?;
         let right = c[3].forward(&right, train)?;
-        let right = F::relu(&c[4].forward(&right, train)?)?;
+        let right = c[4].forward_relu(&right, train)?;
         shuffle(&F::concat(&[&left, &right], 1)?)
     }
 }
@@ -310,7 +313,7 @@ impl Module for ShuffleNetV2 {
 
 impl Backbone for ShuffleNetV2 {
     fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>> {
-        let mut h = F::relu(&self.conv1.forward(x, train)?)?;
+        let mut h = self.conv1.forward_relu(x, train)?;
         let mut features = vec![h.clone()];
         for units in &self.layers {
             for u in units {
@@ -321,7 +324,7 @@ impl Backbone for ShuffleNetV2 {
             }
             features.push(h.clone());
         }
-        features.push(F::relu(&self.conv2.forward(&h, train)?)?);
+        features.push(self.conv2.forward_relu(&h, train)?);
         Ok(features)
     }
     fn channels(&self) -> Vec<usize> {
@@ -397,7 +400,7 @@ impl Backbone for Vgg {
         let mut features = Vec::new();
         for (i, b) in self.blocks.iter().enumerate() {
             for cb in b {
-                h = F::relu(&cb.forward(&h, train)?)?;
+                h = cb.forward_relu(&h, train)?;
             }
             features.push(h.clone());
             if i < 3 || (i == 3 && big) {

@@ -256,7 +256,7 @@ impl Backbone for PlainCnn {
         let mut h = x.clone();
         let mut features = Vec::new();
         for (i, (c, b)) in self.convs.iter().enumerate() {
-            h = F::relu(&b.forward(&c.forward(&h)?, train)?)?;
+            h = b.forward_relu(&c.forward(&h)?, train)?;
             features.push(h.clone());
             if i < 2 {
                 h = F::max_pool2d(&h, Pool2dConfig::new(2, 2, 0))?;
@@ -299,7 +299,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
-        let out = F::relu(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+        let out = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         let out = self.bn2.forward(&self.conv2.forward(&out)?, train)?;
         let res = match &self.downsample {
             Some((c, b)) => b.forward(&c.forward(x)?, train)?,
@@ -377,7 +377,7 @@ impl Module for CifarResNet {
 
 impl Backbone for CifarResNet {
     fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>> {
-        let mut h = F::relu(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+        let mut h = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         let mut features = vec![h.clone()];
         for blocks in &self.layers {
             for b in blocks {
@@ -422,8 +422,8 @@ impl WideBlock {
     }
 
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
-        let a = F::relu(&self.bn1.forward(x, train)?)?;
-        let out = F::relu(&self.bn2.forward(&self.conv1.forward(&a)?, train)?)?;
+        let a = self.bn1.forward_relu(x, train)?;
+        let out = self.bn2.forward_relu(&self.conv1.forward(&a)?, train)?;
         let out = self.conv2.forward(&out)?;
         // As the reference WRN: the shortcut of a widening block reads the activated input.
         let res = match &self.shortcut {
@@ -510,7 +510,7 @@ impl Backbone for WideResNet {
                 features.push(h.clone());
             }
         }
-        h = F::relu(&self.bn1.forward(&h, train)?)?;
+        h = self.bn1.forward_relu(&h, train)?;
         features.push(h);
         Ok(features)
     }

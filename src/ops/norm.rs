@@ -27,6 +27,9 @@ pub struct BnSaved {
     /// (mean, 1/std) per channel, [C, 2].
     pub stats: Tensor,
     pub training: bool,
+    /// The output relu(y), where batch norm and ReLU ran as one op
+    /// (`batch_norm_relu`): its sign masks dy.
+    pub act: Option<Tensor>,
 }
 
 fn dims(x: &Tensor, gamma: &Tensor) -> Result<(usize, usize, usize)> {
@@ -73,41 +76,67 @@ enum Slot {
     Sums = 8,
     RunningMean = 9,
     RunningVar = 10,
+    Act = 11,
 }
 
-/// Runs `entry` writing `out` (binding 1) from the inputs at their slots.
-fn launch(
+/// One entry point of shaders/norm.wgsl (or its 64-bit-word twin) with its
+/// pipeline constants.
+#[derive(Clone, Copy)]
+struct Kernel {
+    module: &'static str,
     entry: &'static str,
     training: bool,
+    relu: bool,
+}
+
+impl Kernel {
+    fn plain(entry: &'static str, training: bool) -> Kernel {
+        Kernel {
+            module: "norm",
+            entry,
+            training,
+            relu: false,
+        }
+    }
+}
+
+/// Runs `k` writing `out` (binding 1) from the inputs at their slots.
+fn launch(
+    k: Kernel,
     p: &NormParams,
     out: &Tensor,
     ins: &[(Slot, &Tensor)],
     items: usize,
 ) -> Result<()> {
-    let spec = KernelSpec::new("norm", entry).with("TRAINING", training as u8 as f64);
+    let spec = KernelSpec::new(k.module, k.entry)
+        .with("TRAINING", k.training as u8 as f64)
+        .with("RELU", k.relu as u8 as f64);
     let ins: Vec<(u32, &Tensor)> = ins.iter().map(|&(s, t)| (s as u32, t)).collect();
     super::launch_slots(&spec, bytemuck::bytes_of(p), out, &ins, items)
 }
 
-/// The entry point for `entry`: its vec4 variant when planes split into vec4s
-/// (and `vec4` is on: the tests reach both), and the items it runs over.
-fn variant(
-    entry: &'static str,
-    hw: usize,
-    per_element: bool,
-    items: usize,
-) -> (&'static str, usize) {
+/// The kernel for `entry` of an op on `x`: its 64-bit-word variant when planes
+/// split into 8 values and the adapter has them, else its vec4 variant when
+/// they split into vec4s (either can be turned off: the tests reach all three),
+/// and the items it runs over.
+fn variant(x: &Tensor, k: Kernel, hw: usize, per_element: bool, items: usize) -> (Kernel, usize) {
     if !hw.is_multiple_of(4) || !super::vec4_variants() {
-        return (entry, items);
+        return (k, items);
     }
-    let e = match entry {
-        "stats_partial" => "stats_partial4",
-        "apply" => "apply4",
-        "backward_partial" => "backward_partial4",
-        "backward_input" => "backward_input4",
-        other => other,
+    let wide = hw.is_multiple_of(8) && super::wide_ok(x.gpu());
+    let (e4, e8) = match k.entry {
+        "stats_partial" => ("stats_partial4", "stats_partial8"),
+        "apply" => ("apply4", "apply8"),
+        "backward_partial" => ("backward_partial4", "backward_partial8"),
+        "backward_input" => ("backward_input4", "backward_input8"),
+        _ => return (k, items),
     };
-    (e, if per_element { items / 4 } else { items })
+    let (module, entry, per) = match wide {
+        true => ("norm64", e8, 8),
+        false => ("norm", e4, 4),
+    };
+    let items = if per_element { items / per } else { items };
+    (Kernel { module, entry, ..k }, items)
 }
 
 /// How batch norm normalises: with the batch statistics (training, moving the
@@ -125,9 +154,29 @@ pub struct BnConfig {
 /// `(gamma, beta)` are the affine parameters, `running` the (mean, var) pair.
 pub fn batch_norm(
     x: &Tensor,
+    affine: (&Tensor, &Tensor),
+    running: (&Tensor, &Tensor),
+    cfg: BnConfig,
+) -> Result<(Tensor, BnSaved)> {
+    batch_norm_act(x, affine, running, cfg, false)
+}
+
+/// relu(batch_norm(x)) in one op, bit-identical to the two (see shaders/norm.wgsl).
+pub fn batch_norm_relu(
+    x: &Tensor,
+    affine: (&Tensor, &Tensor),
+    running: (&Tensor, &Tensor),
+    cfg: BnConfig,
+) -> Result<(Tensor, BnSaved)> {
+    batch_norm_act(x, affine, running, cfg, true)
+}
+
+fn batch_norm_act(
+    x: &Tensor,
     (gamma, beta): (&Tensor, &Tensor),
     running: (&Tensor, &Tensor),
     cfg: BnConfig,
+    relu: bool,
 ) -> Result<(Tensor, BnSaved)> {
     let BnConfig {
         training,
@@ -146,20 +195,20 @@ pub fn batch_norm(
     let stats = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
     if training {
         let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
-        let (e, items) = variant("stats_partial", hw, false, n * c);
-        launch(e, true, &p, &partial, &[(Slot::X, x)], items)?;
+        let (k, items) = variant(x, Kernel::plain("stats_partial", true), hw, false, n * c);
+        launch(k, &p, &partial, &[(Slot::X, x)], items)?;
         let ins = [
             (Slot::Partial, &partial),
             (Slot::RunningMean, running_mean),
             (Slot::RunningVar, running_var),
         ];
-        launch("stats_combine", true, &p, &stats, &ins, c)?;
+        launch(Kernel::plain("stats_combine", true), &p, &stats, &ins, c)?;
     } else {
         let ins = [
             (Slot::RunningMean, running_mean),
             (Slot::RunningVar, running_var),
         ];
-        launch("stats_eval", false, &p, &stats, &ins, c)?;
+        launch(Kernel::plain("stats_eval", false), &p, &stats, &ins, c)?;
     }
     let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
     let ins = [
@@ -168,9 +217,21 @@ pub fn batch_norm(
         (Slot::Gamma, gamma),
         (Slot::Beta, beta),
     ];
-    let (e, items) = variant("apply", hw, true, y.numel());
-    launch(e, training, &p, &y, &ins, items)?;
-    Ok((y, BnSaved { stats, training }))
+    let apply = Kernel {
+        relu,
+        ..Kernel::plain("apply", training)
+    };
+    let (k, items) = variant(x, apply, hw, true, y.numel());
+    launch(k, &p, &y, &ins, items)?;
+    let act = relu.then(|| y.clone());
+    Ok((
+        y,
+        BnSaved {
+            stats,
+            training,
+            act,
+        },
+    ))
 }
 
 /// Returns (dx, dgamma, dbeta).
@@ -184,18 +245,27 @@ pub fn batch_norm_backward(
     let p = params(n, c, hw, 0.0, 0.0)?;
     let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
     let t = saved.training;
-    let ins = [(Slot::X, x), (Slot::Dy, dy), (Slot::Stats, &saved.stats)];
-    let (e, items) = variant("backward_partial", hw, false, n * c);
-    launch(e, t, &p, &partial, &ins, items)?;
+    // Without ReLU the kernels never read the mask, but their layout has its
+    // binding (a pipeline constant turns the read off): dy stands in.
+    let (relu, act) = match &saved.act {
+        Some(a) => (true, a),
+        None => (false, dy),
+    };
+    let k = |entry| Kernel {
+        relu,
+        ..Kernel::plain(entry, t)
+    };
+    let ins = [
+        (Slot::X, x),
+        (Slot::Dy, dy),
+        (Slot::Stats, &saved.stats),
+        (Slot::Act, act),
+    ];
+    let (kp, items) = variant(x, k("backward_partial"), hw, false, n * c);
+    launch(kp, &p, &partial, &ins, items)?;
     let sums = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
-    launch(
-        "backward_combine",
-        t,
-        &p,
-        &sums,
-        &[(Slot::Partial, &partial)],
-        c,
-    )?;
+    let ins = [(Slot::Partial, &partial)];
+    launch(Kernel::plain("backward_combine", t), &p, &sums, &ins, c)?;
     let dx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
     let ins = [
         (Slot::X, x),
@@ -203,9 +273,10 @@ pub fn batch_norm_backward(
         (Slot::Stats, &saved.stats),
         (Slot::Gamma, gamma),
         (Slot::Sums, &sums),
+        (Slot::Act, act),
     ];
-    let (e, items) = variant("backward_input", hw, true, dx.numel());
-    launch(e, t, &p, &dx, &ins, items)?;
+    let (ki, items) = variant(x, k("backward_input"), hw, true, dx.numel());
+    launch(ki, &p, &dx, &ins, items)?;
     let dgamma = super::layout::slice(&sums, 1, 0, 1)?.reshape(&[c])?;
     let dbeta = super::layout::slice(&sums, 1, 1, 1)?.reshape(&[c])?;
     Ok((dx, dgamma, dbeta))
