@@ -49,6 +49,10 @@ pub struct BenchResult {
     /// "gpu" (timestamp queries) or "wall".
     pub clock: &'static str,
     pub adapter: String,
+    /// Step cases: the CPU time the calling thread spent per step (recording
+    /// and submitting work, not waiting for it), median; None where the OS
+    /// does not report a thread's CPU time (Linux only, see `thread_cpu_ns`).
+    pub host_ms: Option<f64>,
 }
 
 impl BenchResult {
@@ -63,6 +67,9 @@ impl BenchResult {
         };
         o.insert("median_ms".into(), round(self.median_ms).into());
         o.insert("clock".into(), self.clock.into());
+        if let Some(h) = self.host_ms {
+            o.insert("host_ms".into(), round(h).into());
+        }
         o.insert("adapter".into(), self.adapter.clone().into());
         serde_json::Value::Object(o).to_string()
     }
@@ -73,8 +80,12 @@ impl BenchResult {
             Rate::Gbps(g) => format!("{g:9.2} GB/s   "),
             Rate::ImagesPerSec(g) => format!("{g:9.2} images/s"),
         };
+        let host = match self.host_ms {
+            Some(h) => format!(", host {h:.1} ms"),
+            None => String::new(),
+        };
         format!(
-            "{:<28} {:<24} {rate} {:>10.3} ms ({})",
+            "{:<28} {:<24} {rate} {:>10.3} ms ({}{host})",
             self.name, self.shape, self.median_ms, self.clock
         )
     }
@@ -168,6 +179,7 @@ impl Ctx<'_> {
             median_ms: ms,
             clock,
             adapter: self.gpu.adapter_name().to_string(),
+            host_ms: None,
         };
         (self.on_result)(&r);
         self.out.push(r);
@@ -350,24 +362,40 @@ pub fn run_train_steps(
     Ok(out)
 }
 
-/// Wall time of `step` (after two warm-up steps), median over `runs`, with an
+/// CPU time this thread has run, in ns (Linux: the first field of
+/// /proc/thread-self/schedstat); None elsewhere. Read from the file rather
+/// than through libc so that benches/before_after.sh can build this harness
+/// against older commits, whose dependencies it cannot change.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// A step's medians over `runs` (after two warm-up steps): wall time, and the
+/// CPU time of this thread (recording and submitting, not waiting). With an
 /// optional kernel-by-kernel profile of one more step.
 fn time_steps(
     gpu: &Gpu,
     opts: &BenchOptions,
     name: &str,
     mut step: impl FnMut() -> Result<()>,
-) -> Result<f64> {
+) -> Result<(f64, Option<f64>)> {
     step()?;
     step()?;
     gpu.sync()?;
     let mut times = Vec::new();
+    let mut host = Vec::new();
     for _ in 0..opts.runs.max(1) {
         let t0 = Instant::now();
+        let c0 = thread_cpu_ns();
         step()?;
         gpu.sync()?;
         times.push(t0.elapsed().as_secs_f64() * 1e3);
+        if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+            host.push(b.saturating_sub(a) as f64 / 1e6);
+        }
     }
+    let host = (!host.is_empty()).then(|| median(&mut host));
     if opts.profile {
         if gpu.profile_begin()? {
             step()?;
@@ -383,10 +411,16 @@ fn time_steps(
             println!("  {name}: no per-kernel times: the adapter has no timestamp queries");
         }
     }
-    Ok(median(&mut times))
+    Ok((median(&mut times), host))
 }
 
-fn images_row(gpu: &Gpu, name: String, shape: String, images: usize, ms: f64) -> BenchResult {
+fn images_row(
+    gpu: &Gpu,
+    name: String,
+    shape: String,
+    images: usize,
+    (ms, host_ms): (f64, Option<f64>),
+) -> BenchResult {
     BenchResult {
         name,
         shape,
@@ -394,6 +428,7 @@ fn images_row(gpu: &Gpu, name: String, shape: String, images: usize, ms: f64) ->
         median_ms: ms,
         clock: "wall",
         adapter: gpu.adapter_name().to_string(),
+        host_ms,
     }
 }
 

@@ -141,6 +141,14 @@ fn bench_json_has_the_documented_fields() {
             .filter(|k| v.get(**k).is_some())
             .count();
         assert_eq!(rates, 1, "{line}");
+        // Step rows report this thread's CPU time per step (Linux), which one
+        // thread cannot spend faster than the wall clock.
+        let step = v.get("images_per_s").is_some();
+        if step && cfg!(target_os = "linux") {
+            let host = v["host_ms"].as_f64().unwrap_or(-1.0);
+            let wall = v["median_ms"].as_f64().unwrap();
+            assert!(host > 0.0 && host <= wall + 0.01, "{line}");
+        }
         n += 1;
     }
     assert!(n >= 5, "{text}");
