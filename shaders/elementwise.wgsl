@@ -136,6 +136,45 @@ fn binop4(x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(binop(x.x, y.x), binop(x.y, y.y), binop(x.z, y.z), binop(x.w, y.w));
 }
 
+// Broadcasting `binary` a vec4 of output at a time, where the innermost axis
+// (after src/ops/elementwise.rs merges the axes it can) is a multiple of 4
+// long and each input either runs along it (A_ROW / B_ROW: stride 1, one vec4
+// load) or repeats one value across it (stride 0): one index computation and
+// one load loop per input per 4 outputs instead of per output. p.n counts
+// vec4s of output; the operators are binary's, value for value.
+override A_ROW: bool = true;
+override B_ROW: bool = true;
+
+@compute @workgroup_size(256)
+fn binary_rows4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * WG + li;
+    if i >= p.n {
+        return;
+    }
+    var ia = 0u;
+    var ib = 0u;
+    var r = i * 4u;
+    var d = p.ndim;
+    while d > 0u {
+        d -= 1u;
+        let s = p.shape[d / 4u][d % 4u];
+        let c = r % s;
+        r /= s;
+        ia += c * p.sa[d / 4u][d % 4u];
+        ib += c * p.sb[d / 4u][d % 4u];
+    }
+    var va = a4[ia / 4u];
+    if !A_ROW {
+        va = vec4<f32>(va[ia % 4u]);
+    }
+    var vb = b4[ib / 4u];
+    if !B_ROW {
+        vb = vec4<f32>(vb[ib % 4u]);
+    }
+    out4[i] = binop4(va, vb);
+}
+
 fn unop4(x: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(unop(x.x), unop(x.y), unop(x.z), unop(x.w));
 }

@@ -55,9 +55,15 @@ fn both_widths(f: impl Fn()) {
     condenser::ops::set_wide_variants(true);
 }
 
+/// Broadcasting runs a vec4 kernel where the (merged) innermost axis splits
+/// into vec4s; the scalar kernel is checked on the same cases with it off.
 #[test]
 fn binary_ops_with_broadcasting() {
-    both_widths(binary_cases);
+    for vec4 in [true, false] {
+        condenser::ops::set_vec4_variants(vec4);
+        both_widths(binary_cases);
+    }
+    condenser::ops::set_vec4_variants(true);
 }
 
 fn binary_cases() {
@@ -74,6 +80,12 @@ fn binary_cases() {
         (&[8], &[8]),
         (&[9, 17], &[9, 17]),
         (&[64], &[64]),
+        // Inner axes of a multiple of 4 once merged: an attention map over
+        // channels, a per-channel scale, rows against rows, a column.
+        (&[3, 4, 2, 6], &[3, 1, 2, 6]),
+        (&[2, 3, 4, 4], &[1, 3, 1, 1]),
+        (&[2, 1, 8], &[1, 5, 8]),
+        (&[6, 4], &[6, 1]),
     ];
     for op in [
         BinaryOp::Add,

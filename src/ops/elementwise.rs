@@ -159,21 +159,68 @@ pub fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
         return binary_flat(a, b, &out, op);
     }
     let (code, alpha, beta) = op.code();
+    let (shape, sa, sb) = merge_axes(
+        &out_shape,
+        &broadcast_strides(a.shape(), &out_shape),
+        &broadcast_strides(b.shape(), &out_shape),
+    );
+    // The vec4 kernel where the innermost axis splits into vec4s and each
+    // input runs along it or repeats one value across it.
+    let inner = shape.len().checked_sub(1);
+    let rows = inner.filter(|&d| {
+        shape[d].is_multiple_of(4) && sa[d] <= 1 && sb[d] <= 1 && super::vec4_variants()
+    });
+    let per = if rows.is_some() { 4 } else { 1 };
     let params = EwParams {
-        ndim: out_shape.len() as u32,
-        shape: pack(NAME, &out_shape)?,
-        sa: pack(NAME, &broadcast_strides(a.shape(), &out_shape))?,
-        sb: pack(NAME, &broadcast_strides(b.shape(), &out_shape))?,
-        ..EwParams::flat(u32_of(NAME, n)?, alpha, beta)
+        ndim: shape.len() as u32,
+        shape: pack(NAME, &shape)?,
+        sa: pack(NAME, &sa)?,
+        sb: pack(NAME, &sb)?,
+        ..EwParams::flat(u32_of(NAME, n / per)?, alpha, beta)
     };
-    let spec = KernelSpec::new("elementwise", "binary").with("OP", code as f64);
+    let spec = match rows {
+        Some(d) => KernelSpec::new("elementwise", "binary_rows4")
+            .with("A_ROW", sa[d] as f64)
+            .with("B_ROW", sb[d] as f64),
+        None => KernelSpec::new("elementwise", "binary"),
+    };
     a.gpu().launch_items(
-        &spec,
+        &spec.with("OP", code as f64),
         bytemuck::bytes_of(&params),
-        &[out.binding(), a.binding(), b.binding()],
-        n,
+        &[
+            group_binding(&out, per),
+            group_binding(a, per),
+            group_binding(b, per),
+        ],
+        n / per,
     )?;
     Ok(out)
+}
+
+/// The broadcast's axes with those of length 1 left out and neighbours merged
+/// where both inputs step through them as through one axis (stride of the
+/// outer = stride of the inner * its length, for each input; broadcast axes
+/// have stride 0 and merge with each other). Same elements, same order, fewer
+/// index divisions; e.g. [N, C, H, W] * [N, 1, H, W] is [N, C, H*W] with b's
+/// strides [H*W, 0, 1].
+fn merge_axes(shape: &[usize], sa: &[usize], sb: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let (mut s, mut a, mut b): (Vec<usize>, Vec<usize>, Vec<usize>) = (vec![], vec![], vec![]);
+    for d in (0..shape.len()).rev().filter(|&d| shape[d] != 1) {
+        match (s.last_mut(), a.last(), b.last()) {
+            (Some(len), Some(&ia), Some(&ib)) if sa[d] == ia * *len && sb[d] == ib * *len => {
+                *len *= shape[d];
+            }
+            _ => {
+                s.push(shape[d]);
+                a.push(sa[d]);
+                b.push(sb[d]);
+            }
+        }
+    }
+    s.reverse();
+    a.reverse();
+    b.reverse();
+    (s, a, b)
 }
 
 /// Same-shape `a op b`, a vec4 per invocation (the kernel's comment says why).

@@ -76,8 +76,9 @@ pub(crate) fn wide_ok(gpu: &crate::gpu::Gpu) -> bool {
     gpu.class() == crate::gpu::AdapterClass::Cpu && gpu.has_int64() && wide_variants()
 }
 
-/// Turns the vec4 variants of batch norm and reductions off (on) on this
-/// thread, so that tests run their scalar twins on the same shapes.
+/// Turns the vec4 variants of batch norm, reductions and broadcasting binary
+/// ops off (on) on this thread, so that tests run their scalar twins on the
+/// same shapes.
 #[doc(hidden)]
 pub fn set_vec4_variants(on: bool) {
     VEC4_VARIANTS.with(|v| v.set(on));
