@@ -92,13 +92,8 @@ fn unop(x: f32) -> f32 {
     return x * clip(x / 6.0 + 0.5, 0.0, 1.0);
 }
 
-@compute @workgroup_size(256)
-fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) li: u32) {
-    let i = linear_wg(wid, nwg) * WG + li;
-    if i >= p.n {
-        return;
-    }
+// Where output element i reads a and b: its coordinates times each input's strides.
+fn operands_at(i: u32) -> vec2<u32> {
     var ia = 0u;
     var ib = 0u;
     var r = i;
@@ -111,7 +106,18 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         ia += c * p.sa[d / 4u][d % 4u];
         ib += c * p.sb[d / 4u][d % 4u];
     }
-    out[i] = binop(a[ia], b[ib]);
+    return vec2<u32>(ia, ib);
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wid, nwg) * WG + li;
+    if i >= p.n {
+        return;
+    }
+    let at = operands_at(i);
+    out[i] = binop(a[at.x], b[at.y]);
 }
 
 @compute @workgroup_size(256)
@@ -152,18 +158,9 @@ fn binary_rows4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if i >= p.n {
         return;
     }
-    var ia = 0u;
-    var ib = 0u;
-    var r = i * 4u;
-    var d = p.ndim;
-    while d > 0u {
-        d -= 1u;
-        let s = p.shape[d / 4u][d % 4u];
-        let c = r % s;
-        r /= s;
-        ia += c * p.sa[d / 4u][d % 4u];
-        ib += c * p.sb[d / 4u][d % 4u];
-    }
+    let at = operands_at(i * 4u);
+    let ia = at.x;
+    let ib = at.y;
     var va = a4[ia / 4u];
     if !A_ROW {
         va = vec4<f32>(va[ia % 4u]);
