@@ -32,6 +32,8 @@ struct NormParams {
 @group(0) @binding(10) var<storage, read_write> running_var: array<f32>;
 // The fused op's output relu(y), whose sign masks dy in the backward (RELU).
 @group(0) @binding(11) var<storage, read> act: array<f32>;
+// The residual added to batch norm's output before ReLU (RESIDUAL).
+@group(0) @binding(12) var<storage, read> res: array<f32>;
 
 // In training dx uses the batch statistics' dependence on x; in eval it does not.
 override TRAINING: bool = true;
@@ -41,6 +43,13 @@ override TRAINING: bool = true;
 // ops::relu and its backward (NaN passes the forward), so the results are
 // bit-identical to the two ops.
 override RELU: bool = false;
+
+// relu(batch_norm(x) + r) in one op (a residual block's end): the apply
+// kernels add the residual before activating, in the order of ops::add then
+// ops::relu, so the forward is bit-identical to the three ops. The backward
+// is batch norm's own on dy masked by relu's (src/ops/norm.rs), as the
+// residual's gradient is that masked dy too.
+override RESIDUAL: bool = false;
 
 fn activate(v: f32) -> f32 {
     if RELU {
@@ -140,7 +149,11 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         return;
     }
     let c = (i / p.hw) % p.c;
-    out[i] = activate((x[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c]);
+    var y = (x[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c];
+    if RESIDUAL {
+        y += res[i];
+    }
+    out[i] = activate(y);
 }
 
 // out = partial [N*C][2] (sum dy * xhat, sum dy).
@@ -212,6 +225,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read> act4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> res4: array<vec4<f32>>;
 
 // dy4[i] masked as unmask masks it.
 fn dy_of4(i: u32) -> vec4<f32> {
@@ -252,7 +266,11 @@ fn apply4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         return;
     }
     let c = (i / (p.hw / 4u)) % p.c;
-    out4[i] = activate4((x4[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c]);
+    var y = (x4[i] - stats[2u * c]) * stats[2u * c + 1u] * gamma[c] + beta[c];
+    if RESIDUAL {
+        y += res4[i];
+    }
+    out4[i] = activate4(y);
 }
 
 @compute @workgroup_size(64)

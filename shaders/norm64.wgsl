@@ -7,6 +7,7 @@
 @group(0) @binding(2) var<storage, read> x8: array<vec4<u64>>;
 @group(0) @binding(3) var<storage, read> dy8: array<vec4<u64>>;
 @group(0) @binding(11) var<storage, read> act8: array<vec4<u64>>;
+@group(0) @binding(12) var<storage, read> res8: array<vec4<u64>>;
 
 // A word's floats 0-3 and 4-7 (lo32 and hi32 hold the even and odd ones).
 fn halves(v: vec4<u64>) -> array<vec4<f32>, 2> {
@@ -66,7 +67,14 @@ fn apply8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let g = gamma[c];
     let b = beta[c];
     let v = x8[i];
-    out8[i] = pack64(activate4((lo32(v) - mean) * inv * g + b), activate4((hi32(v) - mean) * inv * g + b));
+    var lo = (lo32(v) - mean) * inv * g + b;
+    var hi = (hi32(v) - mean) * inv * g + b;
+    if RESIDUAL {
+        let r = res8[i];
+        lo += lo32(r);
+        hi += hi32(r);
+    }
+    out8[i] = pack64(activate4(lo), activate4(hi));
 }
 
 @compute @workgroup_size(64)

@@ -32,11 +32,11 @@ fn batch_norm_wide_vec4_and_scalar_kernels() {
     condenser::ops::set_vec4_variants(true);
 }
 
-/// A batch-norm op on (x, gamma, beta) with running statistics.
-type BnFn<'a> = &'a dyn Fn(&Var, &Var, &Var, (&Tensor, &Tensor)) -> Var;
+/// A batch-norm op on (x, gamma, beta, a residual it may add) with running statistics.
+type BnFn<'a> = &'a dyn Fn(&Var, &Var, &Var, &Var, (&Tensor, &Tensor)) -> Var;
 
-/// Values and gradients of `f` on x [n, c, h, w] (with gamma, beta), and the
-/// running statistics it leaves.
+/// Values and gradients of `f` on x [n, c, h, w] (with gamma, beta and a
+/// residual of x's shape), and the running statistics it leaves.
 fn bn_run(f: BnFn, shape: [usize; 4]) -> Vec<Vec<f32>> {
     let g = gpu();
     let c = shape[1];
@@ -56,7 +56,11 @@ fn bn_run(f: BnFn, shape: [usize; 4]) -> Vec<Vec<f32>> {
     );
     let rm = Tensor::from_slice(&g, &[c], &common::rand_vec(c, 44)).unwrap();
     let rv = condenser::ops::full(&g, &[c], 1.5).unwrap();
-    let y = f(&x, &gamma, &beta, (&rm, &rv));
+    let res = Var::leaf(
+        Tensor::from_slice(&g, &shape, &common::rand_vec(n, 46)).unwrap(),
+        true,
+    );
+    let y = f(&x, &gamma, &beta, &res, (&rm, &rv));
     y.backward_with(Tensor::from_slice(&g, &shape, &common::rand_vec(n, 45)).unwrap())
         .unwrap();
     let grad = |v: &Var| v.grad().unwrap().to_vec().unwrap();
@@ -65,14 +69,16 @@ fn bn_run(f: BnFn, shape: [usize; 4]) -> Vec<Vec<f32>> {
         grad(&x),
         grad(&gamma),
         grad(&beta),
+        res.grad().map(|t| t.to_vec().unwrap()).unwrap_or_default(),
         rm.to_vec().unwrap(),
         rv.to_vec().unwrap(),
     ]
 }
 
 /// Batch norm + ReLU as one op gives the two ops' values, gradients and running
-/// statistics to the bit, in training and eval, on every kernel variant; and
-/// the 64-bit-word kernels give the vec4 kernels' to the bit.
+/// statistics to the bit, and batch norm + residual + ReLU the three ops', in
+/// training and eval, on every kernel variant; and the 64-bit-word kernels
+/// give the vec4 kernels' to the bit.
 #[test]
 fn fused_relu_and_wide_kernels_are_bit_identical() {
     for training in [true, false] {
@@ -81,27 +87,41 @@ fn fused_relu_and_wide_kernels_are_bit_identical() {
             momentum: 0.1,
             eps: 1e-5,
         };
-        let fused = |x: &Var, g: &Var, b: &Var, r: (&Tensor, &Tensor)| {
+        let fused = |x: &Var, g: &Var, b: &Var, _: &Var, r: (&Tensor, &Tensor)| {
             F::batch_norm_relu(x, (g, b), r, cfg).unwrap()
         };
-        let split = |x: &Var, g: &Var, b: &Var, r: (&Tensor, &Tensor)| {
+        let split = |x: &Var, g: &Var, b: &Var, _: &Var, r: (&Tensor, &Tensor)| {
             F::relu(&F::batch_norm(x, (g, b), r, cfg).unwrap()).unwrap()
         };
+        let fused_add = |x: &Var, g: &Var, b: &Var, res: &Var, r: (&Tensor, &Tensor)| {
+            F::batch_norm_add_relu(x, res, (g, b), r, cfg).unwrap()
+        };
+        let split_add = |x: &Var, g: &Var, b: &Var, res: &Var, r: (&Tensor, &Tensor)| {
+            let y = F::batch_norm(x, (g, b), r, cfg).unwrap();
+            F::relu(&F::add(&y, res).unwrap()).unwrap()
+        };
+        let pairs: [(BnFn, BnFn, &str); 2] = [
+            (&fused, &split, "relu"),
+            (&fused_add, &split_add, "add_relu"),
+        ];
         // Planes of 16 (words and vec4s), 12 (vec4s only) and 5 values.
         for shape in [[3, 4, 4, 4], [2, 3, 3, 4], [2, 3, 1, 5]] {
-            let mut runs = Vec::new();
-            for (wide, vec4) in [(true, true), (false, true), (false, false)] {
-                condenser::ops::set_wide_variants(wide);
-                condenser::ops::set_vec4_variants(vec4);
-                let what = format!("training={training} {shape:?} wide={wide} vec4={vec4}");
-                let a = bn_run(&fused, shape);
-                assert_eq!(a, bn_run(&split, shape), "fused against split, {what}");
-                runs.push((what, a));
+            for (one, three, op) in pairs {
+                let mut runs = Vec::new();
+                for (wide, vec4) in [(true, true), (false, true), (false, false)] {
+                    condenser::ops::set_wide_variants(wide);
+                    condenser::ops::set_vec4_variants(vec4);
+                    let what =
+                        format!("{op} training={training} {shape:?} wide={wide} vec4={vec4}");
+                    let a = bn_run(one, shape);
+                    assert_eq!(a, bn_run(three, shape), "fused against split, {what}");
+                    runs.push((what, a));
+                }
+                condenser::ops::set_wide_variants(true);
+                condenser::ops::set_vec4_variants(true);
+                // Words and vec4s sum in one order; the scalar kernels in another.
+                assert_eq!(runs[0].1, runs[1].1, "{} against {}", runs[0].0, runs[1].0);
             }
-            condenser::ops::set_wide_variants(true);
-            condenser::ops::set_vec4_variants(true);
-            // Words and vec4s sum in one order; the scalar kernels in another.
-            assert_eq!(runs[0].1, runs[1].1, "{} against {}", runs[0].0, runs[1].0);
         }
     }
 }
@@ -160,6 +180,31 @@ fn check_batch_norm(n: usize, c: usize, h: usize, w: usize) {
             &inputs,
             &|v| F::batch_norm_relu(&v[0], (&v[1], &v[2]), (&rm2, &rv2), cfg).unwrap(),
             &|xs| reference(xs).iter().map(|v| v.max(0.0)).collect(),
+            FWD,
+            GRAD,
+        );
+        // And with a residual added before the ReLU.
+        let (rm3, rv3) = (
+            Tensor::from_slice(&g, &[c], &rm0).unwrap(),
+            Tensor::from_slice(&g, &[c], &rv0).unwrap(),
+        );
+        let with_res = [
+            input(&[n, c, h, w], 23),
+            input(&[c], 24),
+            input(&[c], 25),
+            input(&[n, c, h, w], 26),
+        ];
+        check_op(
+            &format!("batch_norm_add_relu training={training}"),
+            &with_res,
+            &|v| F::batch_norm_add_relu(&v[0], &v[3], (&v[1], &v[2]), (&rm3, &rv3), cfg).unwrap(),
+            &|xs| {
+                let y = reference(xs);
+                y.iter()
+                    .zip(&xs[3])
+                    .map(|(a, r)| (a + r).max(0.0))
+                    .collect()
+            },
             FWD,
             GRAD,
         );

@@ -444,6 +444,56 @@ fn batch_norm_act(
     ))
 }
 
+/// relu(batch_norm(x) + residual) as one op, a residual block's end: two
+/// passes through memory fewer than the three ops in the forward, values and
+/// gradients bit-identical to them. The backward masks dy once by the
+/// output's sign; the masked dy is the residual's gradient and batch norm's dy.
+pub fn batch_norm_add_relu(
+    x: &Var,
+    residual: &Var,
+    (gamma, beta): (&Var, &Var),
+    running: (&Tensor, &Tensor),
+    cfg: norm::BnConfig,
+) -> Result<Var> {
+    let (y, saved) = norm::batch_norm_add_relu(
+        x.value(),
+        residual.value(),
+        (gamma.value(), beta.value()),
+        running,
+        cfg,
+    )?;
+    let (xv, gv, yv) = (x.value().clone(), gamma.value().clone(), y.clone());
+    Ok(traced(
+        Var::from_op(
+            y,
+            "batch_norm_add_relu",
+            vec![x.clone(), gamma.clone(), beta.clone(), residual.clone()],
+            Box::new(move |g| {
+                let dz = ops::elementwise::binary(g, &yv, ops::BinaryOp::ReluMask)?;
+                let (dx, dg, db) = norm::batch_norm_backward(&dz, &xv, &gv, &saved)?;
+                Ok(vec![Some(dx), Some(dg), Some(db), Some(dz)])
+            }),
+        ),
+        || {
+            vec![
+                node(
+                    "BatchNormalization",
+                    vec![
+                        v(x),
+                        v(gamma),
+                        v(beta),
+                        Operand::Buffer(running.0.clone()),
+                        Operand::Buffer(running.1.clone()),
+                    ],
+                    vec![("epsilon", Attr::Float(cfg.eps))],
+                ),
+                node("Add", vec![Operand::Prev, v(residual)], vec![]),
+                node("Relu", vec![Operand::Prev], vec![]),
+            ]
+        },
+    ))
+}
+
 pub fn concat(xs: &[&Var], axis: usize) -> Result<Var> {
     let vals: Vec<&Tensor> = xs.iter().map(|v| v.value()).collect();
     let y = layout::concat(&vals, axis)?;

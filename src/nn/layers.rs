@@ -153,8 +153,9 @@ pub struct BatchNorm2d {
     pub eps: f32,
 }
 
-/// `F::batch_norm` or `F::batch_norm_relu`.
-type BnOp = fn(&Var, (&Var, &Var), (&Tensor, &Tensor), BnConfig) -> Result<Var>;
+/// What a batch norm op takes besides its input: its affine parameters, its
+/// running statistics and how it normalises.
+type BnArgs<'a> = ((&'a Var, &'a Var), (&'a Tensor, &'a Tensor), BnConfig);
 
 impl BatchNorm2d {
     pub fn new(gpu: &Gpu, c: usize) -> Result<BatchNorm2d> {
@@ -170,23 +171,29 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Var, train: bool) -> Result<Var> {
-        self.run(x, train, F::batch_norm)
+        self.run(train, |(a, r, c)| F::batch_norm(x, a, r, c))
     }
 
     /// relu(self.forward(x)), as one op (`F::batch_norm_relu`).
     pub fn forward_relu(&self, x: &Var, train: bool) -> Result<Var> {
-        self.run(x, train, F::batch_norm_relu)
+        self.run(train, |(a, r, c)| F::batch_norm_relu(x, a, r, c))
     }
 
-    fn run(&self, x: &Var, train: bool, op: BnOp) -> Result<Var> {
+    /// relu(self.forward(x) + residual), as one op (`F::batch_norm_add_relu`).
+    pub fn forward_add_relu(&self, x: &Var, residual: &Var, train: bool) -> Result<Var> {
+        self.run(train, |(a, r, c)| {
+            F::batch_norm_add_relu(x, residual, a, r, c)
+        })
+    }
+
+    fn run(&self, train: bool, op: impl FnOnce(BnArgs<'_>) -> Result<Var>) -> Result<Var> {
         // As PyTorch: training uses the batch statistics and moves the running
         // ones; eval (the teacher's mode) uses the running ones and changes nothing.
         if train {
             self.num_batches_tracked
                 .set(self.num_batches_tracked.get() + 1);
         }
-        op(
-            x,
+        op((
             (&self.weight, &self.bias),
             (&self.running_mean, &self.running_var),
             BnConfig {
@@ -194,7 +201,7 @@ impl BatchNorm2d {
                 momentum: self.momentum,
                 eps: self.eps,
             },
-        )
+        ))
     }
 }
 

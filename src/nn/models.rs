@@ -300,12 +300,12 @@ impl BasicBlock {
 
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
         let out = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
-        let out = self.bn2.forward(&self.conv2.forward(&out)?, train)?;
+        let h = self.conv2.forward(&out)?;
         let res = match &self.downsample {
             Some((c, b)) => b.forward(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        F::relu(&F::add(&out, &res)?)
+        self.bn2.forward_add_relu(&h, &res, train)
     }
 }
 

@@ -77,6 +77,7 @@ enum Slot {
     RunningMean = 9,
     RunningVar = 10,
     Act = 11,
+    Residual = 12,
 }
 
 /// One entry point of shaders/norm.wgsl (or its 64-bit-word twin) with its
@@ -87,6 +88,7 @@ struct Kernel {
     entry: &'static str,
     training: bool,
     relu: bool,
+    residual: bool,
 }
 
 impl Kernel {
@@ -96,6 +98,7 @@ impl Kernel {
             entry,
             training,
             relu: false,
+            residual: false,
         }
     }
 }
@@ -110,7 +113,8 @@ fn launch(
 ) -> Result<()> {
     let spec = KernelSpec::new(k.module, k.entry)
         .with("TRAINING", k.training as u8 as f64)
-        .with("RELU", k.relu as u8 as f64);
+        .with("RELU", k.relu as u8 as f64)
+        .with("RESIDUAL", k.residual as u8 as f64);
     let ins: Vec<(u32, &Tensor)> = ins.iter().map(|&(s, t)| (s as u32, t)).collect();
     super::launch_slots(&spec, bytemuck::bytes_of(p), out, &ins, items)
 }
@@ -158,7 +162,7 @@ pub fn batch_norm(
     running: (&Tensor, &Tensor),
     cfg: BnConfig,
 ) -> Result<(Tensor, BnSaved)> {
-    batch_norm_act(x, affine, running, cfg, false)
+    batch_norm_act(x, affine, running, cfg, Act::None)
 }
 
 /// relu(batch_norm(x)) in one op, bit-identical to the two (see shaders/norm.wgsl).
@@ -168,7 +172,40 @@ pub fn batch_norm_relu(
     running: (&Tensor, &Tensor),
     cfg: BnConfig,
 ) -> Result<(Tensor, BnSaved)> {
-    batch_norm_act(x, affine, running, cfg, true)
+    batch_norm_act(x, affine, running, cfg, Act::Relu)
+}
+
+/// relu(batch_norm(x) + residual) in one op, bit-identical to the three ops
+/// (see shaders/norm.wgsl). Its backward is `batch_norm_backward` of dy
+/// masked by the output's sign (`saved.act` stays None: the mask is the
+/// caller's, who needs the masked dy for the residual as well).
+pub fn batch_norm_add_relu(
+    x: &Tensor,
+    residual: &Tensor,
+    affine: (&Tensor, &Tensor),
+    running: (&Tensor, &Tensor),
+    cfg: BnConfig,
+) -> Result<(Tensor, BnSaved)> {
+    residual.expect_dtype("batch_norm_add_relu", DType::F32)?;
+    if residual.shape() != x.shape() {
+        return Err(Error::shape(
+            "batch_norm_add_relu",
+            format!(
+                "the residual must have the input's shape {:?}, got {:?}",
+                x.shape(),
+                residual.shape()
+            ),
+        ));
+    }
+    batch_norm_act(x, affine, running, cfg, Act::AddRelu(residual))
+}
+
+/// What follows batch norm inside its op.
+#[derive(Clone, Copy)]
+enum Act<'a> {
+    None,
+    Relu,
+    AddRelu(&'a Tensor),
 }
 
 fn batch_norm_act(
@@ -176,7 +213,7 @@ fn batch_norm_act(
     (gamma, beta): (&Tensor, &Tensor),
     running: (&Tensor, &Tensor),
     cfg: BnConfig,
-    relu: bool,
+    act: Act<'_>,
 ) -> Result<(Tensor, BnSaved)> {
     let BnConfig {
         training,
@@ -211,19 +248,28 @@ fn batch_norm_act(
         launch(Kernel::plain("stats_eval", false), &p, &stats, &ins, c)?;
     }
     let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
+    // The apply kernels' layout has the residual's binding whether or not a
+    // pipeline constant turns its read on: x stands in.
+    let (relu, residual) = match act {
+        Act::None => (false, None),
+        Act::Relu => (true, None),
+        Act::AddRelu(r) => (true, Some(r)),
+    };
     let ins = [
         (Slot::X, x),
         (Slot::Stats, &stats),
         (Slot::Gamma, gamma),
         (Slot::Beta, beta),
+        (Slot::Residual, residual.unwrap_or(x)),
     ];
     let apply = Kernel {
         relu,
+        residual: residual.is_some(),
         ..Kernel::plain("apply", training)
     };
     let (k, items) = variant(x, apply, hw, true, y.numel());
     launch(k, &p, &y, &ins, items)?;
-    let act = relu.then(|| y.clone());
+    let act = matches!(act, Act::Relu).then(|| y.clone());
     Ok((
         y,
         BnSaved {
