@@ -57,3 +57,67 @@ fn reduce_cols8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     y8[(o * p.groups + g) * cols + c] = pack64(lo0, hi0);
 }
+
+// reduce4 (a contiguous axis of whole vec4s) through 64-bit words, for axes of
+// a multiple of 8 values: the same runs of vec4s per partial, each vec4 into
+// the accumulator reduce4 gives it (vec4 j of a run starting at `start` into
+// acc[(j - start) % 2]; a run may start or end in the middle of a word), and
+// the same final additions, so the same sums bit for bit. A half outside
+// the run adds +0.0, which changes no accumulator (they start at +0.0 and so
+// never hold -0.0).
+@compute @workgroup_size(64)
+fn reduce8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let t = linear_wg(wid, nwg) * WG + li;
+    if t >= p.outer * p.groups {
+        return;
+    }
+    let g = t % p.groups;
+    let n4 = p.n / 4u;
+    let run = (n4 + p.groups - 1u) / p.groups;
+    // In vec4s; even, as n4 is.
+    let base = (t / p.groups) * n4;
+    let start = g * run;
+    let stop = min(start + run, n4);
+    let zero = vec4<f32>(0.0);
+    if OP == 0u {
+        var acc0 = zero;
+        var acc1 = zero;
+        let odd = start % 2u == 1u;
+        for (var w = start / 2u; 2u * w < stop; w++) {
+            let v = x8[(base / 2u) + w];
+            let lo = lo32(v);
+            let hi = hi32(v);
+            // The word's vec4s 2w and 2w + 1 (lo32/hi32 hold alternate floats).
+            let a = vec4<f32>(lo.x, hi.x, lo.y, hi.y);
+            let b = vec4<f32>(lo.z, hi.z, lo.w, hi.w);
+            let a_in = 2u * w >= start;
+            let b_in = 2u * w + 1u < stop;
+            // Vec4 2w goes to acc0 when the run starts on an even vec4.
+            acc0 += select(zero, select(b, a, !odd), select(b_in, a_in, !odd));
+            acc1 += select(zero, select(a, b, !odd), select(a_in, b_in, !odd));
+        }
+        let s = acc0 + acc1;
+        y[t] = ((s.x + s.y) + (s.z + s.w)) * p.scale;
+    } else {
+        let first = min(start, n4 - 1u);
+        let v0 = x8[(base + first) / 2u];
+        var acc = select(vec4<f32>(lo32(v0).z, hi32(v0).z, lo32(v0).w, hi32(v0).w),
+                         vec4<f32>(lo32(v0).x, hi32(v0).x, lo32(v0).y, hi32(v0).y), first % 2u == 0u);
+        for (var w = (start + 1u) / 2u; 2u * w < stop; w++) {
+            let v = x8[(base / 2u) + w];
+            let lo = lo32(v);
+            let hi = hi32(v);
+            let a = vec4<f32>(lo.x, hi.x, lo.y, hi.y);
+            let b = vec4<f32>(lo.z, hi.z, lo.w, hi.w);
+            if 2u * w > start {
+                acc = max4(acc, a);
+            }
+            if 2u * w + 1u < stop && 2u * w + 1u > start {
+                acc = max4(acc, b);
+            }
+        }
+        let m = max4(acc, acc.yzwx);
+        y[t] = max4(m, m.zwxy).x;
+    }
+}

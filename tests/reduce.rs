@@ -205,3 +205,51 @@ fn wide_column_reductions_match_the_scalar_kernel_bit_for_bit() {
         }
     }
 }
+
+/// Contiguous axes of a multiple of 8 values run reduce4's first pass through
+/// 64-bit words (reduce8): the same runs in the same order, so the same bits
+/// as the vec4 pass, on runs of odd and even lengths (runs that start and end
+/// mid-word), with NaN, infinities and -0.0 in the data; and the reference.
+#[test]
+fn wide_contiguous_reductions_match_the_vec4_pass_bit_for_bit() {
+    let g = gpu();
+    let shapes: &[&[usize]] = &[
+        &[8],
+        &[3, 1032],
+        &[5, 2664],
+        &[100_000],
+        &[2, 3, 40_008],
+        &[1 << 20],
+    ];
+    for shape in shapes {
+        let n: usize = shape.iter().product();
+        for special in [false, true] {
+            let mut v = rand_vec(n, 41);
+            if special {
+                v[n / 3] = f32::NAN;
+                v[n / 2] = f32::INFINITY;
+                v[1] = -0.0;
+            } else {
+                v.iter_mut().for_each(|x| *x = -x.abs());
+            }
+            let t = Tensor::from_slice(&g, shape, &v).unwrap();
+            for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+                for axis in [None, Some(shape.len() - 1)] {
+                    let run = |wide: bool| {
+                        condenser::ops::set_wide_variants(wide);
+                        let r = reduce(&t, axis, op).unwrap().to_vec().unwrap();
+                        condenser::ops::set_wide_variants(true);
+                        r
+                    };
+                    let (wide, narrow) = (run(true), run(false));
+                    let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&wide), bits(&narrow), "{op:?} {shape:?} {axis:?}");
+                }
+            }
+        }
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+            check(shape, None, op);
+            check(shape, Some(shape.len() - 1), op);
+        }
+    }
+}

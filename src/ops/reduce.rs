@@ -101,7 +101,15 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
         // A strided axis of whole 64-bit words: 8 columns per invocation,
         // the same order per column as `reduce` (identical results).
         let wide = inner.is_multiple_of(8) && super::wide_ok(x.gpu());
-        let (spec, items) = if vec4 {
+        // The same first pass through 64-bit words where the axis holds
+        // whole words (reduce8: reduce4's runs and order, identical results).
+        let wide_run = vec4 && n.is_multiple_of(8) && super::wide_ok(x.gpu());
+        let (spec, items) = if wide_run {
+            (
+                KernelSpec::new("reduce64", "reduce8").with("OP", code),
+                outer * g,
+            )
+        } else if vec4 {
             (
                 KernelSpec::new("reduce", "reduce4").with("OP", code),
                 outer * g,
