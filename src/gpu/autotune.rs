@@ -3,8 +3,9 @@
 //! Where an op has several variants that compute the same sums in the same
 //! order (so that which one runs never changes a result, only its speed), the
 //! first call of a new shape times each once and keeps the fastest; winners
-//! are written to `<cache dir>/autotune/<adapter>.txt` (atomically, after
-//! each new winner), so a second run does not tune again. Ops whose variants
+//! are written to `<cache dir>/autotune/<adapter>.txt` (named by the adapter
+//! and, for a CPU adapter, the host CPU; atomically, after each new winner),
+//! so a second run does not tune again. Ops whose variants
 //! differ in rounding are not tuned: a run's numbers must not depend on the
 //! machine's mood. `CONDENSER_AUTOTUNE=0` turns tuning off (the ops' own
 //! heuristics choose); a missing, unreadable or malformed file is ignored and
@@ -26,10 +27,17 @@ pub(crate) struct Tuner {
     pub tunings: usize,
 }
 
-/// A file name from the adapter's identity: letters, digits, '-' only.
+/// A file name from the adapter's identity: letters, digits, '-' only. A CPU
+/// adapter (llvmpipe) names itself the same on every CPU, but its winners
+/// depend on the CPU (what LLVM makes of a load differs with and without
+/// AVX-512): its file name carries the host CPU's identity too.
 fn file_name(info: &wgpu::AdapterInfo) -> String {
+    let cpu = match info.device_type {
+        wgpu::DeviceType::Cpu => format!("-{}", host_cpu_tag()),
+        _ => String::new(),
+    };
     let raw = format!(
-        "{}-{:?}-{}-{}",
+        "{}-{:?}-{}-{}{cpu}",
         info.name, info.backend, info.driver, info.driver_info
     );
     let clean: String = raw
@@ -93,6 +101,32 @@ fn parse(text: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// The host CPU's identity as 16 hex digits: a hash (FNV-1a) of its first
+/// /proc/cpuinfo entry's vendor, family, model, name and flags; where there is
+/// no /proc/cpuinfo, of the architecture alone.
+fn host_cpu_tag() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpu_tag(&info)
+}
+
+fn cpu_tag(cpuinfo: &str) -> String {
+    const KEYS: [&str; 5] = ["vendor_id", "cpu family", "model", "model name", "flags"];
+    let mut text = String::from(std::env::consts::ARCH);
+    // The first processor's entry: fields up to the first blank line.
+    for line in cpuinfo.lines().take_while(|l| !l.trim().is_empty()) {
+        if let Some((k, v)) = line.split_once(':')
+            && KEYS.contains(&k.trim())
+        {
+            text.push('|');
+            text.push_str(v.trim());
+        }
+    }
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 /// Whether tuning is on: `CONDENSER_AUTOTUNE` unset or `1` (`0` turns it off).
 pub(crate) fn enabled() -> bool {
     std::env::var("CONDENSER_AUTOTUNE").map_or(true, |v| v != "0")
@@ -112,5 +146,20 @@ mod tests {
         assert!(parse(&format!("{HEADER}\nno tab here\n")).is_empty());
         assert!(parse(&format!("{HEADER}\n\tempty key\n")).is_empty());
         assert!(parse("").is_empty());
+    }
+
+    #[test]
+    fn cpu_tag_tells_cpus_apart_by_their_first_entry() {
+        let zen3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n\
+                    model name\t: AMD EPYC\nflags\t\t: fpu avx avx2\n\nprocessor\t: 1\nflags\t\t: x\n";
+        let zen4 = zen3.replace("avx avx2", "avx avx2 avx512f");
+        // The second processor's entry and fields not listed do not count.
+        let zen3b = zen3
+            .replace("flags\t\t: x", "flags\t\t: y")
+            .replace("processor\t: 0", "processor\t: 7");
+        assert_ne!(cpu_tag(zen3), cpu_tag(&zen4));
+        assert_eq!(cpu_tag(zen3), cpu_tag(&zen3b));
+        assert_eq!(cpu_tag(zen3).len(), 16);
+        assert_eq!(cpu_tag(""), cpu_tag("no colon here"));
     }
 }
