@@ -153,6 +153,23 @@ fn max4(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(max1(a.x, b.x), max1(a.y, b.y), max1(a.z, b.z), max1(a.w, b.w));
 }
 
+// The run of vec4s partial t of reduce4 (and of its 64-bit twin) reads: each
+// partial reads one contiguous run, so that on a CPU every lane streams
+// through its own (strided partials made this pass slower than the scalar
+// one). `base` is where t's row starts, in vec4s.
+struct Run {
+    base: u32,
+    start: u32,
+    stop: u32,
+}
+
+fn run_of(t: u32) -> Run {
+    let n4 = p.n / 4u;
+    let run = (n4 + p.groups - 1u) / p.groups;
+    let start = (t % p.groups) * run;
+    return Run((t / p.groups) * n4, start, min(start + run, n4));
+}
+
 @compute @workgroup_size(64)
 fn reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
@@ -160,15 +177,11 @@ fn reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     if t >= p.outer * p.groups {
         return;
     }
-    let g = t % p.groups;
     let n4 = p.n / 4u;
-    // Each partial reads one contiguous run: on a CPU every lane streams
-    // through its own run (strided partials made this pass slower than the
-    // scalar one).
-    let run = (n4 + p.groups - 1u) / p.groups;
-    let base = (t / p.groups) * n4;
-    let start = g * run;
-    let stop = min(start + run, n4);
+    let r = run_of(t);
+    let base = r.base;
+    let start = r.start;
+    let stop = r.stop;
     if OP == 0u {
         var acc0 = vec4<f32>(0.0);
         var acc1 = vec4<f32>(0.0);

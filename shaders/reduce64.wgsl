@@ -72,13 +72,12 @@ fn reduce8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     if t >= p.outer * p.groups {
         return;
     }
-    let g = t % p.groups;
     let n4 = p.n / 4u;
-    let run = (n4 + p.groups - 1u) / p.groups;
-    // In vec4s; even, as n4 is.
-    let base = (t / p.groups) * n4;
-    let start = g * run;
-    let stop = min(start + run, n4);
+    let r = run_of(t);
+    // Even, as n4 is.
+    let base = r.base;
+    let start = r.start;
+    let stop = r.stop;
     let zero = vec4<f32>(0.0);
     if OP == 0u {
         var acc0 = zero;

@@ -87,7 +87,15 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let tmp = path.with_file_name(format!(".{file_name}{TMP_MARK}{}", std::process::id()));
+    // Unique per call, not only per process: threads of one process may
+    // write one path at once, and a shared temporary would be truncated by
+    // one writer under another (a mixed file) or renamed away from it.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(
+        ".{file_name}{TMP_MARK}{}-{seq}",
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
@@ -106,8 +114,19 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// What `write_atomic` puts in its temporary names (before the process id).
+/// What `write_atomic` puts in its temporary names (before the process id
+/// and the call's sequence number, "<pid>-<seq>").
 const TMP_MARK: &str = ".tmp";
+
+/// Whether `tail` (what follows TMP_MARK) is a temporary's "<pid>" or
+/// "<pid>-<seq>" (older builds wrote the first).
+fn is_temp_tail(tail: &str) -> bool {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    match tail.split_once('-') {
+        Some((pid, seq)) => digits(pid) && digits(seq),
+        None => digits(tail),
+    }
+}
 
 /// Removes the temporary files that `write_atomic` left in `dir` when its
 /// process was killed. Call only while holding the folder's lock.
@@ -121,7 +140,7 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
         let stale = name.starts_with('.')
             && name
                 .rsplit_once(TMP_MARK)
-                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+                .is_some_and(|(_, tail)| is_temp_tail(tail));
         if stale && e.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::remove_file(e.path()).map_err(|err| io_error(&e.path(), err))?;
             n += 1;
@@ -253,6 +272,40 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Threads of one process (tests, a pipeline cache saved by each GPU
+    /// handle) may write one path at once: every write succeeds and the file
+    /// ends whole, one writer's bytes, with no temporary left.
+    #[test]
+    fn concurrent_atomic_writes_to_one_path_stay_whole() {
+        let dir = tmpdir("concurrent");
+        let p = dir.join("x.bin");
+        let payloads: Vec<Vec<u8>> = (0..8u8)
+            .map(|i| vec![i; 1000 + 7919 * i as usize])
+            .collect();
+        std::thread::scope(|s| {
+            for data in &payloads {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(p, data).unwrap();
+                    }
+                });
+            }
+        });
+        let got = std::fs::read(&p).unwrap();
+        assert!(
+            payloads.contains(&got),
+            "a mixed file of {} bytes",
+            got.len()
+        );
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "temporary left behind"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn atomic_write_reports_unwritable_path() {
         let err = write_atomic(Path::new("/proc/condenser-cannot/x"), b"a").unwrap_err();
@@ -265,15 +318,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         for n in [
             ".checkpoint.safetensors.tmp123",
+            ".checkpoint.safetensors.tmp123-45",
             "keep.tmp",
             ".x.tmpabc",
+            ".x.tmp12-",
+            ".x.tmp-3",
             "model.safetensors",
         ] {
             std::fs::write(dir.join(n), b"x").unwrap();
         }
-        assert_eq!(remove_stale_temps(&dir).unwrap(), 1);
+        assert_eq!(remove_stale_temps(&dir).unwrap(), 2);
         assert!(!dir.join(".checkpoint.safetensors.tmp123").exists());
-        assert!(dir.join("keep.tmp").exists() && dir.join(".x.tmpabc").exists());
+        assert!(!dir.join(".checkpoint.safetensors.tmp123-45").exists());
+        for keep in ["keep.tmp", ".x.tmpabc", ".x.tmp12-", ".x.tmp-3"] {
+            assert!(dir.join(keep).exists(), "{keep}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

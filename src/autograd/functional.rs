@@ -2,7 +2,7 @@
 //! closure with the backward kernels, keeping only what that closure needs.
 
 use super::Var;
-use super::trace::{Attr, Operand, node, quiet, traced, v};
+use super::trace::{Attr, Operand, Step, node, quiet, traced, v};
 use crate::error::{Error, Result};
 use crate::ops::{self, conv, layout, losses, norm, pool, resample};
 use crate::tensor::Tensor;
@@ -425,17 +425,7 @@ fn batch_norm_act(
             }),
         ),
         || {
-            let mut steps = vec![node(
-                "BatchNormalization",
-                vec![
-                    v(x),
-                    v(gamma),
-                    v(beta),
-                    Operand::Buffer(running.0.clone()),
-                    Operand::Buffer(running.1.clone()),
-                ],
-                vec![("epsilon", Attr::Float(cfg.eps))],
-            )];
+            let mut steps = vec![bn_node(x, (gamma, beta), running, cfg)];
             if relu {
                 steps.push(node("Relu", vec![Operand::Prev], vec![]));
             }
@@ -476,22 +466,33 @@ pub fn batch_norm_add_relu(
         ),
         || {
             vec![
-                node(
-                    "BatchNormalization",
-                    vec![
-                        v(x),
-                        v(gamma),
-                        v(beta),
-                        Operand::Buffer(running.0.clone()),
-                        Operand::Buffer(running.1.clone()),
-                    ],
-                    vec![("epsilon", Attr::Float(cfg.eps))],
-                ),
+                bn_node(x, (gamma, beta), running, cfg),
                 node("Add", vec![Operand::Prev, v(residual)], vec![]),
                 node("Relu", vec![Operand::Prev], vec![]),
             ]
         },
     ))
+}
+
+/// The traced BatchNormalization node of a batch norm op (eval semantics:
+/// the running statistics, as the exported graph runs).
+fn bn_node(
+    x: &Var,
+    (gamma, beta): (&Var, &Var),
+    running: (&Tensor, &Tensor),
+    cfg: norm::BnConfig,
+) -> Step {
+    node(
+        "BatchNormalization",
+        vec![
+            v(x),
+            v(gamma),
+            v(beta),
+            Operand::Buffer(running.0.clone()),
+            Operand::Buffer(running.1.clone()),
+        ],
+        vec![("epsilon", Attr::Float(cfg.eps))],
+    )
 }
 
 pub fn concat(xs: &[&Var], axis: usize) -> Result<Var> {
