@@ -234,3 +234,29 @@ fn check_batch_norm(n: usize, c: usize, h: usize, w: usize) {
         }
     }
 }
+
+/// A residual of another shape or dtype is a clear error, not a wrong number.
+#[test]
+fn a_mismatched_residual_is_refused() {
+    let g = gpu();
+    let x = Tensor::from_slice(&g, &[2, 3, 2, 2], &common::rand_vec(24, 1)).unwrap();
+    let gamma = condenser::ops::full(&g, &[3], 1.0).unwrap();
+    let beta = Tensor::zeros(&g, &[3]).unwrap();
+    let (rm, rv) = (
+        Tensor::zeros(&g, &[3]).unwrap(),
+        condenser::ops::full(&g, &[3], 1.0).unwrap(),
+    );
+    let cfg = BnConfig {
+        training: true,
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+    let short = Tensor::from_slice(&g, &[2, 3, 2, 1], &common::rand_vec(12, 2)).unwrap();
+    let Err(e) =
+        condenser::ops::norm::batch_norm_add_relu(&x, &short, (&gamma, &beta), (&rm, &rv), cfg)
+    else {
+        panic!("a residual of another shape was accepted");
+    };
+    let e = e.to_string();
+    assert!(e.contains("residual") && e.contains("[2, 3, 2, 1]"), "{e}");
+}
