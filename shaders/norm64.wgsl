@@ -9,13 +9,6 @@
 @group(0) @binding(11) var<storage, read> act8: array<vec4<u64>>;
 @group(0) @binding(12) var<storage, read> res8: array<vec4<u64>>;
 
-// A word's floats 0-3 and 4-7 (lo32 and hi32 hold the even and odd ones).
-fn halves(v: vec4<u64>) -> array<vec4<f32>, 2> {
-    let lo = lo32(v);
-    let hi = hi32(v);
-    return array<vec4<f32>, 2>(vec4<f32>(lo.x, hi.x, lo.y, hi.y), vec4<f32>(lo.z, hi.z, lo.w, hi.w));
-}
-
 // dy8[i] masked as unmask masks it, as two halves.
 fn dy_halves(i: u32) -> array<vec4<f32>, 2> {
     let g = halves(dy8[i]);

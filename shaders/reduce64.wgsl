@@ -74,7 +74,7 @@ fn reduce8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let n4 = p.n / 4u;
     let r = run_of(t);
-    // Even, as n4 is.
+    // base is even, as n4 is.
     let base = r.base;
     let start = r.start;
     let stop = r.stop;
@@ -84,12 +84,10 @@ fn reduce8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         var acc1 = zero;
         let odd = start % 2u == 1u;
         for (var w = start / 2u; 2u * w < stop; w++) {
-            let v = x8[(base / 2u) + w];
-            let lo = lo32(v);
-            let hi = hi32(v);
-            // The word's vec4s 2w and 2w + 1 (lo32/hi32 hold alternate floats).
-            let a = vec4<f32>(lo.x, hi.x, lo.y, hi.y);
-            let b = vec4<f32>(lo.z, hi.z, lo.w, hi.w);
+            // The word's vec4s 2w and 2w + 1.
+            let h = halves(x8[(base / 2u) + w]);
+            let a = h[0];
+            let b = h[1];
             let a_in = 2u * w >= start;
             let b_in = 2u * w + 1u < stop;
             // Vec4 2w goes to acc0 when the run starts on an even vec4.
@@ -100,20 +98,14 @@ fn reduce8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         y[t] = ((s.x + s.y) + (s.z + s.w)) * p.scale;
     } else {
         let first = min(start, n4 - 1u);
-        let v0 = x8[(base + first) / 2u];
-        var acc = select(vec4<f32>(lo32(v0).z, hi32(v0).z, lo32(v0).w, hi32(v0).w),
-                         vec4<f32>(lo32(v0).x, hi32(v0).x, lo32(v0).y, hi32(v0).y), first % 2u == 0u);
+        var acc = halves(x8[(base + first) / 2u])[first % 2u];
         for (var w = (start + 1u) / 2u; 2u * w < stop; w++) {
-            let v = x8[(base / 2u) + w];
-            let lo = lo32(v);
-            let hi = hi32(v);
-            let a = vec4<f32>(lo.x, hi.x, lo.y, hi.y);
-            let b = vec4<f32>(lo.z, hi.z, lo.w, hi.w);
+            let h = halves(x8[(base / 2u) + w]);
             if 2u * w > start {
-                acc = max4(acc, a);
+                acc = max4(acc, h[0]);
             }
             if 2u * w + 1u < stop && 2u * w + 1u > start {
-                acc = max4(acc, b);
+                acc = max4(acc, h[1]);
             }
         }
         let m = max4(acc, acc.yzwx);

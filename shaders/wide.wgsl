@@ -17,3 +17,10 @@ fn hi32(v: vec4<u64>) -> vec4<f32> {
 fn pack64(lo: vec4<f32>, hi: vec4<f32>) -> vec4<u64> {
     return vec4<u64>(bitcast<vec4<u32>>(lo)) | (vec4<u64>(bitcast<vec4<u32>>(hi)) << vec4<u32>(32u));
 }
+
+// A word's floats 0-3 and 4-7 (lo32 and hi32 hold the even and odd ones).
+fn halves(v: vec4<u64>) -> array<vec4<f32>, 2> {
+    let lo = lo32(v);
+    let hi = hi32(v);
+    return array<vec4<f32>, 2>(vec4<f32>(lo.x, hi.x, lo.y, hi.y), vec4<f32>(lo.z, hi.z, lo.w, hi.w));
+}
