@@ -45,6 +45,21 @@ override DXW: u32 = 1u;
 
 @group(0) @binding(7) var x_tex: texture_storage_2d<r32float, read>;
 
+// A forward's epilogue (EPI_BN): batch norm with fixed statistics, then the
+// residual's add (EPI_RESIDUAL) and ReLU (EPI_RELU), applied to each value as
+// it is stored, with norm.wgsl's apply arithmetic on the value put() would
+// have written: the bits of the convolution followed by that op, and one
+// trip through memory fewer. epi_stats holds (mean, 1/std) per channel, as
+// norm.wgsl's stats_eval writes them. Launches without the epilogue bind
+// stand-ins here (the layout has these bindings whatever the constants).
+override EPI_BN: bool = false;
+override EPI_RESIDUAL: bool = false;
+override EPI_RELU: bool = false;
+@group(0) @binding(8) var<storage, read> epi_stats: array<f32>;
+@group(0) @binding(9) var<storage, read> epi_gamma: array<f32>;
+@group(0) @binding(10) var<storage, read> epi_beta: array<f32>;
+@group(0) @binding(11) var<storage, read> epi_res: array<f32>;
+
 // One side of an element's input position: an offset into x and a row and
 // column (relative; may be negative before the other side is added), and
 // whether the element exists (taps past C * KH * KW are the zero padding of k).
@@ -106,6 +121,10 @@ fn cv_c_index(bi: u32, r: u32, col: u32) -> u32 {
 // memory lane by lane, and the stores 4x slower (a batch-1 forward, where
 // they weigh most, lost a third).
 fn cv_store16(t: Tile16, acc: array<vec4<f32>, 16>) {
+    if EPI_BN {
+        cv_store16_bn(t, acc);
+        return;
+    }
     for (var i = 0u; i < 16u; i++) {
         let r = t.r0 + i;
         if r >= p.m {
@@ -114,6 +133,45 @@ fn cv_store16(t: Tile16, acc: array<vec4<f32>, 16>) {
         for (var q = 0u; q < 4u; q++) {
             if t.c0 + q < p.n {
                 put(cv_c_index(t.bi, r, t.c0 + q), acc[i][q]);
+            }
+        }
+    }
+}
+
+// The value an output channel's batch norm (and residual, ReLU) makes of v,
+// as norm.wgsl's apply does it (put's alpha * v first; beta is 0 here).
+fn bn_epilogue(v: f32, idx: u32, mean: f32, inv: f32, g: f32, b: f32) -> f32 {
+    var y = (p.alpha * v - mean) * inv * g + b;
+    if EPI_RESIDUAL {
+        y += epi_res[idx];
+    }
+    if EPI_RELU {
+        y = select(max(y, 0.0), y, is_nan(y));
+    }
+    return y;
+}
+
+// cv_store16 through bn_epilogue, the lane's 4 channels' statistics and
+// affine parameters read once (channels past n clamp to the last: unused).
+fn cv_store16_bn(t: Tile16, acc: array<vec4<f32>, 16>) {
+    let last = p.n - 1u;
+    let ch = vec4<u32>(min(t.c0, last), min(t.c0 + 1u, last), min(t.c0 + 2u, last),
+                       min(t.c0 + 3u, last));
+    let mean = vec4<f32>(epi_stats[2u * ch.x], epi_stats[2u * ch.y], epi_stats[2u * ch.z],
+                         epi_stats[2u * ch.w]);
+    let inv = vec4<f32>(epi_stats[2u * ch.x + 1u], epi_stats[2u * ch.y + 1u],
+                        epi_stats[2u * ch.z + 1u], epi_stats[2u * ch.w + 1u]);
+    let g = vec4<f32>(epi_gamma[ch.x], epi_gamma[ch.y], epi_gamma[ch.z], epi_gamma[ch.w]);
+    let b = vec4<f32>(epi_beta[ch.x], epi_beta[ch.y], epi_beta[ch.z], epi_beta[ch.w]);
+    for (var i = 0u; i < 16u; i++) {
+        let r = t.r0 + i;
+        if r >= p.m {
+            break;
+        }
+        for (var q = 0u; q < 4u; q++) {
+            if t.c0 + q < p.n {
+                let idx = cv_c_index(t.bi, r, t.c0 + q);
+                c[idx] = bn_epilogue(acc[i][q], idx, mean[q], inv[q], g[q], b[q]);
             }
         }
     }

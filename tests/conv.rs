@@ -435,3 +435,216 @@ fn operands_too_tall_for_a_texture_fall_back() {
     }
     set_preferred_kernel(None);
 }
+
+/// Batch norm in eval mode (then ReLU, or the residual's add and ReLU) fused
+/// into the implicit GEMM's store (`conv2d_bn_eval`) against the ops one after
+/// another, to the bit, on awkward shapes (channels not a multiple of 4, odd
+/// sizes, strides, a 1x1 kernel, NaN and infinities in the input); the
+/// profile says the epilogue ran where the implicit GEMM does; a single image
+/// whose product splits over k runs the ops one after another.
+#[test]
+fn conv_bn_eval_is_the_ops_one_after_another_to_the_bit() {
+    use condenser::ops::conv::{BnPost, EvalBn, conv2d, conv2d_bn_eval};
+    use condenser::ops::norm::{BnConfig, batch_norm, batch_norm_add_relu, batch_norm_relu};
+    let g = gpu();
+    let texture = g.subgroup_size() == Some(8);
+    if texture {
+        set_preferred_kernel(Some(MatmulKernel::CpuTexture));
+    }
+    let cases = [
+        ([2usize, 5, 9, 11], 7usize, 3usize, Conv2dConfig::new(1, 1)),
+        ([3, 3, 8, 7], 6, 3, Conv2dConfig::new(2, 1)),
+        ([2, 8, 6, 6], 13, 1, Conv2dConfig::new(2, 0)),
+        ([2, 16, 12, 12], 24, 3, Conv2dConfig::new(1, 1)),
+        // One image, 64 x 2304 x 64: the product splits over k.
+        ([1, 256, 8, 8], 64, 3, Conv2dConfig::new(1, 1)),
+    ];
+    for (i, (x, oc, k, cfg)) in cases.into_iter().enumerate() {
+        let s = 10 * i as u64;
+        let mut xs = Tensor::rand_uniform(&g, &x, -1.0, 1.0, s)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        (xs[0], xs[1], xs[2]) = (f32::NAN, f32::INFINITY, f32::NEG_INFINITY);
+        let xt = Tensor::from_slice(&g, &x, &xs).unwrap();
+        let wt = Tensor::rand_uniform(&g, &[oc, x[1], k, k], -0.5, 0.5, s + 1).unwrap();
+        let c = |lo, hi, seed| Tensor::rand_uniform(&g, &[oc], lo, hi, s + seed).unwrap();
+        let (gamma, beta, mean, var) = (
+            c(0.5, 1.5, 2),
+            c(-0.5, 0.5, 3),
+            c(-0.3, 0.3, 4),
+            c(0.2, 2.0, 5),
+        );
+        let y = conv2d(&xt, &wt, None, cfg).unwrap();
+        let res = Tensor::rand_uniform(&g, y.shape(), -1.0, 1.0, s + 6).unwrap();
+        let bn_cfg = BnConfig {
+            training: false,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        let (a, r) = ((&gamma, &beta), (&mean, &var));
+        for post in [BnPost::None, BnPost::Relu, BnPost::AddRelu(&res)] {
+            let want = match post {
+                BnPost::None => batch_norm(&y, a, r, bn_cfg),
+                BnPost::Relu => batch_norm_relu(&y, a, r, bn_cfg),
+                BnPost::AddRelu(res) => batch_norm_add_relu(&y, res, a, r, bn_cfg),
+            }
+            .unwrap()
+            .0;
+            assert!(g.profile_begin().unwrap());
+            let bn = EvalBn {
+                affine: a,
+                running: r,
+                eps: 1e-5,
+                post,
+            };
+            let got = conv2d_bn_eval(&xt, &wt, cfg, bn).unwrap();
+            let fused = g
+                .profile_end()
+                .unwrap()
+                .iter()
+                .any(|t| t.kernel.contains("EPI_BN=1"));
+            // Every NaN as one (which NaN an instruction makes is not kept).
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let canon = |v: &f32| if v.is_nan() { f32::NAN } else { *v }.to_bits();
+                t.to_vec().unwrap().iter().map(canon).collect()
+            };
+            let what = format!(
+                "{x:?} oc {oc} k {k} {cfg:?} post {}",
+                post.residual().is_some()
+            );
+            let (gb, wb) = (bits(&got), bits(&want));
+            let bad = gb.iter().zip(&wb).position(|(a, b)| a != b);
+            assert!(
+                bad.is_none(),
+                "{what}: differs from the ops one after another at {bad:?}: {:?} vs {:?}",
+                bad.map(|i| f32::from_bits(gb[i])),
+                bad.map(|i| f32::from_bits(wb[i]))
+            );
+            assert_eq!(
+                fused,
+                texture && x[0] > 1,
+                "{what}: fused epilogue ran: {fused}"
+            );
+        }
+    }
+    set_preferred_kernel(None);
+}
+
+/// conv2d_bn_eval against the f64 references (conv, then batch norm with the
+/// running statistics, the residual's add and ReLU), 1e-4 as the forwards.
+#[test]
+fn conv_bn_eval_matches_the_f64_reference() {
+    use condenser::ops::conv::{BnPost, EvalBn, conv2d_bn_eval};
+    let g = gpu();
+    let (x, oc, k, cfg) = ([2usize, 6, 7, 9], 5usize, 3usize, Conv2dConfig::new(1, 1));
+    let w = [oc, x[1], k, k];
+    let (xs, ws) = (
+        common::rand_vec(x.iter().product(), 1),
+        common::rand_vec(oc * 6 * 9, 2),
+    );
+    let gamma: Vec<f32> = (0..oc).map(|i| 0.5 + 0.2 * i as f32).collect();
+    let beta: Vec<f32> = (0..oc).map(|i| 0.1 * i as f32 - 0.2).collect();
+    let mean: Vec<f32> = (0..oc).map(|i| 0.05 * i as f32).collect();
+    let var: Vec<f32> = (0..oc).map(|i| 0.5 + 0.3 * i as f32).collect();
+    let (y64, yshape) = cpu::conv::conv2d(&common::f64s(&xs), x, &common::f64s(&ws), w, None, &cfg);
+    let hw = yshape[2] * yshape[3];
+    let res = common::rand_vec(y64.len(), 3);
+    let bn64 = cpu::norm::batch_norm_eval(
+        &y64,
+        [x[0], oc, hw],
+        (&common::f64s(&gamma), &common::f64s(&beta)),
+        (&common::f64s(&mean), &common::f64s(&var)),
+        1e-5,
+    );
+    let t = |v: &[f32], s: &[usize]| Tensor::from_slice(&g, s, v).unwrap();
+    let (gt, bt, mt, vt) = (
+        t(&gamma, &[oc]),
+        t(&beta, &[oc]),
+        t(&mean, &[oc]),
+        t(&var, &[oc]),
+    );
+    let rt = t(&res, &yshape);
+    for post in [BnPost::None, BnPost::Relu, BnPost::AddRelu(&rt)] {
+        let want: Vec<f64> = bn64
+            .iter()
+            .zip(&res)
+            .map(|(&v, &r)| match post {
+                BnPost::None => v,
+                BnPost::Relu => v.max(0.0),
+                BnPost::AddRelu(_) => (v + r as f64).max(0.0),
+            })
+            .collect();
+        let bn = EvalBn {
+            affine: (&gt, &bt),
+            running: (&mt, &vt),
+            eps: 1e-5,
+            post,
+        };
+        let got = conv2d_bn_eval(&t(&xs, &x), &t(&ws, &w), cfg, bn).unwrap();
+        assert_eq!(got.shape(), &yshape[..]);
+        common::assert_close(
+            &got.to_vec().unwrap(),
+            &common::f32s(&want),
+            1e-4,
+            1e-4,
+            "conv_bn_eval",
+        );
+    }
+}
+
+/// Mismatched batch norm parameters or residual are errors that name them,
+/// and the Var op refuses inputs that need a gradient (it has no backward).
+#[test]
+fn conv_bn_eval_refuses_bad_arguments() {
+    use condenser::autograd::Var;
+    use condenser::ops::conv::{BnPost, EvalBn, conv2d_bn_eval};
+    let g = gpu();
+    let x = Tensor::rand_uniform(&g, &[1, 3, 5, 5], -1.0, 1.0, 1).unwrap();
+    let w = Tensor::rand_uniform(&g, &[4, 3, 3, 3], -1.0, 1.0, 2).unwrap();
+    let (c4, c3) = (
+        Tensor::zeros(&g, &[4]).unwrap(),
+        Tensor::zeros(&g, &[3]).unwrap(),
+    );
+    let bad_res = Tensor::zeros(&g, &[1, 4, 5, 5]).unwrap();
+    let cfg = Conv2dConfig::new(1, 0);
+    let bn = |affine, post| EvalBn {
+        affine,
+        running: (&c4, &c4),
+        eps: 1e-5,
+        post,
+    };
+    let err = conv2d_bn_eval(&x, &w, cfg, bn((&c3, &c4), BnPost::None)).unwrap_err();
+    assert!(
+        err.to_string().contains("batch norm weight must be [4]"),
+        "{err}"
+    );
+    let err = conv2d_bn_eval(&x, &w, cfg, bn((&c4, &c4), BnPost::AddRelu(&bad_res))).unwrap_err();
+    assert!(err.to_string().contains("residual must be"), "{err}");
+    let v = |t: &Tensor, grad| Var::leaf(t.clone(), grad);
+    let (gv, bv) = (v(&c4, true), v(&c4, false));
+    let err = F::conv2d_bn_eval(
+        &v(&x, false),
+        &v(&w, false),
+        cfg,
+        (&gv, &bv),
+        (&c4, &c4),
+        1e-5,
+        BnPost::Relu,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no backward"), "{err}");
+    let _guard = condenser::autograd::no_grad();
+    assert!(
+        F::conv2d_bn_eval(
+            &v(&x, false),
+            &v(&w, false),
+            cfg,
+            (&gv, &bv),
+            (&c4, &c4),
+            1e-5,
+            BnPost::Relu
+        )
+        .is_ok()
+    );
+}

@@ -306,20 +306,73 @@ pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, cfg: conv::Conv2dConfig) -> Res
         Some(b) => add(&y, &reshape(b, &[geom.oc, 1, 1])?),
         None => Ok(y),
     })?;
-    Ok(traced(y, || {
-        let bias = b.map_or(Operand::Absent, v);
-        let pair = |p: (usize, usize)| Attr::Ints(vec![p.0 as i64, p.1 as i64]);
-        let (ph, pw) = (cfg.padding.0 as i64, cfg.padding.1 as i64);
-        vec![node(
-            "Conv",
-            vec![v(x), v(w), bias],
-            vec![
-                ("strides", pair(cfg.stride)),
-                ("pads", Attr::Ints(vec![ph, pw, ph, pw])),
-                ("dilations", pair(cfg.dilation)),
-                ("group", Attr::Int(cfg.groups as i64)),
-            ],
-        )]
+    Ok(traced(y, || vec![conv_node(x, w, b, cfg)]))
+}
+
+/// The traced Conv node of a convolution.
+fn conv_node(x: &Var, w: &Var, b: Option<&Var>, cfg: conv::Conv2dConfig) -> Step {
+    let bias = b.map_or(Operand::Absent, v);
+    let pair = |p: (usize, usize)| Attr::Ints(vec![p.0 as i64, p.1 as i64]);
+    let (ph, pw) = (cfg.padding.0 as i64, cfg.padding.1 as i64);
+    node(
+        "Conv",
+        vec![v(x), v(w), bias],
+        vec![
+            ("strides", pair(cfg.stride)),
+            ("pads", Attr::Ints(vec![ph, pw, ph, pw])),
+            ("dilations", pair(cfg.dilation)),
+            ("group", Attr::Int(cfg.groups as i64)),
+        ],
+    )
+}
+
+/// Batch norm with its running statistics after y = conv(x, w), then `post`
+/// (ReLU, or the residual's add and ReLU), as one op where the implicit GEMM
+/// runs the convolution (`ops::conv::conv2d_bn_eval`: the same bits as
+/// `conv2d` then `batch_norm*` in eval mode). It has no backward: for
+/// forwards that need no gradient (a frozen teacher's, inference); an input
+/// that needs one is an error.
+pub fn conv2d_bn_eval(
+    x: &Var,
+    w: &Var,
+    cfg: conv::Conv2dConfig,
+    (gamma, beta): (&Var, &Var),
+    running: (&Tensor, &Tensor),
+    eps: f32,
+    post: conv::BnPost<&Var>,
+) -> Result<Var> {
+    let inputs = [x, w, gamma, beta].into_iter().chain(post.residual());
+    if super::is_grad_enabled() && inputs.into_iter().any(Var::requires_grad) {
+        return Err(Error::Config(
+            "conv2d_bn_eval has no backward, and an input needs a gradient: \
+             run conv2d then batch_norm, or the forward under no_grad"
+                .into(),
+        ));
+    }
+    let bn = conv::EvalBn {
+        affine: (gamma.value(), beta.value()),
+        running,
+        eps,
+        post: post.map(Var::value),
+    };
+    let y = conv::conv2d_bn_eval(x.value(), w.value(), cfg, bn)?;
+    Ok(traced(Var::constant(y), || {
+        let bn_cfg = norm::BnConfig {
+            training: false,
+            momentum: 0.0,
+            eps,
+        };
+        let mut steps = vec![
+            conv_node(x, w, None, cfg),
+            bn_node(Operand::Prev, (gamma, beta), running, bn_cfg),
+        ];
+        if let Some(r) = post.residual() {
+            steps.push(node("Add", vec![Operand::Prev, v(r)], vec![]));
+        }
+        if !matches!(post, conv::BnPost::None) {
+            steps.push(node("Relu", vec![Operand::Prev], vec![]));
+        }
+        steps
     }))
 }
 
@@ -425,7 +478,7 @@ fn batch_norm_act(
             }),
         ),
         || {
-            let mut steps = vec![bn_node(x, (gamma, beta), running, cfg)];
+            let mut steps = vec![bn_node(v(x), (gamma, beta), running, cfg)];
             if relu {
                 steps.push(node("Relu", vec![Operand::Prev], vec![]));
             }
@@ -466,7 +519,7 @@ pub fn batch_norm_add_relu(
         ),
         || {
             vec![
-                bn_node(x, (gamma, beta), running, cfg),
+                bn_node(v(x), (gamma, beta), running, cfg),
                 node("Add", vec![Operand::Prev, v(residual)], vec![]),
                 node("Relu", vec![Operand::Prev], vec![]),
             ]
@@ -477,7 +530,7 @@ pub fn batch_norm_add_relu(
 /// The traced BatchNormalization node of a batch norm op (eval semantics:
 /// the running statistics, as the exported graph runs).
 fn bn_node(
-    x: &Var,
+    input: Operand,
     (gamma, beta): (&Var, &Var),
     running: (&Tensor, &Tensor),
     cfg: norm::BnConfig,
@@ -485,7 +538,7 @@ fn bn_node(
     node(
         "BatchNormalization",
         vec![
-            v(x),
+            input,
             v(gamma),
             v(beta),
             Operand::Buffer(running.0.clone()),

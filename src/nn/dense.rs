@@ -14,12 +14,13 @@
 //!   box regression [N, 4, H/4, W/4] (width, height, dx, dy in output cells).
 
 use super::init::Seeds;
-use super::layers::{BatchNorm2d, Conv2d, ConvSpec};
+use super::layers::{BatchNorm2d, Conv2d, ConvSpec, conv_bn};
 use super::models::{Backbone, ModelSpec};
 use super::{Entry, Model, ModelOutput, Module, join};
 use crate::autograd::{Var, functional as F};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::ops::conv::BnPost;
 use crate::ops::resample::UpsampleMode;
 use crate::tasks::Task;
 
@@ -158,7 +159,7 @@ impl DenseModel {
                 }
             };
             let (c, b) = &self.fuse[i];
-            h = Some(b.forward_relu(&c.forward(&merged)?, train)?);
+            h = Some(conv_bn(c, b, &merged, BnPost::Relu, train)?);
         }
         h.ok_or_else(|| Error::Internal(format!("{}: the decoder read no stage", self.arch)))
     }

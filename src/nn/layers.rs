@@ -7,7 +7,7 @@ use super::{Entry, Module, join};
 use crate::autograd::{Var, functional as F};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::conv::Conv2dConfig;
+use crate::ops::conv::{BnPost, Conv2dConfig};
 use crate::ops::norm::BnConfig;
 use crate::tensor::Tensor;
 
@@ -202,6 +202,43 @@ impl BatchNorm2d {
                 eps: self.eps,
             },
         ))
+    }
+}
+
+/// bn(conv(x)), then `post` (ReLU, or the residual's add and ReLU), as
+/// `conv.forward` and `bn`'s forward would run it. In eval mode with nothing
+/// needing a gradient (a frozen teacher's forward, inference) it is one op
+/// (`F::conv2d_bn_eval`, the same bits): where the convolution runs as an
+/// implicit GEMM, batch norm happens as it stores its output.
+pub fn conv_bn(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Var,
+    post: BnPost<&Var>,
+    train: bool,
+) -> Result<Var> {
+    let inputs = [x, &conv.weight, &bn.weight, &bn.bias];
+    let needs_grad = crate::autograd::is_grad_enabled()
+        && inputs
+            .into_iter()
+            .chain(post.residual())
+            .any(Var::requires_grad);
+    if !train && !needs_grad && conv.bias.is_none() {
+        return F::conv2d_bn_eval(
+            x,
+            &conv.weight,
+            conv.cfg,
+            (&bn.weight, &bn.bias),
+            (&bn.running_mean, &bn.running_var),
+            bn.eps,
+            post,
+        );
+    }
+    let h = conv.forward(x)?;
+    match post {
+        BnPost::None => bn.forward(&h, train),
+        BnPost::Relu => bn.forward_relu(&h, train),
+        BnPost::AddRelu(r) => bn.forward_add_relu(&h, r, train),
     }
 }
 

@@ -6,12 +6,13 @@
 //! pools compute.
 
 use super::init::Seeds;
-use super::layers::{BatchNorm2d, Conv2d, ConvSpec};
+use super::layers::{BatchNorm2d, Conv2d, ConvSpec, conv_bn};
 use super::models::Backbone;
 use super::{Entry, Module, join};
 use crate::autograd::{Var, functional as F};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::ops::conv::BnPost;
 use crate::ops::pool::Pool2dConfig;
 
 /// conv -> bn, named as a Sequential's `<i>` and `<i+1>` or as conv<k>/bn<k>.
@@ -28,10 +29,10 @@ impl ConvBn {
         })
     }
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
-        self.bn.forward(&self.conv.forward(x)?, train)
+        conv_bn(&self.conv, &self.bn, x, BnPost::None, train)
     }
     fn forward_relu(&self, x: &Var, train: bool) -> Result<Var> {
-        self.bn.forward_relu(&self.conv.forward(x)?, train)
+        conv_bn(&self.conv, &self.bn, x, BnPost::Relu, train)
     }
     fn visit_as(&self, prefix: &str, conv: &str, bn: &str, f: &mut dyn FnMut(String, Entry)) {
         self.conv.visit(&join(prefix, conv), f);

@@ -4,11 +4,12 @@
 //! each, with PyTorch's parameter names.
 
 use super::init::Seeds;
-use super::layers::{BatchNorm2d, Conv2d, ConvSpec, Linear};
+use super::layers::{BatchNorm2d, Conv2d, ConvSpec, Linear, conv_bn};
 use super::{Entry, Model, ModelOutput, Module, join};
 use crate::autograd::{Var, functional as F};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::ops::conv::BnPost;
 use crate::ops::pool::Pool2dConfig;
 use crate::tasks::Task;
 
@@ -256,7 +257,7 @@ impl Backbone for PlainCnn {
         let mut h = x.clone();
         let mut features = Vec::new();
         for (i, (c, b)) in self.convs.iter().enumerate() {
-            h = b.forward_relu(&c.forward(&h)?, train)?;
+            h = conv_bn(c, b, &h, BnPost::Relu, train)?;
             features.push(h.clone());
             if i < 2 {
                 h = F::max_pool2d(&h, Pool2dConfig::new(2, 2, 0))?;
@@ -299,13 +300,12 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
-        let out = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
-        let h = self.conv2.forward(&out)?;
+        let out = conv_bn(&self.conv1, &self.bn1, x, BnPost::Relu, train)?;
         let res = match &self.downsample {
-            Some((c, b)) => b.forward(&c.forward(x)?, train)?,
+            Some((c, b)) => conv_bn(c, b, x, BnPost::None, train)?,
             None => x.clone(),
         };
-        self.bn2.forward_add_relu(&h, &res, train)
+        conv_bn(&self.conv2, &self.bn2, &out, BnPost::AddRelu(&res), train)
     }
 }
 
@@ -377,7 +377,7 @@ impl Module for CifarResNet {
 
 impl Backbone for CifarResNet {
     fn encode(&self, x: &Var, train: bool) -> Result<Vec<Var>> {
-        let mut h = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
+        let mut h = conv_bn(&self.conv1, &self.bn1, x, BnPost::Relu, train)?;
         let mut features = vec![h.clone()];
         for blocks in &self.layers {
             for b in blocks {
@@ -423,7 +423,7 @@ impl WideBlock {
 
     fn forward(&self, x: &Var, train: bool) -> Result<Var> {
         let a = self.bn1.forward_relu(x, train)?;
-        let out = self.bn2.forward_relu(&self.conv1.forward(&a)?, train)?;
+        let out = conv_bn(&self.conv1, &self.bn2, &a, BnPost::Relu, train)?;
         let out = self.conv2.forward(&out)?;
         // As the reference WRN: the shortcut of a widening block reads the activated input.
         let res = match &self.shortcut {

@@ -248,9 +248,7 @@ pub fn set_im2col_budget(bytes: Option<u64>) {
 
 /// y = conv(x, w) + b. `x` [N, C, H, W], `w` [OC, C/groups, KH, KW], `b` [OC].
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
-    x.expect_dtype("conv2d", DType::F32)?;
-    w.expect_dtype("conv2d", DType::F32)?;
-    let g = ConvGeom::new(x.shape(), w.shape(), cfg)?;
+    let g = conv_geom(x, w, cfg)?;
     if let Some(b) = b
         && b.shape() != [g.oc]
     {
@@ -259,10 +257,123 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
             format!("bias must be [{}], got {:?}", g.oc, b.shape()),
         ));
     }
+    Ok(conv2d_then(x, w, b, &g, None)?.0)
+}
+
+fn conv_geom(x: &Tensor, w: &Tensor, cfg: Conv2dConfig) -> Result<ConvGeom> {
+    x.expect_dtype("conv2d", DType::F32)?;
+    w.expect_dtype("conv2d", DType::F32)?;
+    ConvGeom::new(x.shape(), w.shape(), cfg)
+}
+
+/// What follows batch norm in `conv2d_bn_eval`; `R` is the residual.
+#[derive(Clone, Copy)]
+pub enum BnPost<R> {
+    None,
+    Relu,
+    /// relu(batch norm + this residual), the output's shape.
+    AddRelu(R),
+}
+
+impl<R> BnPost<R> {
+    pub fn map<S>(self, f: impl FnOnce(R) -> S) -> BnPost<S> {
+        match self {
+            BnPost::None => BnPost::None,
+            BnPost::Relu => BnPost::Relu,
+            BnPost::AddRelu(r) => BnPost::AddRelu(f(r)),
+        }
+    }
+
+    pub fn residual(self) -> Option<R> {
+        match self {
+            BnPost::AddRelu(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// Batch norm with its running statistics (eval mode): `affine` (gamma,
+/// beta), `running` (mean, var), each [OC]; then `post`.
+#[derive(Clone, Copy)]
+pub struct EvalBn<'a> {
+    pub affine: (&'a Tensor, &'a Tensor),
+    pub running: (&'a Tensor, &'a Tensor),
+    pub eps: f32,
+    pub post: BnPost<&'a Tensor>,
+}
+
+impl EvalBn<'_> {
+    fn check(&self, oc: usize, out: &[usize]) -> Result<()> {
+        let named = [
+            ("weight", self.affine.0),
+            ("bias", self.affine.1),
+            ("running mean", self.running.0),
+            ("running var", self.running.1),
+        ];
+        for (name, t) in named {
+            t.expect_dtype("conv2d_bn_eval", DType::F32)?;
+            if t.shape() != [oc] {
+                return Err(Error::shape(
+                    "conv2d_bn_eval",
+                    format!("batch norm {name} must be [{oc}], got {:?}", t.shape()),
+                ));
+            }
+        }
+        if let BnPost::AddRelu(r) = self.post {
+            r.expect_dtype("conv2d_bn_eval", DType::F32)?;
+            if r.shape() != out {
+                return Err(Error::shape(
+                    "conv2d_bn_eval",
+                    format!("the residual must be [{out:?}], got {:?}", r.shape()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch norm op (and residual, ReLU) on y: what the epilogue computes.
+    fn apply(&self, y: &Tensor) -> Result<Tensor> {
+        let cfg = super::norm::BnConfig {
+            training: false,
+            momentum: 0.0,
+            eps: self.eps,
+        };
+        let (a, r) = (self.affine, self.running);
+        let out = match self.post {
+            BnPost::None => super::norm::batch_norm(y, a, r, cfg)?,
+            BnPost::Relu => super::norm::batch_norm_relu(y, a, r, cfg)?,
+            BnPost::AddRelu(res) => super::norm::batch_norm_add_relu(y, res, a, r, cfg)?,
+        };
+        Ok(out.0)
+    }
+}
+
+/// `bn` (eval mode) after y = conv(x, w) (no bias), as one op: where the
+/// implicit GEMM runs the product whole, batch norm, the residual's add and
+/// ReLU happen as it stores y (the same bits as the ops one after another,
+/// tests/conv.rs); elsewhere the ops run one after another. No backward: for
+/// a frozen model's forward (the teacher's, inference).
+pub fn conv2d_bn_eval(x: &Tensor, w: &Tensor, cfg: Conv2dConfig, bn: EvalBn<'_>) -> Result<Tensor> {
+    let g = conv_geom(x, w, cfg)?;
+    bn.check(g.oc, &g.out_shape())?;
+    let (y, fused) = conv2d_then(x, w, None, &g, Some(&bn))?;
+    if fused { Ok(y) } else { bn.apply(&y) }
+}
+
+/// conv2d on checked arguments, with `epi` applied inside the implicit GEMM
+/// where it runs the product whole (the bool says whether it was).
+fn conv2d_then(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    g: &ConvGeom,
+    epi: Option<&EvalBn<'_>>,
+) -> Result<(Tensor, bool)> {
+    let g = *g;
     let y = if g.uses_gemm() {
         let w2 = g.weight_matrix(w)?;
-        if let Some(y) = super::conv_implicit::forward(x, &w2, &g)? {
-            return with_bias(y, b, &g);
+        if let Some((y, fused)) = super::conv_implicit::forward(x, &w2, &g, epi)? {
+            return Ok((with_bias(y, b, &g)?, fused));
         }
         by_chunks(&g, x.gpu(), &[x], |gc, parts| {
             let cols = im2col(gc, parts[0])?;
@@ -293,7 +404,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, cfg: Conv2dConfig) -> 
         )?;
         y
     };
-    with_bias(y, b, &g)
+    Ok((with_bias(y, b, &g)?, false))
 }
 
 fn with_bias(y: Tensor, b: Option<&Tensor>, g: &ConvGeom) -> Result<Tensor> {

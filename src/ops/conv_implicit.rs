@@ -9,8 +9,8 @@
 
 use std::cell::Cell;
 
-use super::conv::ConvGeom;
-use super::matmul::{MatmulDims, MatmulKernel, StridedB, choose, implicit_gemm};
+use super::conv::{BnPost, ConvGeom, EvalBn};
+use super::matmul::{MatmulDims, MatmulKernel, StridedB, choose, implicit_gemm, splits_k};
 use crate::error::Result;
 use crate::gpu::{Binding, KernelSpec};
 use crate::tensor::Tensor;
@@ -132,9 +132,23 @@ fn stage_x(x: &Tensor) -> Result<Option<wgpu::TextureView>> {
     super::stage_texels(x, X_SLOT, wgpu::TextureFormat::R32Float, x.numel())
 }
 
-/// y [N, OC, OH, OW] = conv(x, w) with `w2` the weight as [OC, klen_padded];
-/// None where the implicit GEMM does not apply (the caller runs im2col).
-pub(super) fn forward(x: &Tensor, w2: &Tensor, g: &ConvGeom) -> Result<Option<Tensor>> {
+/// The epilogue's bindings (8-11 of the shader) for launches without one: the
+/// layout has them whatever the pipeline constants say; `t`, a tensor the
+/// launch does not write, stands in.
+fn stand_ins(t: &Tensor) -> [Binding<'_>; 4] {
+    [8, 9, 10, 11].map(|slot| t.binding().at(slot))
+}
+
+/// y [N, OC, OH, OW] = conv(x, w) with `w2` the weight as [OC, klen_padded],
+/// and `epi` applied as y is stored where the product runs whole (the bool
+/// says whether it was; a product split over k runs plain). None where the
+/// implicit GEMM does not apply (the caller runs im2col).
+pub(super) fn forward(
+    x: &Tensor,
+    w2: &Tensor,
+    g: &ConvGeom,
+    epi: Option<&EvalBn<'_>>,
+) -> Result<Option<(Tensor, bool)>> {
     let klen_p = w2.shape()[1];
     // Per image: y^T [OHW, OC] = columns [OHW, klen_p] @ W^T.
     let d = MatmulDims {
@@ -148,6 +162,7 @@ pub(super) fn forward(x: &Tensor, w2: &Tensor, g: &ConvGeom) -> Result<Option<Te
     if !applies(x, g, &d) {
         return Ok(None);
     }
+    let epi = epi.filter(|_| !splits_k(x.gpu(), &d));
     let Some(xv) = stage_x(x)? else {
         return Ok(None);
     };
@@ -159,16 +174,31 @@ pub(super) fn forward(x: &Tensor, w2: &Tensor, g: &ConvGeom) -> Result<Option<Te
         cs: klen_p,
         bs: 0,
     };
-    let x_arg = Binding::texture(&xv).at(7);
-    implicit_gemm(
-        &d,
-        &w_t,
-        Window::of(g).kernel(Mode::Forward),
-        &[x_arg],
-        None,
-    )?
-    .map(|y| y.reshape(&g.out_shape()))
-    .transpose()
+    let stats = epi
+        .map(|e| super::norm::eval_stats(e.running, e.eps))
+        .transpose()?;
+    let mut spec = Window::of(g).kernel(Mode::Forward);
+    let mut args = vec![Binding::texture(&xv).at(7)];
+    match (epi, &stats) {
+        (Some(e), Some(stats)) => {
+            let residual = e.post.residual();
+            spec = spec
+                .with("EPI_BN", 1.0)
+                .with("EPI_RESIDUAL", residual.is_some() as u8 as f64)
+                .with("EPI_RELU", !matches!(e.post, BnPost::None) as u8 as f64);
+            args.extend([
+                stats.binding().at(8),
+                e.affine.0.binding().at(9),
+                e.affine.1.binding().at(10),
+                residual.unwrap_or(stats).binding().at(11),
+            ]);
+        }
+        _ => args.extend(stand_ins(w2)),
+    }
+    let fused = epi.is_some();
+    implicit_gemm(&d, &w_t, spec, &args, None)?
+        .map(|y| Ok((y.reshape(&g.out_shape())?, fused)))
+        .transpose()
 }
 
 /// dW [OC, C * KH * KW] from dy [N, OC, OH, OW] and x; None where the
@@ -202,7 +232,8 @@ pub(super) fn weight_grad(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<Optio
     };
     let x_arg = Binding::texture(&xv).at(7);
     let spec = Window::of(g).kernel(Mode::WeightGrad);
-    implicit_gemm(&d, &dy_rows, spec, &[x_arg], None)
+    let [s8, s9, s10, s11] = stand_ins(dy);
+    implicit_gemm(&d, &dy_rows, spec, &[x_arg, s8, s9, s10, s11], None)
 }
 
 /// One class of input pixels (iy % SH, ix % SW) = `at` of a strided
@@ -348,7 +379,9 @@ pub(super) fn input_grad_strided(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Resul
             dx: (g.h, g.w),
         };
         let spec = class.window(g).kernel(mode);
-        if implicit_gemm(&class.dims(g), &b, spec, &[dy_arg], Some(&dx))?.is_none() {
+        let mut args = vec![dy_arg];
+        args.extend(stand_ins(&sub));
+        if implicit_gemm(&class.dims(g), &b, spec, &args, Some(&dx))?.is_none() {
             // A sub-kernel too large for a texture: the caller computes dx
             // afresh (this one is dropped).
             return Ok(None);

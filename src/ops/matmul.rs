@@ -599,8 +599,8 @@ pub(crate) fn implicit_gemm(
     const NAME: &str = "matmul";
     let gpu = b.t.gpu();
     let (tiles_m, tiles_n) = (d.m.div_ceil(64), d.n.div_ceil(64));
-    let split = if d.batch == 1 && into.is_none() {
-        split_k(gpu, tiles_m * tiles_n, d.k)
+    let split = if into.is_none() {
+        implicit_split(gpu, d)
     } else {
         1
     };
@@ -655,6 +655,21 @@ pub(crate) fn implicit_gemm(
     )?;
     finish_split(&target, &out, split)?;
     Ok(Some(out))
+}
+
+/// How many chunks of k `implicit_gemm` splits a product into (when it
+/// writes a fresh tensor): single-batch products with few tiles and long k.
+fn implicit_split(gpu: &Gpu, d: &MatmulDims) -> usize {
+    if d.batch != 1 {
+        return 1;
+    }
+    split_k(gpu, d.m.div_ceil(64) * d.n.div_ceil(64), d.k)
+}
+
+/// Whether `implicit_gemm` splits `d` over k (and so sums partial products
+/// after its kernel: an epilogue in the kernel would see partial sums).
+pub(crate) fn splits_k(gpu: &Gpu, d: &MatmulDims) -> bool {
+    implicit_split(gpu, d) > 1
 }
 
 /// Sums the partial products of a split-K launch into `out`.

@@ -241,11 +241,7 @@ fn batch_norm_act(
         ];
         launch(Kernel::plain("stats_combine", true), &p, &stats, &ins, c)?;
     } else {
-        let ins = [
-            (Slot::RunningMean, running_mean),
-            (Slot::RunningVar, running_var),
-        ];
-        launch(Kernel::plain("stats_eval", false), &p, &stats, &ins, c)?;
+        eval_stats_into(&stats, &p, running)?;
     }
     let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
     // The apply kernels' layout has the residual's binding whether or not a
@@ -278,6 +274,24 @@ fn batch_norm_act(
             act,
         },
     ))
+}
+
+/// (mean, 1/sqrt(var + eps)) per channel from the running statistics, [C, 2]:
+/// what batch norm in eval mode applies (and a convolution's epilogue).
+pub(crate) fn eval_stats(running: (&Tensor, &Tensor), eps: f32) -> Result<Tensor> {
+    let c = running.0.numel();
+    let stats = Tensor::empty(running.0.gpu(), &[c, 2], DType::F32)?;
+    eval_stats_into(&stats, &params(1, c, 1, eps, 0.0)?, running)?;
+    Ok(stats)
+}
+
+fn eval_stats_into(stats: &Tensor, p: &NormParams, running: (&Tensor, &Tensor)) -> Result<()> {
+    let ins = [
+        (Slot::RunningMean, running.0),
+        (Slot::RunningVar, running.1),
+    ];
+    let c = p.c as usize;
+    launch(Kernel::plain("stats_eval", false), p, stats, &ins, c)
 }
 
 /// Returns (dx, dgamma, dbeta).
