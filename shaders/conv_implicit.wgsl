@@ -119,50 +119,10 @@ fn cv_c_index(bi: u32, r: u32, col: u32) -> u32 {
 // store16 through cv_c_index. A copy of its loop on purpose: sharing the
 // loop by handing it an array of row offsets made llvmpipe index private
 // memory lane by lane, and the stores 4x slower (a batch-1 forward, where
-// they weigh most, lost a third).
+// they weigh most, lost a third). With EPI_BN each value goes through the
+// epilogue on its way.
 fn cv_store16(t: Tile16, acc: array<vec4<f32>, 16>) {
-    if EPI_BN {
-        cv_store16_bn(t, acc);
-        return;
-    }
-    for (var i = 0u; i < 16u; i++) {
-        let r = t.r0 + i;
-        if r >= p.m {
-            break;
-        }
-        for (var q = 0u; q < 4u; q++) {
-            if t.c0 + q < p.n {
-                put(cv_c_index(t.bi, r, t.c0 + q), acc[i][q]);
-            }
-        }
-    }
-}
-
-// The value an output channel's batch norm (and residual, ReLU) makes of v,
-// as norm.wgsl's apply does it (put's alpha * v first; beta is 0 here).
-fn bn_epilogue(v: f32, idx: u32, mean: f32, inv: f32, g: f32, b: f32) -> f32 {
-    var y = (p.alpha * v - mean) * inv * g + b;
-    if EPI_RESIDUAL {
-        y += epi_res[idx];
-    }
-    if EPI_RELU {
-        y = select(max(y, 0.0), y, is_nan(y));
-    }
-    return y;
-}
-
-// cv_store16 through bn_epilogue, the lane's 4 channels' statistics and
-// affine parameters read once (channels past n clamp to the last: unused).
-fn cv_store16_bn(t: Tile16, acc: array<vec4<f32>, 16>) {
-    let last = p.n - 1u;
-    let ch = vec4<u32>(min(t.c0, last), min(t.c0 + 1u, last), min(t.c0 + 2u, last),
-                       min(t.c0 + 3u, last));
-    let mean = vec4<f32>(epi_stats[2u * ch.x], epi_stats[2u * ch.y], epi_stats[2u * ch.z],
-                         epi_stats[2u * ch.w]);
-    let inv = vec4<f32>(epi_stats[2u * ch.x + 1u], epi_stats[2u * ch.y + 1u],
-                        epi_stats[2u * ch.z + 1u], epi_stats[2u * ch.w + 1u]);
-    let g = vec4<f32>(epi_gamma[ch.x], epi_gamma[ch.y], epi_gamma[ch.z], epi_gamma[ch.w]);
-    let b = vec4<f32>(epi_beta[ch.x], epi_beta[ch.y], epi_beta[ch.z], epi_beta[ch.w]);
+    let bn = epilogue_of(t);
     for (var i = 0u; i < 16u; i++) {
         let r = t.r0 + i;
         if r >= p.m {
@@ -171,10 +131,52 @@ fn cv_store16_bn(t: Tile16, acc: array<vec4<f32>, 16>) {
         for (var q = 0u; q < 4u; q++) {
             if t.c0 + q < p.n {
                 let idx = cv_c_index(t.bi, r, t.c0 + q);
-                c[idx] = bn_epilogue(acc[i][q], idx, mean[q], inv[q], g[q], b[q]);
+                if EPI_BN {
+                    c[idx] = bn_epilogue(acc[i][q], idx, bn, q);
+                } else {
+                    put(idx, acc[i][q]);
+                }
             }
         }
     }
+}
+
+// A lane's 4 output channels' (mean, 1/std, gamma, beta) for the epilogue,
+// read once (channels past n clamp to the last: unused); zeros without it.
+struct Epilogue {
+    mean: vec4<f32>,
+    inv: vec4<f32>,
+    g: vec4<f32>,
+    b: vec4<f32>,
+}
+
+fn epilogue_of(t: Tile16) -> Epilogue {
+    var e = Epilogue(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if EPI_BN {
+        let last = p.n - 1u;
+        let ch = vec4<u32>(min(t.c0, last), min(t.c0 + 1u, last), min(t.c0 + 2u, last),
+                           min(t.c0 + 3u, last));
+        e.mean = vec4<f32>(epi_stats[2u * ch.x], epi_stats[2u * ch.y], epi_stats[2u * ch.z],
+                           epi_stats[2u * ch.w]);
+        e.inv = vec4<f32>(epi_stats[2u * ch.x + 1u], epi_stats[2u * ch.y + 1u],
+                          epi_stats[2u * ch.z + 1u], epi_stats[2u * ch.w + 1u]);
+        e.g = vec4<f32>(epi_gamma[ch.x], epi_gamma[ch.y], epi_gamma[ch.z], epi_gamma[ch.w]);
+        e.b = vec4<f32>(epi_beta[ch.x], epi_beta[ch.y], epi_beta[ch.z], epi_beta[ch.w]);
+    }
+    return e;
+}
+
+// What channel q of the lane's epilogue makes of v (at C's index idx), as
+// norm.wgsl's apply does it (put's alpha * v first; beta is 0 here).
+fn bn_epilogue(v: f32, idx: u32, e: Epilogue, q: u32) -> f32 {
+    var y = (p.alpha * v - e.mean[q]) * e.inv[q] * e.g[q] + e.b[q];
+    if EPI_RESIDUAL {
+        y += epi_res[idx];
+    }
+    if EPI_RELU {
+        y = select(max(y, 0.0), y, is_nan(y));
+    }
+    return y;
 }
 
 // The side of a lane's row of op(A).
