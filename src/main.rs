@@ -420,11 +420,18 @@ fn dispatch(cli: Cli) -> Result<()> {
                     println!("{}", r.to_row());
                 }
             };
-            run_kernels(&gpu, &opts, &mut print)?;
-            run_train_steps(&gpu, &opts, &mut print)?;
-            run_kd_step(&gpu, &opts, &mut print)?;
-            run_inference(&gpu, &opts, &mut print)?;
-            Ok(())
+            let cases = run_kernels(&gpu, &opts, &mut print)?.len()
+                + run_train_steps(&gpu, &opts, &mut print)?.len()
+                + run_kd_step(&gpu, &opts, &mut print)?.len()
+                + run_inference(&gpu, &opts, &mut print)?.len();
+            match opts.filter {
+                Some(f) if cases == 0 => Err(condenser::Error::Config(format!(
+                    "no bench case's name contains {f:?}: names begin with matmul_, \
+                     conv3x3_, softmax_, add_, sum_, max_cols_, train_step_, kd_step_ \
+                     or infer_ (run without --filter to see them all)"
+                ))),
+                _ => Ok(()),
+            }
         }
         Cmd::Data {
             cmd: DataCmd::Show { data, out, count },

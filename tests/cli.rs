@@ -367,6 +367,11 @@ fn hostile_inputs_get_clear_errors_not_panics_or_hangs() {
     }
     let cases: Vec<Case> = vec![
         (vec!["data", "show", "--limit", "0"], vec![], "--limit = 0"),
+        (
+            vec!["bench", "--filter", "no_such_case"],
+            vec![],
+            "no bench case's name contains \"no_such_case\"",
+        ),
         (vec!["data", "show", "--count", "0"], vec![], "--count = 0"),
         (
             vec!["data", "show", "--data", "shapes", "--size", "100000"],
