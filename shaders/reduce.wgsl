@@ -158,27 +158,33 @@ fn max4(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
 // through its own (strided partials made this pass slower than the scalar
 // one). `base` is where t's row starts, in vec4s.
 struct Run {
+    // The partial: the invocation's global index.
+    t: u32,
     base: u32,
     start: u32,
     stop: u32,
+    // Whether partial t exists (invocations past the last have no run).
+    live: bool,
 }
 
-fn run_of(t: u32) -> Run {
+// The run of the invocation at (wid, li).
+fn run_at(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> Run {
+    let t = linear_wg(wid, nwg) * WG + li;
     let n4 = p.n / 4u;
     let run = (n4 + p.groups - 1u) / p.groups;
     let start = (t % p.groups) * run;
-    return Run((t / p.groups) * n4, start, min(start + run, n4));
+    return Run(t, (t / p.groups) * n4, start, min(start + run, n4), t < p.outer * p.groups);
 }
 
 @compute @workgroup_size(64)
 fn reduce4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let t = linear_wg(wid, nwg) * WG + li;
-    if t >= p.outer * p.groups {
+    let r = run_at(wid, nwg, li);
+    if !r.live {
         return;
     }
+    let t = r.t;
     let n4 = p.n / 4u;
-    let r = run_of(t);
     let base = r.base;
     let start = r.start;
     let stop = r.stop;

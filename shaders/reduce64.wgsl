@@ -68,12 +68,12 @@ fn reduce_cols8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(64)
 fn reduce8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let t = linear_wg(wid, nwg) * WG + li;
-    if t >= p.outer * p.groups {
+    let r = run_at(wid, nwg, li);
+    if !r.live {
         return;
     }
+    let t = r.t;
     let n4 = p.n / 4u;
-    let r = run_of(t);
     // base is even, as n4 is.
     let base = r.base;
     let start = r.start;

@@ -341,8 +341,7 @@ pub fn conv2d_bn_eval(
     eps: f32,
     post: conv::BnPost<&Var>,
 ) -> Result<Var> {
-    let inputs = [x, w, gamma, beta].into_iter().chain(post.residual());
-    if super::is_grad_enabled() && inputs.into_iter().any(Var::requires_grad) {
+    if super::needs_grad([x, w, gamma, beta].into_iter().chain(post.residual())) {
         return Err(Error::Config(
             "conv2d_bn_eval has no backward, and an input needs a gradient: \
              run conv2d then batch_norm, or the forward under no_grad"

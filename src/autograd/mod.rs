@@ -27,6 +27,12 @@ pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
 }
 
+/// Whether an op on `inputs` records a graph now: recording is on and some
+/// input needs a gradient.
+pub fn needs_grad<'a>(inputs: impl IntoIterator<Item = &'a Var>) -> bool {
+    is_grad_enabled() && inputs.into_iter().any(Var::requires_grad)
+}
+
 /// Turns gradient recording off until the guard is dropped.
 pub struct NoGradGuard {
     prev: bool,
@@ -99,7 +105,7 @@ impl Var {
         parents: Vec<Var>,
         backward: BackwardFn,
     ) -> Var {
-        let needs = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
+        let needs = needs_grad(&parents);
         Var(Rc::new(VarInner {
             value,
             grad: RefCell::new(None),

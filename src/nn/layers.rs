@@ -218,12 +218,8 @@ pub fn conv_bn(
     train: bool,
 ) -> Result<Var> {
     let inputs = [x, &conv.weight, &bn.weight, &bn.bias];
-    let needs_grad = crate::autograd::is_grad_enabled()
-        && inputs
-            .into_iter()
-            .chain(post.residual())
-            .any(Var::requires_grad);
-    if !train && !needs_grad && conv.bias.is_none() {
+    let frozen = !crate::autograd::needs_grad(inputs.into_iter().chain(post.residual()));
+    if !train && frozen && conv.bias.is_none() {
         return F::conv2d_bn_eval(
             x,
             &conv.weight,
