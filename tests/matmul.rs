@@ -445,3 +445,124 @@ fn transposed_c_is_the_product_transposed_per_batch() {
         }
     }
 }
+
+#[test]
+fn packed_weights_are_reused_only_while_their_buffer_is_unchanged() {
+    // The texture kernel keeps op(B) packed while B's buffer is unchanged (a
+    // frozen weight). Every way a buffer can change must make it pack again:
+    // an upload, a kernel writing it in place, a copy into it, and the pool
+    // handing the same wgpu buffer to a new tensor. The oracle is the
+    // subgroup kernel, which reads B from its buffer and sums in the same
+    // order (bit-identical, see above): a stale texture shows as other bits.
+    let g = gpu();
+    if g.subgroup_size() != Some(8) {
+        eprintln!("skipped: this adapter has no fixed 8-wide subgroups");
+        return;
+    }
+    g.set_pack_budget(64 << 20);
+    let (m, n, k) = (37, 24, 40);
+    let a = Tensor::rand_uniform(&g, &[m, k], -1.0, 1.0, 1).unwrap();
+    let check = |b: &Tensor, what: &str| {
+        let want = product_bits(&a, b, false, true, MatmulKernel::CpuSubgroup);
+        let got = product_bits(&a, b, false, true, MatmulKernel::CpuTexture);
+        let wrong = got.iter().zip(&want).filter(|(x, y)| x != y).count();
+        assert_eq!(wrong, 0, "after {what}: elements differ");
+    };
+    let stats = || g.pack_stats();
+    let mut b = Tensor::rand_uniform(&g, &[n, k], -1.0, 1.0, 2).unwrap();
+    check(&b, "a first pack (scratch)");
+    check(&b, "a second pack (kept)");
+    assert_eq!((stats().fills, stats().hits), (1, 0), "{:?}", stats());
+    check(&b, "a third product (reused)");
+    assert_eq!(stats().hits, 1, "the kept texture is reused: {:?}", stats());
+    // A view of the same buffer with the same contents may reuse it.
+    check(&b.reshape(&[n, k]).unwrap(), "a reshape");
+    assert_eq!(stats().hits, 2, "{:?}", stats());
+
+    let mut hits = stats().hits;
+    let mut changed = |b: &Tensor, what: &str| {
+        // Three products: the first must pack the new contents, the second
+        // keeps them, the third reuses them; all three right.
+        for _ in 0..3 {
+            check(b, what);
+        }
+        assert_eq!(stats().hits, hits + 1, "after {what}: {:?}", stats());
+        hits += 1;
+    };
+    let v = rand_vec(n * k, 3);
+    g.write_buffer(b.buffer(), bytemuck::cast_slice(&v))
+        .unwrap();
+    changed(&b, "an upload into B");
+    condenser::ops::elementwise::fill(&b, 0.25).unwrap();
+    changed(&b, "a kernel filling B in place");
+    let x = Tensor::rand_uniform(&g, &[n, 8], -1.0, 1.0, 4).unwrap();
+    let y = Tensor::rand_uniform(&g, &[8, k], -1.0, 1.0, 5).unwrap();
+    let acc = Gemm {
+        beta: 1.0,
+        c: Some(&b),
+        ..Gemm::default()
+    };
+    gemm(&x, &y, acc).unwrap();
+    changed(&b, "a product accumulated into B");
+    let empty = |r, c| Tensor::zeros(&g, &[r, c]).unwrap();
+    let zero_k = Gemm {
+        beta: 0.5,
+        c: Some(&b),
+        ..Gemm::default()
+    };
+    gemm(&empty(n, 0), &empty(0, k), zero_k).unwrap();
+    changed(&b, "an empty product copied into B");
+    for seed in 6..9 {
+        // The pool hands the freed buffer to the next tensor of its size.
+        let reuses = g.pool_stats().reuses;
+        drop(b);
+        b = Tensor::rand_uniform(&g, &[n, k], -1.0, 1.0, seed).unwrap();
+        assert!(g.pool_stats().reuses > reuses, "the pool recycled a buffer");
+        changed(&b, "the pool recycling B's buffer");
+    }
+    // Turned off, the kernel packs into scratch every time.
+    g.set_pack_budget(0);
+    let before = stats();
+    for _ in 0..3 {
+        check(&b, "with the cache off");
+    }
+    let after = stats();
+    assert_eq!(
+        (after.fills, after.hits, after.bytes),
+        (before.fills, before.hits, 0)
+    );
+    g.set_pack_budget(64 << 20);
+}
+
+#[test]
+fn packed_weights_stay_within_the_cache_budget() {
+    // Room for one packed texture: two weights used in turn evict each other
+    // (least recently used first), and every product stays right.
+    let g = gpu();
+    if g.subgroup_size() != Some(8) {
+        eprintln!("skipped: this adapter has no fixed 8-wide subgroups");
+        return;
+    }
+    let (m, n, k) = (20, 16, 36);
+    let a = Tensor::rand_uniform(&g, &[m, k], -1.0, 1.0, 11).unwrap();
+    let ws: Vec<Tensor> = (0..2)
+        .map(|i| Tensor::rand_uniform(&g, &[n, k], -1.0, 1.0, 12 + i).unwrap())
+        .collect();
+    // One texture row of rgba32float texels.
+    let one = g.scratch_width() as u64 * 16;
+    g.set_pack_budget(one);
+    for round in 0..4 {
+        for w in &ws {
+            let want = product_bits(&a, w, false, true, MatmulKernel::CpuSubgroup);
+            let got = product_bits(&a, w, false, true, MatmulKernel::CpuTexture);
+            assert!(got == want, "round {round}: a product differs");
+            assert!(g.pack_stats().bytes <= one, "{:?}", g.pack_stats());
+        }
+    }
+    assert!(
+        g.pack_stats().fills >= 3,
+        "textures were made and evicted: {:?}",
+        g.pack_stats()
+    );
+    g.set_pack_budget(64 << 20);
+}

@@ -87,6 +87,41 @@ fn every_entry_point_has_its_workgroup_size_in_the_shader() {
     assert_eq!(losses["forward"].workgroup_size, [64, 1, 1]);
 }
 
+#[test]
+fn every_buffer_an_entry_point_writes_is_marked_writable() {
+    // The packed-operand cache trusts a buffer's contents until a launch
+    // binds it where the kernel may write: reflection must mark every
+    // storage buffer an entry point stores to (by naga's own use analysis,
+    // independent of the declared access reflection reads), and must not
+    // mark matmul's operands, or weights would never be kept.
+    let mut writes = 0;
+    for (name, _) in SHADERS {
+        let reflected = condenser::gpu::registry::reflect(name).unwrap();
+        let (module, info) = parse(name);
+        for (i, ep) in module.entry_points.iter().enumerate() {
+            let uses = info.get_entry_point(i);
+            for (h, g) in module.global_variables.iter() {
+                let Some(b) = &g.binding else { continue };
+                let stored = uses[h].contains(naga::valid::GlobalUse::WRITE)
+                    || uses[h].contains(naga::valid::GlobalUse::ATOMIC);
+                if b.group == 0 && matches!(g.space, naga::AddressSpace::Storage { .. }) && stored {
+                    writes += 1;
+                    assert!(
+                        reflected[&ep.name].may_write(b.binding),
+                        "{name}::{}: binding {} is written but not marked",
+                        ep.name,
+                        b.binding
+                    );
+                }
+            }
+        }
+    }
+    assert!(writes >= 40, "{writes}");
+    let mm = condenser::gpu::registry::reflect("matmul_texture").unwrap();
+    let pack = mm["mm_cpu_texture"];
+    assert!(pack.may_write(1) && !pack.may_write(2) && !pack.may_write(3));
+}
+
 fn parse(name: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = shader_source(name).unwrap();
     let module = naga::front::wgsl::parse_str(&src).unwrap();

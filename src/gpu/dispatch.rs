@@ -260,6 +260,9 @@ impl Gpu {
             next = slot + 1;
             let resource = match a.resource {
                 Resource::Buffer { buffer, bytes } => {
+                    if kernel.info.may_write(slot) {
+                        buffer.written();
+                    }
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: buffer.raw(),
                         offset: 0,
@@ -412,6 +415,7 @@ impl Gpu {
             &padded
         };
         self.inner.queue.write_buffer(dst.raw(), 0, bytes);
+        dst.written();
         Ok(())
     }
 
@@ -423,6 +427,7 @@ impl Gpu {
         let mut batch = self.inner.batch.borrow_mut();
         let enc = self.encoder(&mut batch);
         enc.clear_buffer(dst.raw(), 0, Some(bytes.div_ceil(4) * 4));
+        dst.written();
         Ok(())
     }
 
@@ -440,6 +445,7 @@ impl Gpu {
         let mut batch = self.inner.batch.borrow_mut();
         let enc = self.encoder(&mut batch);
         enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes.div_ceil(4) * 4);
+        dst.written();
         drop(batch);
         self.wall_end(t0, "copy_buffer")
     }

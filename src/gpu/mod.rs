@@ -18,6 +18,8 @@ pub use adapter::AdapterClass;
 pub use dispatch::{Binding, Resource};
 pub use pool::{PoolStats, PooledBuffer};
 pub use registry::KernelSpec;
+pub use textures::PackStats;
+pub(crate) use textures::{PackKey, Packing};
 pub use timing::KernelTime;
 
 use crate::error::{Error, Result};
@@ -41,6 +43,7 @@ pub(crate) struct Inner {
     batch: RefCell<dispatch::Batch>,
     profiler: RefCell<Option<timing::Profiler>>,
     scratch: RefCell<textures::Scratch>,
+    packed: RefCell<textures::Packed>,
     tuner: RefCell<autotune::Tuner>,
     /// Errors wgpu reports outside any error scope (validation at submit, device
     /// lost). Checked at every submit and sync, so none is swallowed.
@@ -107,6 +110,7 @@ impl Gpu {
                 batch: RefCell::new(batch),
                 profiler: RefCell::new(None),
                 scratch: RefCell::new(textures::Scratch::default()),
+                packed: RefCell::new(textures::Packed::default()),
                 tuner: RefCell::new(tuner),
                 uncaptured,
             }),
@@ -166,11 +170,14 @@ impl Gpu {
     pub fn pool_stats(&self) -> PoolStats {
         self.inner.pool.stats()
     }
-    /// Frees the pool's idle buffers and the scratch textures (made again
-    /// when next needed).
+    /// Frees the pool's idle buffers, the scratch textures and the packed
+    /// operands (made again when next needed).
     pub fn pool_trim(&self) {
         self.inner.pool.trim();
         self.inner.scratch.borrow_mut().clear();
+        let mut packed = self.inner.packed.borrow_mut();
+        let budget = packed.budget();
+        packed.reset(budget);
     }
     pub fn pool_reset_peak(&self) {
         self.inner.pool.reset_peak()
@@ -234,6 +241,34 @@ impl Gpu {
             .scratch
             .borrow_mut()
             .get(&self.inner.device, slot, format, height)
+    }
+
+    /// Where to pack operand `key` whose buffer holds contents `content`
+    /// into a texture of `format`, `height` rows: a kept texture that holds
+    /// it already, a new one to keep, or scratch (see `textures::Packed`).
+    pub(crate) fn packed(
+        &self,
+        key: PackKey,
+        content: u64,
+        format: wgpu::TextureFormat,
+        height: u32,
+    ) -> Packing {
+        self.inner
+            .packed
+            .borrow_mut()
+            .lookup(&self.inner.device, key, content, format, height)
+    }
+
+    /// The packed-operand cache's counters (hits save a pack launch).
+    pub fn pack_stats(&self) -> PackStats {
+        self.inner.packed.borrow().stats()
+    }
+
+    /// Empties the packed-operand cache and bounds its textures to `bytes`
+    /// (0 turns it off): tests compare with and without it.
+    #[doc(hidden)]
+    pub fn set_pack_budget(&self, bytes: u64) {
+        self.inner.packed.borrow_mut().reset(bytes);
     }
 
     pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {

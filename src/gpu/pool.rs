@@ -4,9 +4,10 @@
 //! Classes are powers of two split in four steps (1, 1.25, 1.5, 1.75 x 2^k), so at
 //! most a quarter of a buffer is slack.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Smallest buffer handed out; also keeps every binding a multiple of 16 bytes.
 const MIN_CLASS: u64 = 256;
@@ -41,19 +42,49 @@ pub(crate) struct PoolState {
     stats: PoolStats,
 }
 
+/// Where content stamps come from: one counter for the process, so that a
+/// stamp names one state of one buffer for good (never reused by another
+/// buffer, another device or a later write).
+static STAMPS: AtomicU64 = AtomicU64::new(1);
+
+fn next_stamp() -> u64 {
+    STAMPS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A buffer from the pool. Dropping it returns the buffer to its free list.
 pub struct PooledBuffer {
     buffer: Option<wgpu::Buffer>,
     class: u64,
     pool: Weak<RefCell<PoolState>>,
+    /// This handle's own stamp (a recycled wgpu buffer gets a new one).
+    id: u64,
+    /// Changed by every write recorded into the buffer (see `Gpu`'s launch,
+    /// upload, copy and clear paths, the only code that can reach the raw
+    /// buffer): equal stamps mean equal contents in stream order.
+    content: Cell<u64>,
 }
 
 impl PooledBuffer {
-    pub fn raw(&self) -> &wgpu::Buffer {
+    /// The wgpu buffer; only the gpu module may touch it, so that every write
+    /// goes through a path that calls `written`.
+    pub(super) fn raw(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("buffer present until drop")
     }
     pub fn capacity(&self) -> u64 {
         self.class
+    }
+    /// Which buffer this is, for as long as it lives.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+    /// A stamp of the contents: it changes whenever a write into the buffer
+    /// is recorded, and no other buffer state ever has it.
+    pub(crate) fn content(&self) -> u64 {
+        self.content.get()
+    }
+    /// Records that a write into the buffer was recorded (new contents).
+    pub(super) fn written(&self) {
+        self.content.set(next_stamp());
     }
 }
 
@@ -108,6 +139,8 @@ impl Pool {
             buffer: Some(buffer),
             class,
             pool: Rc::downgrade(&self.state),
+            id: next_stamp(),
+            content: Cell::new(next_stamp()),
         }
     }
 

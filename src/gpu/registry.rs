@@ -147,9 +147,28 @@ pub struct EntryInfo {
     pub workgroup_size: [u32; 3],
     /// Whether it reads the parameter block at binding 0 (bound only if so).
     pub reads_params: bool,
+    /// Bit b set: binding b is a storage buffer declared `read_write`, so a
+    /// launch may change the buffer bound there (bindings past 63 count as
+    /// written). What the packed-operand cache's stamps rest on.
+    pub writes: u64,
 }
 
 impl EntryInfo {
+    /// What is assumed of an entry point reflection did not find: it reads
+    /// its parameters and may write every binding.
+    pub(crate) fn unknown() -> Self {
+        EntryInfo {
+            workgroup_size: [1, 1, 1],
+            reads_params: true,
+            writes: u64::MAX,
+        }
+    }
+
+    /// Whether a launch may write the buffer bound at `slot`.
+    pub fn may_write(&self, slot: u32) -> bool {
+        slot >= 64 || self.writes & (1 << slot) != 0
+    }
+
     /// Invocations per workgroup.
     pub fn invocations(&self) -> u64 {
         self.workgroup_size.iter().map(|&v| v as u64).product()
@@ -174,6 +193,7 @@ pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
     )
     .validate(&module)
     .map_err(|e| bad(e.emit_to_string(&src)))?;
+    let writes = writable_bindings(&module);
     let params = module.global_variables.iter().find_map(|(h, g)| {
         g.binding
             .as_ref()
@@ -189,10 +209,31 @@ pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
             let e = EntryInfo {
                 workgroup_size: ep.workgroup_size,
                 reads_params,
+                writes,
             };
             (ep.name.clone(), e)
         })
         .collect())
+}
+
+/// The bindings of group 0 declared as writable storage buffers, as a mask
+/// (by declaration, for every entry point of the module: an entry that does
+/// not store through one only costs a needless stamp).
+fn writable_bindings(module: &naga::Module) -> u64 {
+    let mut mask = 0u64;
+    for (_, g) in module.global_variables.iter() {
+        let (Some(b), naga::AddressSpace::Storage { access }) = (&g.binding, g.space) else {
+            continue;
+        };
+        if b.group == 0 && access.contains(naga::StorageAccess::STORE) {
+            mask |= if b.binding < 64 {
+                1 << b.binding
+            } else {
+                u64::MAX
+            };
+        }
+    }
+    mask
 }
 
 pub(crate) struct Registry {
@@ -287,10 +328,10 @@ impl Registry {
         }
         let (module, entries) = &self.modules[spec.file];
         // A missing entry point is reported by the pipeline's error scope below.
-        let info = entries.get(spec.entry).copied().unwrap_or(EntryInfo {
-            workgroup_size: [1, 1, 1],
-            reads_params: true,
-        });
+        let info = entries
+            .get(spec.entry)
+            .copied()
+            .unwrap_or_else(EntryInfo::unknown);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&key),
             layout: None,

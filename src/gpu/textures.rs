@@ -42,24 +42,221 @@ impl Scratch {
         {
             return (t.clone(), v.clone());
         }
-        let texture = device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("condenser.scratch"),
-            size: wgpu::Extent3d {
-                width: scratch_width(&device.limits()),
-                height: height.max(1),
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING
-                | wgpu::TextureUsages::STORAGE_BINDING
-                | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let (texture, view) = create(device, format, height, "condenser.scratch");
         self.slots[slot] = Some((texture.clone(), view.clone()));
         (texture, view)
     }
+}
+
+/// A texture `scratch_width` wide and at least one row high, usable as a
+/// storage texture, a sampled one and a copy target, and its view.
+fn create(
+    device: &wgpu::Device,
+    format: wgpu::TextureFormat,
+    height: u32,
+    label: &str,
+) -> (wgpu::Texture, wgpu::TextureView) {
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d {
+            width: scratch_width(&device.limits()),
+            height: height.max(1),
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING
+            | wgpu::TextureUsages::STORAGE_BINDING
+            | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+    (texture, view)
+}
+
+/// How many buffers the packed-operand cache remembers (with or without a
+/// texture) before it forgets the least recently used half.
+const MAX_PACK_ENTRIES: usize = 4096;
+/// The default bound on the packed-operand cache's textures, in bytes.
+pub(crate) const PACK_BUDGET: u64 = 256 << 20;
+
+/// Which operand a packed texture holds and how it was laid out: the buffer
+/// (`PooledBuffer::id`), the kernel that packs it and that kernel's layout
+/// parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PackKey {
+    pub buffer: u64,
+    pub kind: &'static str,
+    pub layout: [u64; 6],
+}
+
+struct PackEntry {
+    /// The buffer's content stamp the entry describes.
+    content: u64,
+    /// The packed texture, made at the second sighting of the same contents.
+    texture: Option<(wgpu::Texture, wgpu::TextureView)>,
+    bytes: u64,
+    used: u64,
+}
+
+/// What `Packed::lookup` tells the caller to do.
+pub(crate) enum Packing {
+    /// The texture already holds these contents packed so: bind it.
+    Reuse(wgpu::TextureView),
+    /// Pack into this texture (it is kept for the next lookups).
+    Fill(wgpu::TextureView),
+    /// Pack into a scratch texture as usual.
+    Scratch,
+}
+
+/// Counters of the packed-operand cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackStats {
+    /// Lookups answered by a kept texture (a pack launch saved).
+    pub hits: u64,
+    /// Textures made and packed to be kept.
+    pub fills: u64,
+    /// Bytes of kept textures now.
+    pub bytes: u64,
+}
+
+/// Operands packed into textures and kept while their buffer is unchanged:
+/// a frozen model's weights are packed once, not at every forward. Contents
+/// are known by the buffer's stamp (`PooledBuffer::content`), which every
+/// recorded write changes, so a kept texture is never bound for contents it
+/// does not hold. A texture is made only when the same contents are packed a
+/// second time (weights; activations are packed once), and textures are
+/// bounded in bytes, the least recently used dropped first.
+pub(crate) struct Packed {
+    entries: std::collections::HashMap<PackKey, PackEntry>,
+    budget: u64,
+    tick: u64,
+    stats: PackStats,
+}
+
+impl Default for Packed {
+    fn default() -> Self {
+        Packed {
+            entries: Default::default(),
+            budget: PACK_BUDGET,
+            tick: 0,
+            stats: PackStats::default(),
+        }
+    }
+}
+
+impl Packed {
+    /// What to do to pack `key` at content stamp `content` into a texture of
+    /// `format`, `height` rows high.
+    pub fn lookup(
+        &mut self,
+        device: &wgpu::Device,
+        key: PackKey,
+        content: u64,
+        format: wgpu::TextureFormat,
+        height: u32,
+    ) -> Packing {
+        self.tick += 1;
+        let tick = self.tick;
+        let bytes = texture_bytes(device, format, height);
+        let Some(e) = self.entries.get_mut(&key) else {
+            self.remember(key, content);
+            return Packing::Scratch;
+        };
+        e.used = tick;
+        if e.content != content {
+            // New contents: what was kept is stale for good.
+            self.stats.bytes -= e.bytes;
+            *e = PackEntry {
+                content,
+                texture: None,
+                bytes: 0,
+                used: tick,
+            };
+            return Packing::Scratch;
+        }
+        if let Some((_, view)) = &e.texture {
+            self.stats.hits += 1;
+            return Packing::Reuse(view.clone());
+        }
+        if bytes > self.budget {
+            return Packing::Scratch;
+        }
+        self.make_room(bytes);
+        let (texture, view) = create(device, format, height, "condenser.packed");
+        let e = self
+            .entries
+            .get_mut(&key)
+            .expect("make_room keeps the entry in use");
+        e.texture = Some((texture, view.clone()));
+        e.bytes = bytes;
+        self.stats.bytes += bytes;
+        self.stats.fills += 1;
+        Packing::Fill(view)
+    }
+
+    /// Notes a first sighting; forgets the least recently used half of the
+    /// entries when there are too many (activations come and go).
+    fn remember(&mut self, key: PackKey, content: u64) {
+        if self.entries.len() >= MAX_PACK_ENTRIES {
+            let mut ticks: Vec<u64> = self.entries.values().map(|e| e.used).collect();
+            ticks.sort_unstable();
+            let cut = ticks[ticks.len() / 2];
+            self.entries.retain(|_, e| e.used > cut);
+            self.stats.bytes = self.entries.values().map(|e| e.bytes).sum();
+        }
+        let used = self.tick;
+        self.entries.insert(
+            key,
+            PackEntry {
+                content,
+                texture: None,
+                bytes: 0,
+                used,
+            },
+        );
+    }
+
+    /// Drops the least recently used textures until `bytes` more fit the
+    /// budget (the entry being filled was just used, so it stays).
+    fn make_room(&mut self, bytes: u64) {
+        while self.stats.bytes + bytes > self.budget {
+            let Some(victim) = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.texture.is_some())
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                return;
+            };
+            let e = self.entries.get_mut(&victim).expect("found above");
+            self.stats.bytes -= e.bytes;
+            e.texture = None;
+            e.bytes = 0;
+        }
+    }
+
+    /// Drops every kept texture and sets the byte bound.
+    pub fn reset(&mut self, budget: u64) {
+        self.entries.clear();
+        self.stats.bytes = 0;
+        self.budget = budget;
+    }
+
+    pub fn stats(&self) -> PackStats {
+        self.stats
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+}
+
+/// The bytes of a texture `create` makes.
+fn texture_bytes(device: &wgpu::Device, format: wgpu::TextureFormat, height: u32) -> u64 {
+    let texel = format.block_copy_size(None).unwrap_or(16) as u64;
+    scratch_width(&device.limits()) as u64 * height.max(1) as u64 * texel
 }

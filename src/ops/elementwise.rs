@@ -280,7 +280,6 @@ pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {
     Ok(out)
 }
 
-/// Sets every element of `t` to `value`, in place.
 /// A new f32 tensor with every element `value`.
 pub fn full(gpu: &crate::Gpu, shape: &[usize], value: f32) -> Result<Tensor> {
     let t = Tensor::empty(gpu, shape, DType::F32)?;
@@ -288,6 +287,7 @@ pub fn full(gpu: &crate::Gpu, shape: &[usize], value: f32) -> Result<Tensor> {
     Ok(t)
 }
 
+/// Sets every element of `t` to `value`, in place.
 pub fn fill(t: &Tensor, value: f32) -> Result<()> {
     const NAME: &str = "elementwise::fill";
     t.expect_dtype(NAME, DType::F32)?;

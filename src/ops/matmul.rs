@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{stage_texels, texels_height, u32_of};
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterClass, Binding, Gpu, KernelSpec};
+use crate::gpu::{AdapterClass, Binding, Gpu, KernelSpec, PackKey, Packing};
 use crate::tensor::{DType, Tensor};
 
 /// The format of the matmul's scratch textures: 4 floats per texel.
@@ -563,7 +563,17 @@ fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<wgpu::TextureView
     let Some(height) = texels_height(gpu, texels) else {
         return Ok(None);
     };
-    let (_, view) = gpu.scratch_texture(0, RGBA, height);
+    let key = PackKey {
+        buffer: b.t.buffer().id(),
+        kind: "mm_pack_b",
+        layout: [b.batches, b.rows, b.rs, b.cs, b.bs, params.n as usize].map(|v| v as u64),
+    };
+    let view = match gpu.packed(key, b.t.buffer().content(), RGBA, height) {
+        // Packed before from the same contents: no launch.
+        Packing::Reuse(view) => return Ok(Some(view)),
+        Packing::Fill(view) => view,
+        Packing::Scratch => gpu.scratch_texture(0, RGBA, height).1,
+    };
     let pack = MmParams {
         k: u32_of(NAME, b.rows)?,
         batch: u32_of(NAME, b.batches)?,
