@@ -239,6 +239,18 @@ fn subgroup_ok(gpu: &Gpu, d: &MatmulDims, tb: bool) -> bool {
         && d.n > 0
 }
 
+/// Whether `choose` could pick the texture kernel for `d` (op(B)
+/// transposed) whatever the size: a CPU adapter, no other kernel preferred,
+/// and the kernel runs the shape here.
+pub(crate) fn texture_runs(gpu: &Gpu, d: &MatmulDims) -> bool {
+    let preferred = PREFERRED.with(|p| p.get());
+    gpu.class() == AdapterClass::Cpu
+        && preferred.is_none_or(|k| k == MatmulKernel::CpuTexture)
+        && subgroup_ok(gpu, d, true)
+        && gpu.texel_staging()
+        && texture_fits(gpu, d).is_some()
+}
+
 /// Whether staging op(B) in a texture pays for itself: packing costs about
 /// 1/m of the product, so m must not be small, nor the product (measured on
 /// llvmpipe: 64x512 @ 512x100 loses 1.5x, 256^3 breaks even, 512^3 and the
