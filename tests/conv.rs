@@ -221,6 +221,70 @@ fn conv2d_grouped_and_depthwise() {
 }
 
 #[test]
+fn conv2d_grouped_geometries_as_constants() {
+    // The direct forward bakes every size but the batch into its pipeline:
+    // each geometry below is its own kernel, checked against the reference
+    // (channel multipliers, rectangular kernels, uneven strides and padding,
+    // dilation, a kernel as large as the padded input, one pixel out).
+    let cases: [(&str, [usize; 4], usize, (usize, usize), Conv2dConfig); 6] = [
+        (
+            "multiplier 2",
+            [3, 4, 5, 6],
+            8,
+            (3, 3),
+            Conv2dConfig::new(1, 1),
+        ),
+        (
+            "5x3 kernel",
+            [1, 6, 9, 7],
+            6,
+            (5, 3),
+            Conv2dConfig::new(1, 1),
+        ),
+        (
+            "strides 2x3, padding 2x0",
+            [2, 5, 11, 10],
+            5,
+            (3, 3),
+            Conv2dConfig {
+                stride: (2, 3),
+                padding: (2, 0),
+                ..Conv2dConfig::new(1, 0)
+            },
+        ),
+        (
+            "dilation 2",
+            [2, 4, 9, 9],
+            4,
+            (3, 3),
+            Conv2dConfig {
+                dilation: (2, 2),
+                ..Conv2dConfig::new(1, 2)
+            },
+        ),
+        (
+            "one output pixel",
+            [2, 3, 3, 3],
+            6,
+            (5, 5),
+            Conv2dConfig::new(1, 1),
+        ),
+        (
+            "1x1 grouped",
+            [2, 6, 4, 5],
+            9,
+            (1, 1),
+            Conv2dConfig::new(2, 0),
+        ),
+    ];
+    for (what, x, oc, k, cfg) in cases {
+        let groups = if oc % x[1] == 0 { x[1] } else { 3 };
+        let cfg = Conv2dConfig { groups, ..cfg };
+        conv_case(what, x, oc, k, cfg, false);
+    }
+}
+
+#[test]
 fn conv2d_shape_errors() {
     let g = gpu();
     let x = Tensor::zeros(&g, &[1, 3, 5, 5]).unwrap();

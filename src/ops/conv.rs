@@ -143,6 +143,31 @@ impl ConvGeom {
         })
     }
 
+    /// `spec` with the geometry, all but the batch, as the shader's
+    /// constants (see direct_forward in shaders/conv.wgsl).
+    fn fixed(&self, spec: KernelSpec) -> KernelSpec {
+        let c = self.cfg;
+        [
+            ("XC", self.c),
+            ("XH", self.h),
+            ("XW", self.w),
+            ("OC", self.oc),
+            ("OH", self.oh),
+            ("OW", self.ow),
+            ("KH", self.kh),
+            ("KW", self.kw),
+            ("SH", c.stride.0),
+            ("SW", c.stride.1),
+            ("PH", c.padding.0),
+            ("PW", c.padding.1),
+            ("DH", c.dilation.0),
+            ("DW", c.dilation.1),
+            ("GROUPS", c.groups),
+        ]
+        .into_iter()
+        .fold(spec, |s, (name, v)| s.with(name, v as f64))
+    }
+
     fn klen(&self) -> usize {
         self.c * self.kh * self.kw
     }
@@ -396,12 +421,10 @@ fn conv2d_then(
         })?
     } else {
         let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
-        run(
-            &g,
-            "direct_forward",
-            &y,
-            &[(Slot::Inputs, x), (Slot::Weights, w)],
-        )?;
+        let spec = g.fixed(KernelSpec::new("conv", "direct_forward"));
+        let ins = [(Slot::Inputs as u32, x), (Slot::Weights as u32, w)];
+        let params = g.params()?;
+        super::launch_slots(&spec, bytemuck::bytes_of(&params), &y, &ins, y.numel())?;
         y
     };
     Ok((with_bias(y, b, &g)?, false))
