@@ -226,7 +226,7 @@ fn conv2d_grouped_geometries_as_constants() {
     // each geometry below is its own kernel, checked against the reference
     // (channel multipliers, rectangular kernels, uneven strides and padding,
     // dilation, a kernel as large as the padded input, one pixel out).
-    let cases: [(&str, [usize; 4], usize, (usize, usize), Conv2dConfig); 6] = [
+    let cases = [
         (
             "multiplier 2",
             [3, 4, 5, 6],
