@@ -118,6 +118,26 @@ impl Tensor {
         &self.buf
     }
 
+    /// The tensor as the derived-tensor memo keeps it (see `gpu::derived`).
+    pub(crate) fn kept(&self) -> crate::gpu::Kept {
+        crate::gpu::Kept {
+            buf: self.buf.clone(),
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+            content: self.buf.content(),
+        }
+    }
+
+    /// A tensor over a kept result's buffer.
+    pub(crate) fn from_kept(gpu: &Gpu, k: crate::gpu::Kept) -> Tensor {
+        Tensor {
+            gpu: gpu.clone(),
+            buf: k.buf,
+            shape: k.shape,
+            dtype: k.dtype,
+        }
+    }
+
     pub fn binding(&self) -> Binding<'_> {
         Binding {
             resource: crate::gpu::Resource::Buffer {

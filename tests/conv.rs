@@ -696,3 +696,38 @@ fn conv_bn_eval_refuses_bad_arguments() {
     let _guard = condenser::autograd::no_grad();
     assert!(var_op().is_ok());
 }
+
+#[test]
+fn a_padded_weight_is_kept_only_while_the_weight_is_unchanged() {
+    // A weight whose C * KH * KW is not a multiple of 4 is padded before the
+    // product; a frozen one's padded copy is kept. Changing the weight (an
+    // upload, as loading a checkpoint does) must be seen at once.
+    let g = gpu();
+    let (x, w) = ([2usize, 3, 6, 5], [4usize, 3, 3, 3]);
+    let cfg = Conv2dConfig::new(1, 1);
+    let xt = Tensor::rand_uniform(&g, &x, -1.0, 1.0, 41).unwrap();
+    let wt = Tensor::rand_uniform(&g, &w, -1.0, 1.0, 42).unwrap();
+    let f64s = |t: &Tensor| -> Vec<f64> { t.to_vec().unwrap().iter().map(|&v| v as f64).collect() };
+    let check = |what: &str| {
+        let got = condenser::ops::conv::conv2d(&xt, &wt, None, cfg).unwrap();
+        let want = cpu::conv::conv2d(&f64s(&xt), x, &f64s(&wt), w, None, &cfg).0;
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        common::assert_close(&got.to_vec().unwrap(), &want, 1e-4, 1e-4, what);
+    };
+    let hits = g.derived_hits();
+    for _ in 0..3 {
+        check("a frozen weight");
+    }
+    assert!(g.derived_hits() > hits, "the padded weight is reused");
+    for seed in 43..46 {
+        let v = Tensor::rand_uniform(&g, &w, -1.0, 1.0, seed)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        g.write_buffer(wt.buffer(), bytemuck::cast_slice(&v))
+            .unwrap();
+        for _ in 0..3 {
+            check("after an upload into the weight");
+        }
+    }
+}

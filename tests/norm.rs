@@ -260,3 +260,67 @@ fn a_mismatched_residual_is_refused() {
     let e = e.to_string();
     assert!(e.contains("residual") && e.contains("[2, 3, 2, 1]"), "{e}");
 }
+
+#[test]
+fn eval_statistics_are_kept_only_while_the_running_ones_are_unchanged() {
+    // Batch norm in eval mode derives (mean, 1/std) from the running
+    // statistics; a frozen model's are kept and reused. Every change to the
+    // running statistics must be seen: a training-mode call moving them in
+    // place, an upload into them, the pool recycling their buffers.
+    use condenser::ops::norm::batch_norm;
+    let g = gpu();
+    let (n, c, h, w) = (2, 5, 3, 4);
+    let x = Tensor::rand_uniform(&g, &[n, c, h, w], -1.0, 1.0, 31).unwrap();
+    let gamma = Tensor::rand_uniform(&g, &[c], 0.5, 1.5, 32).unwrap();
+    let beta = Tensor::rand_uniform(&g, &[c], -0.5, 0.5, 33).unwrap();
+    let eval = BnConfig {
+        training: false,
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+    let f64s = |t: &Tensor| -> Vec<f64> { t.to_vec().unwrap().iter().map(|&v| v as f64).collect() };
+    let check = |rm: &Tensor, rv: &Tensor, what: &str| {
+        let got = batch_norm(&x, (&gamma, &beta), (rm, rv), eval).unwrap().0;
+        let want = cpu::norm::batch_norm_eval(
+            &f64s(&x),
+            [n, c, h * w],
+            (&f64s(&gamma), &f64s(&beta)),
+            (&f64s(rm), &f64s(rv)),
+            1e-5,
+        );
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        common::assert_close(&got.to_vec().unwrap(), &want, 1e-5, 1e-5, what);
+    };
+    let mut rm = Tensor::rand_uniform(&g, &[c], -0.5, 0.5, 34).unwrap();
+    let mut rv = Tensor::rand_uniform(&g, &[c], 0.5, 2.0, 35).unwrap();
+    let hits = g.derived_hits();
+    for _ in 0..3 {
+        check(&rm, &rv, "frozen running statistics");
+    }
+    assert!(
+        g.derived_hits() > hits,
+        "the third call reuses the statistics"
+    );
+    let train = BnConfig {
+        training: true,
+        ..eval
+    };
+    batch_norm(&x, (&gamma, &beta), (&rm, &rv), train).unwrap();
+    for _ in 0..3 {
+        check(&rm, &rv, "after a training step moved them");
+    }
+    let v: Vec<f32> = (0..c).map(|i| 0.25 + i as f32).collect();
+    g.write_buffer(rv.buffer(), bytemuck::cast_slice(&v))
+        .unwrap();
+    for _ in 0..3 {
+        check(&rm, &rv, "after an upload into the variance");
+    }
+    for seed in 36..39 {
+        drop((rm, rv));
+        rm = Tensor::rand_uniform(&g, &[c], -0.5, 0.5, seed).unwrap();
+        rv = Tensor::rand_uniform(&g, &[c], 0.5, 2.0, seed + 10).unwrap();
+        for _ in 0..3 {
+            check(&rm, &rv, "new tensors in recycled buffers");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 mod adapter;
 mod autotune;
 pub mod contract;
+mod derived;
 mod dispatch;
 mod pool;
 pub mod registry;
@@ -15,6 +16,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 pub use adapter::AdapterClass;
+pub(crate) use derived::{DerivedKey, Kept, Lookup};
 pub use dispatch::{Binding, Resource};
 pub use pool::{PoolStats, PooledBuffer};
 pub use registry::KernelSpec;
@@ -44,6 +46,7 @@ pub(crate) struct Inner {
     profiler: RefCell<Option<timing::Profiler>>,
     scratch: RefCell<textures::Scratch>,
     packed: RefCell<textures::Packed>,
+    derived: RefCell<derived::Derived>,
     tuner: RefCell<autotune::Tuner>,
     /// Errors wgpu reports outside any error scope (validation at submit, device
     /// lost). Checked at every submit and sync, so none is swallowed.
@@ -111,6 +114,7 @@ impl Gpu {
                 profiler: RefCell::new(None),
                 scratch: RefCell::new(textures::Scratch::default()),
                 packed: RefCell::new(textures::Packed::default()),
+                derived: RefCell::new(derived::Derived::default()),
                 tuner: RefCell::new(tuner),
                 uncaptured,
             }),
@@ -178,6 +182,7 @@ impl Gpu {
         let mut packed = self.inner.packed.borrow_mut();
         let budget = packed.budget();
         packed.reset(budget);
+        self.inner.derived.borrow_mut().clear();
     }
     pub fn pool_reset_peak(&self) {
         self.inner.pool.reset_peak()
@@ -257,6 +262,21 @@ impl Gpu {
             .packed
             .borrow_mut()
             .lookup(&self.inner.device, key, content, format, height)
+    }
+
+    /// Whether the result derived as `key` is kept (see `gpu::derived`).
+    pub(crate) fn derived(&self, key: &DerivedKey) -> Lookup {
+        self.inner.derived.borrow_mut().lookup(key)
+    }
+
+    /// Keeps the result of `key` after a `Lookup::Keep`.
+    pub(crate) fn keep_derived(&self, key: &DerivedKey, kept: Kept) {
+        self.inner.derived.borrow_mut().keep(key, kept)
+    }
+
+    /// How many derived tensors were handed out kept instead of computed.
+    pub fn derived_hits(&self) -> u64 {
+        self.inner.derived.borrow().hits
     }
 
     /// The packed-operand cache's counters (hits save a pack launch).

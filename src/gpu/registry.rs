@@ -147,9 +147,9 @@ pub struct EntryInfo {
     pub workgroup_size: [u32; 3],
     /// Whether it reads the parameter block at binding 0 (bound only if so).
     pub reads_params: bool,
-    /// Bit b set: binding b is a storage buffer declared `read_write`, so a
-    /// launch may change the buffer bound there (bindings past 63 count as
-    /// written). What the packed-operand cache's stamps rest on.
+    /// Bit b set: the entry point stores to the storage buffer at binding b,
+    /// so a launch changes the buffer bound there (bindings past 63 count as
+    /// written). What the content stamps of `gpu::pool` rest on.
     pub writes: u64,
 }
 
@@ -193,7 +193,6 @@ pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
     )
     .validate(&module)
     .map_err(|e| bad(e.emit_to_string(&src)))?;
-    let writes = writable_bindings(&module);
     let params = module.global_variables.iter().find_map(|(h, g)| {
         g.binding
             .as_ref()
@@ -209,23 +208,28 @@ pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
             let e = EntryInfo {
                 workgroup_size: ep.workgroup_size,
                 reads_params,
-                writes,
+                writes: written_bindings(&module, &info, i),
             };
             (ep.name.clone(), e)
         })
         .collect())
 }
 
-/// The bindings of group 0 declared as writable storage buffers, as a mask
-/// (by declaration, for every entry point of the module: an entry that does
-/// not store through one only costs a needless stamp).
-fn writable_bindings(module: &naga::Module) -> u64 {
+/// The storage buffers of group 0 that entry point `entry` stores to, as a
+/// mask, by naga's use analysis (which follows calls into functions): an
+/// entry point that only reads a buffer declared `read_write` (batch norm's
+/// eval statistics from the running ones, which training updates) leaves
+/// its stamp alone. Atomics count as stores.
+fn written_bindings(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: usize) -> u64 {
+    let uses = info.get_entry_point(entry);
     let mut mask = 0u64;
-    for (_, g) in module.global_variables.iter() {
-        let (Some(b), naga::AddressSpace::Storage { access }) = (&g.binding, g.space) else {
+    for (h, g) in module.global_variables.iter() {
+        let (Some(b), naga::AddressSpace::Storage { .. }) = (&g.binding, g.space) else {
             continue;
         };
-        if b.group == 0 && access.contains(naga::StorageAccess::STORE) {
+        let stores =
+            uses[h].intersects(naga::valid::GlobalUse::WRITE | naga::valid::GlobalUse::ATOMIC);
+        if b.group == 0 && stores {
             mask |= if b.binding < 64 {
                 1 << b.binding
             } else {

@@ -196,7 +196,11 @@ impl ConvGeom {
         if self.klen_padded() == self.klen() {
             return Ok(w2);
         }
-        super::layout::pad_last(&w2, self.klen_padded())
+        // Kept while w is unchanged (a frozen model's first layer).
+        let kp = self.klen_padded();
+        super::derived("conv::weight_matrix", &[w], &[kp as u64], || {
+            super::layout::pad_last(&w2, kp)
+        })
     }
 }
 

@@ -69,6 +69,43 @@ pub(crate) fn stage_texels(
     Ok(Some(view))
 }
 
+/// `compute`'s result, a pure function of `inputs` (and of `params`),
+/// kept while the inputs' buffers are unchanged (see `gpu::derived`): a
+/// frozen model's derived tensors are computed twice, then reused.
+pub(crate) fn derived(
+    kind: &'static str,
+    inputs: &[&crate::tensor::Tensor],
+    params: &[u64],
+    compute: impl FnOnce() -> crate::error::Result<crate::tensor::Tensor>,
+) -> crate::error::Result<crate::tensor::Tensor> {
+    use crate::gpu::{DerivedKey, Lookup};
+    let Some(gpu) = inputs.first().map(|t| t.gpu()) else {
+        return compute();
+    };
+    let mut all = params.to_vec();
+    for t in inputs {
+        all.push(t.shape().len() as u64);
+        all.extend(t.shape().iter().map(|&d| d as u64));
+    }
+    let key = DerivedKey {
+        kind,
+        inputs: inputs
+            .iter()
+            .map(|t| (t.buffer().id(), t.buffer().content()))
+            .collect(),
+        params: all,
+    };
+    match gpu.derived(&key) {
+        Lookup::Hit(k) => Ok(crate::tensor::Tensor::from_kept(gpu, k)),
+        Lookup::Keep => {
+            let t = compute()?;
+            gpu.keep_derived(&key, t.kept());
+            Ok(t)
+        }
+        Lookup::Compute => compute(),
+    }
+}
+
 /// Whether the 64-bit-word variants apply on `gpu`: a CPU adapter (llvmpipe's
 /// per-component loop is what they halve) with SHADER_INT64, and not turned
 /// off on this thread.

@@ -229,8 +229,8 @@ fn batch_norm_act(
         ));
     }
     let p = params(n, c, hw, eps, momentum)?;
-    let stats = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
-    if training {
+    let stats = if training {
+        let stats = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
         let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
         let (k, items) = variant(x, Kernel::plain("stats_partial", true), hw, false, n * c);
         launch(k, &p, &partial, &[(Slot::X, x)], items)?;
@@ -240,9 +240,10 @@ fn batch_norm_act(
             (Slot::RunningVar, running_var),
         ];
         launch(Kernel::plain("stats_combine", true), &p, &stats, &ins, c)?;
+        stats
     } else {
-        eval_stats_into(&stats, &p, running)?;
-    }
+        eval_stats(running, eps)?
+    };
     let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
     // The apply kernels' layout has the residual's binding whether or not a
     // pipeline constant turns its read on: x stands in.
@@ -278,11 +279,20 @@ fn batch_norm_act(
 
 /// (mean, 1/sqrt(var + eps)) per channel from the running statistics, [C, 2]:
 /// what batch norm in eval mode applies (and a convolution's epilogue).
+/// Kept while the running statistics are unchanged (a frozen model's).
 pub(crate) fn eval_stats(running: (&Tensor, &Tensor), eps: f32) -> Result<Tensor> {
     let c = running.0.numel();
-    let stats = Tensor::empty(running.0.gpu(), &[c, 2], DType::F32)?;
-    eval_stats_into(&stats, &params(1, c, 1, eps, 0.0)?, running)?;
-    Ok(stats)
+    let eps_bits = eps.to_bits() as u64;
+    super::derived(
+        "norm::eval_stats",
+        &[running.0, running.1],
+        &[eps_bits],
+        || {
+            let stats = Tensor::empty(running.0.gpu(), &[c, 2], DType::F32)?;
+            eval_stats_into(&stats, &params(1, c, 1, eps, 0.0)?, running)?;
+            Ok(stats)
+        },
+    )
 }
 
 fn eval_stats_into(stats: &Tensor, p: &NormParams, running: (&Tensor, &Tensor)) -> Result<()> {
