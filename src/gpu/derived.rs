@@ -9,10 +9,10 @@
 //! result is kept from the second computation of the same inputs on
 //! (activations are seen once), and the number of entries is bounded.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::PooledBuffer;
+use super::memo::{Memo, Seen};
 use crate::tensor::DType;
 
 /// How many derivations are remembered before the least recently used half
@@ -41,17 +41,6 @@ pub(crate) struct Kept {
     pub content: u64,
 }
 
-struct Entry {
-    kept: Option<Kept>,
-    used: u64,
-}
-
-impl Entry {
-    fn bytes(&self) -> u64 {
-        self.kept.as_ref().map_or(0, |k| k.buf.capacity())
-    }
-}
-
 /// What `Derived::lookup` tells the caller.
 pub(crate) enum Lookup {
     /// The kept result, unchanged.
@@ -62,73 +51,40 @@ pub(crate) enum Lookup {
     Compute,
 }
 
-#[derive(Default)]
 pub(crate) struct Derived {
-    entries: HashMap<DerivedKey, Entry>,
-    tick: u64,
-    kept_bytes: u64,
+    memo: Memo<DerivedKey, Kept>,
     pub hits: u64,
+}
+
+impl Default for Derived {
+    fn default() -> Self {
+        Derived {
+            memo: Memo::new(BUDGET, MAX_ENTRIES),
+            hits: 0,
+        }
+    }
 }
 
 impl Derived {
     pub fn lookup(&mut self, key: &DerivedKey) -> Lookup {
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some(e) = self.entries.get_mut(key) {
-            e.used = tick;
-            return match &e.kept {
-                Some(k) if k.buf.content() == k.content => {
-                    self.hits += 1;
-                    Lookup::Hit(k.clone())
-                }
-                // Written since it was kept: compute it again and keep that.
-                _ => Lookup::Keep,
-            };
+        // The inputs' stamps are in the key; a kept result must be unwritten.
+        match self.memo.see(key, 0, |k| k.buf.content() == k.content) {
+            Seen::Kept(k) => {
+                self.hits += 1;
+                Lookup::Hit(k)
+            }
+            Seen::Second => Lookup::Keep,
+            Seen::First => Lookup::Compute,
         }
-        if self.entries.len() >= MAX_ENTRIES {
-            let mut ticks: Vec<u64> = self.entries.values().map(|e| e.used).collect();
-            ticks.sort_unstable();
-            let cut = ticks[ticks.len() / 2];
-            self.entries.retain(|_, e| e.used > cut);
-            self.kept_bytes = self.entries.values().map(Entry::bytes).sum();
-        }
-        self.entries.insert(
-            key.clone(),
-            Entry {
-                kept: None,
-                used: tick,
-            },
-        );
-        Lookup::Compute
     }
 
     /// Keeps `kept` as the result of `key` (after a `Lookup::Keep`).
     pub fn keep(&mut self, key: &DerivedKey, kept: Kept) {
         let bytes = kept.buf.capacity();
-        if bytes > BUDGET {
-            return;
-        }
-        while self.kept_bytes + bytes > BUDGET {
-            let Some(e) = self
-                .entries
-                .values_mut()
-                .filter(|e| e.kept.is_some())
-                .min_by_key(|e| e.used)
-            else {
-                break;
-            };
-            self.kept_bytes -= e.bytes();
-            e.kept = None;
-        }
-        if let Some(e) = self.entries.get_mut(key) {
-            self.kept_bytes -= e.bytes();
-            e.kept = Some(kept);
-            self.kept_bytes += bytes;
-        }
+        self.memo.keep(key, kept, bytes);
     }
 
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.kept_bytes = 0;
+        self.memo.reset(BUDGET);
     }
 }

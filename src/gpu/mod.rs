@@ -6,6 +6,7 @@ mod autotune;
 pub mod contract;
 mod derived;
 mod dispatch;
+mod memo;
 mod pool;
 pub mod registry;
 mod textures;

@@ -6,6 +6,8 @@
 //! memory again as a training step's buffers. Reuse is safe within one queue:
 //! wgpu orders a launch's writes to a texture after earlier launches' reads.
 
+use super::memo::{Memo, Seen};
+
 #[derive(Default)]
 pub(crate) struct Scratch {
     slots: Vec<Option<(wgpu::Texture, wgpu::TextureView)>>,
@@ -92,15 +94,6 @@ pub(crate) struct PackKey {
     pub layout: [u64; 6],
 }
 
-struct PackEntry {
-    /// The buffer's content stamp the entry describes.
-    content: u64,
-    /// The packed texture, made at the second sighting of the same contents.
-    texture: Option<(wgpu::Texture, wgpu::TextureView)>,
-    bytes: u64,
-    used: u64,
-}
-
 /// What `Packed::lookup` tells the caller to do.
 pub(crate) enum Packing {
     /// The texture already holds these contents packed so: bind it.
@@ -126,22 +119,16 @@ pub struct PackStats {
 /// a frozen model's weights are packed once, not at every forward. Contents
 /// are known by the buffer's stamp (`PooledBuffer::content`), which every
 /// recorded write changes, so a kept texture is never bound for contents it
-/// does not hold. A texture is made only when the same contents are packed a
-/// second time (weights; activations are packed once), and textures are
-/// bounded in bytes, the least recently used dropped first.
+/// does not hold (see `memo` for when a texture is kept and dropped).
 pub(crate) struct Packed {
-    entries: std::collections::HashMap<PackKey, PackEntry>,
-    budget: u64,
-    tick: u64,
+    memo: Memo<PackKey, wgpu::TextureView>,
     stats: PackStats,
 }
 
 impl Default for Packed {
     fn default() -> Self {
         Packed {
-            entries: Default::default(),
-            budget: PACK_BUDGET,
-            tick: 0,
+            memo: Memo::new(PACK_BUDGET, MAX_PACK_ENTRIES),
             stats: PackStats::default(),
         }
     }
@@ -158,92 +145,32 @@ impl Packed {
         format: wgpu::TextureFormat,
         height: u32,
     ) -> Packing {
-        self.tick += 1;
-        let tick = self.tick;
-        let bytes = texture_bytes(device, format, height);
-        let Some(e) = self.entries.get_mut(&key) else {
-            self.remember(key, content);
-            return Packing::Scratch;
+        let packing = match self.memo.see(&key, content, |_| true) {
+            Seen::Kept(view) => {
+                self.stats.hits += 1;
+                Packing::Reuse(view)
+            }
+            Seen::First => Packing::Scratch,
+            Seen::Second => {
+                let bytes = texture_bytes(device, format, height);
+                if bytes > self.memo.budget() {
+                    return Packing::Scratch;
+                }
+                // The view keeps its texture alive.
+                let (_, view) = create(device, format, height, "condenser.packed");
+                self.memo.keep(&key, view.clone(), bytes);
+                self.stats.fills += 1;
+                Packing::Fill(view)
+            }
         };
-        e.used = tick;
-        if e.content != content {
-            // New contents: what was kept is stale for good.
-            self.stats.bytes -= e.bytes;
-            *e = PackEntry {
-                content,
-                texture: None,
-                bytes: 0,
-                used: tick,
-            };
-            return Packing::Scratch;
-        }
-        if let Some((_, view)) = &e.texture {
-            self.stats.hits += 1;
-            return Packing::Reuse(view.clone());
-        }
-        if bytes > self.budget {
-            return Packing::Scratch;
-        }
-        self.make_room(bytes);
-        let (texture, view) = create(device, format, height, "condenser.packed");
-        let e = self
-            .entries
-            .get_mut(&key)
-            .expect("make_room keeps the entry in use");
-        e.texture = Some((texture, view.clone()));
-        e.bytes = bytes;
-        self.stats.bytes += bytes;
-        self.stats.fills += 1;
-        Packing::Fill(view)
-    }
-
-    /// Notes a first sighting; forgets the least recently used half of the
-    /// entries when there are too many (activations come and go).
-    fn remember(&mut self, key: PackKey, content: u64) {
-        if self.entries.len() >= MAX_PACK_ENTRIES {
-            let mut ticks: Vec<u64> = self.entries.values().map(|e| e.used).collect();
-            ticks.sort_unstable();
-            let cut = ticks[ticks.len() / 2];
-            self.entries.retain(|_, e| e.used > cut);
-            self.stats.bytes = self.entries.values().map(|e| e.bytes).sum();
-        }
-        let used = self.tick;
-        self.entries.insert(
-            key,
-            PackEntry {
-                content,
-                texture: None,
-                bytes: 0,
-                used,
-            },
-        );
-    }
-
-    /// Drops the least recently used textures until `bytes` more fit the
-    /// budget (the entry being filled was just used, so it stays).
-    fn make_room(&mut self, bytes: u64) {
-        while self.stats.bytes + bytes > self.budget {
-            let Some(victim) = self
-                .entries
-                .iter()
-                .filter(|(_, e)| e.texture.is_some())
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone())
-            else {
-                return;
-            };
-            let e = self.entries.get_mut(&victim).expect("found above");
-            self.stats.bytes -= e.bytes;
-            e.texture = None;
-            e.bytes = 0;
-        }
+        self.stats.bytes = self.memo.bytes();
+        packing
     }
 
     /// Drops every kept texture and sets the byte bound.
     pub fn reset(&mut self, budget: u64) {
-        self.entries.clear();
+        self.memo.reset(budget);
         self.stats.bytes = 0;
-        self.budget = budget;
     }
 
     pub fn stats(&self) -> PackStats {
@@ -251,7 +178,7 @@ impl Packed {
     }
 
     pub fn budget(&self) -> u64 {
-        self.budget
+        self.memo.budget()
     }
 }
 
