@@ -290,3 +290,76 @@ fn direct_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     }
     out[i] = acc;
 }
+
+// The direct forward for CPU adapters: one invocation per tile of RH rows by
+// CW columns of outputs (tiles at the bottom and right edges may be cut
+// short). The inputs the tile reads (WROWS rows of SPAN values, what RH x CW
+// outputs at strides SH x SW read through KH x KW taps at dilations DH x DW)
+// are loaded once into a window, channel by channel, and every output takes
+// its taps from there: a 2 x 8 tile of a 3x3 stride-1 depthwise conv reads 40
+// inputs and 9 weights instead of 144 and 144. On llvmpipe every lane-varying
+// load is a per-lane loop: loads, not FMAs, set the speed. Same taps in the
+// same order as direct_forward (a padded tap adds 0 * w). The constants bound
+// every loop, so they unroll and the window and sums stay in registers;
+// src/ops/conv.rs picks RH and CW so that the window holds at most 64 values
+// and the tile 16 outputs.
+override RH: u32 = 1u;
+override CW: u32 = 1u;
+const WIN_MAX: u32 = 64u;
+const TILE_MAX: u32 = 16u;
+
+@compute @workgroup_size(64)
+fn direct_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let tiles_x = (OW + CW - 1u) / CW;
+    let tiles_y = (OH + RH - 1u) / RH;
+    let i = global_id(wid, nwg, li, 64u);
+    if i >= p.n * OC * tiles_y * tiles_x {
+        return;
+    }
+    let ox0 = (i % tiles_x) * CW;
+    let oy0 = ((i / tiles_x) % tiles_y) * RH;
+    let o = (i / (tiles_x * tiles_y)) % OC;
+    let n = i / (tiles_x * tiles_y * OC);
+    let span = (CW - 1u) * SW + (KW - 1u) * DW + 1u;
+    let wrows = (RH - 1u) * SH + (KH - 1u) * DH + 1u;
+    let x0 = i32(ox0 * SW) - i32(PW);
+    let y0 = i32(oy0 * SH) - i32(PH);
+    let cg = XC / GROUPS;
+    let g = o / (OC / GROUPS);
+    var acc: array<f32, TILE_MAX>;
+    for (var ci = 0u; ci < cg; ci++) {
+        let c = g * cg + ci;
+        let plane = (n * XC + c) * XH;
+        var win: array<f32, WIN_MAX>;
+        for (var r = 0u; r < wrows; r++) {
+            let y = y0 + i32(r);
+            let row = (plane + u32(clamp(y, 0, i32(XH) - 1))) * XW;
+            for (var s = 0u; s < span; s++) {
+                let x = x0 + i32(s);
+                let inside = y >= 0 && y < i32(XH) && x >= 0 && x < i32(XW);
+                // Clamped so that the load stays in bounds; the select zeroes it.
+                win[r * span + s] = select(0.0, inputs[row + u32(clamp(x, 0, i32(XW) - 1))], inside);
+            }
+        }
+        for (var ky = 0u; ky < KH; ky++) {
+            let wrow = ((o * cg + ci) * KH + ky) * KW;
+            for (var kx = 0u; kx < KW; kx++) {
+                let wv = weights[wrow + kx];
+                for (var jy = 0u; jy < RH; jy++) {
+                    for (var jx = 0u; jx < CW; jx++) {
+                        acc[jy * CW + jx] += win[(jy * SH + ky * DH) * span + jx * SW + kx * DW] * wv;
+                    }
+                }
+            }
+        }
+    }
+    for (var jy = 0u; jy < RH; jy++) {
+        let base = ((n * OC + o) * OH + oy0 + jy) * OW;
+        for (var jx = 0u; jx < CW; jx++) {
+            if oy0 + jy < OH && ox0 + jx < OW {
+                out[base + ox0 + jx] = acc[jy * CW + jx];
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@ use common::{FWD, GRAD, check_op, gpu, input};
 use condenser::Tensor;
 use condenser::autograd::functional as F;
 use condenser::cpu;
-use condenser::ops::conv::Conv2dConfig;
+use condenser::ops::conv::{Conv2dConfig, set_direct_rows};
 use condenser::ops::matmul::{MatmulKernel, set_preferred_kernel};
 
 fn conv_case(
@@ -225,8 +225,37 @@ fn conv2d_grouped_geometries_as_constants() {
     // The direct forward bakes every size but the batch into its pipeline:
     // each geometry below is its own kernel, checked against the reference
     // (channel multipliers, rectangular kernels, uneven strides and padding,
-    // dilation, a kernel as large as the padded input, one pixel out).
+    // dilation, a kernel as large as the padded input, one pixel out), on
+    // CPU adapters' tiled kernel (each invocation a tile of outputs sharing
+    // one window of inputs; tiles cut short at the bottom and right edges)
+    // and on the one-output-per-invocation kernel.
     let cases = [
+        (
+            "edge tiles 7x13, stride 2",
+            [2, 3, 13, 25],
+            3,
+            (3, 3),
+            Conv2dConfig::new(2, 1),
+        ),
+        (
+            "edge tiles 5x11, 5x5 kernel",
+            [1, 4, 9, 15],
+            4,
+            (5, 5),
+            Conv2dConfig::new(1, 0),
+        ),
+        (
+            // No tile's window fits (65 inputs for one output): the tiled
+            // kernel's caller falls back to one output per invocation.
+            "1x9 kernel at dilation 8",
+            [1, 2, 3, 70],
+            2,
+            (1, 9),
+            Conv2dConfig {
+                dilation: (1, 8),
+                ..Conv2dConfig::new(1, 0)
+            },
+        ),
         (
             "multiplier 2",
             [3, 4, 5, 6],
@@ -280,8 +309,12 @@ fn conv2d_grouped_geometries_as_constants() {
     for (what, x, oc, k, cfg) in cases {
         let groups = if oc % x[1] == 0 { x[1] } else { 3 };
         let cfg = Conv2dConfig { groups, ..cfg };
-        conv_case(what, x, oc, k, cfg, false);
+        for rows in [true, false] {
+            set_direct_rows(Some(rows));
+            conv_case(&format!("{what}, tiles {rows}"), x, oc, k, cfg, false);
+        }
     }
+    set_direct_rows(None);
 }
 
 #[test]

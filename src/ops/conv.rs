@@ -8,7 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use super::matmul::{Gemm, gemm};
 use super::u32_of;
 use crate::error::{Error, Result};
-use crate::gpu::KernelSpec;
+use crate::gpu::{AdapterClass, KernelSpec};
 use crate::tensor::{DType, Tensor};
 
 /// Stride, padding, dilation (each (h, w)) and groups of a convolution.
@@ -166,6 +166,33 @@ impl ConvGeom {
         ]
         .into_iter()
         .fold(spec, |s, (name, v)| s.with(name, v as f64))
+    }
+
+    /// The output tile (rows, columns) of one `direct_forward_rows`
+    /// invocation: of the power-of-two tiles with at most 16 outputs whose
+    /// input window holds at most 64 values, the one that loads the fewest
+    /// values (window and weights) per output of the layer, edge tiles' unused
+    /// outputs counted as loads wasted. None where no tile fits (wide dilated
+    /// kernels).
+    fn tile(&self) -> Option<(usize, usize)> {
+        let c = self.cfg;
+        let extent = |t: usize, s: usize, k: usize, d: usize| (t - 1) * s + (k - 1) * d + 1;
+        let sizes = [1usize, 2, 4, 8, 16];
+        let mut best: Option<((usize, usize), usize)> = None;
+        for &rh in sizes.iter().filter(|&&r| r <= self.oh.next_power_of_two()) {
+            for &cw in sizes.iter().filter(|&&w| w <= self.ow.next_power_of_two()) {
+                let win = extent(rh, c.stride.0, self.kh, c.dilation.0)
+                    * extent(cw, c.stride.1, self.kw, c.dilation.1);
+                if rh * cw > 16 || win > 64 {
+                    continue;
+                }
+                let loads = self.oh.div_ceil(rh) * self.ow.div_ceil(cw) * (win + self.kh * self.kw);
+                if best.is_none_or(|(_, l)| loads < l) {
+                    best = Some(((rh, cw), loads));
+                }
+            }
+        }
+        best.map(|(t, _)| t)
     }
 
     fn klen(&self) -> usize {
@@ -424,14 +451,48 @@ fn conv2d_then(
             y.reshape(&gc.out_shape())
         })?
     } else {
-        let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
-        let spec = g.fixed(KernelSpec::new("conv", "direct_forward"));
-        let ins = [(Slot::Inputs as u32, x), (Slot::Weights as u32, w)];
-        let params = g.params()?;
-        super::launch_slots(&spec, bytemuck::bytes_of(&params), &y, &ins, y.numel())?;
-        y
+        direct_forward(x, w, &g)?
     };
     Ok((with_bias(y, b, &g)?, false))
+}
+
+/// The grouped (depthwise) forward: on CPU adapters by tiles of outputs that
+/// share one window of inputs (`direct_forward_rows`), elsewhere
+/// one output per invocation (consecutive lanes read consecutive inputs, as
+/// GPUs coalesce them).
+fn direct_forward(x: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
+    let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
+    let ins = [(Slot::Inputs as u32, x), (Slot::Weights as u32, w)];
+    let params = g.params()?;
+    let rows = DIRECT_ROWS
+        .with(|r| r.get())
+        .unwrap_or(x.gpu().class() == AdapterClass::Cpu);
+    let (spec, items) = match g.tile().filter(|_| rows) {
+        Some((rh, cw)) => (
+            g.fixed(KernelSpec::new("conv", "direct_forward_rows"))
+                .with("RH", rh as f64)
+                .with("CW", cw as f64),
+            g.n * g.oc * g.oh.div_ceil(rh) * g.ow.div_ceil(cw),
+        ),
+        None => (
+            g.fixed(KernelSpec::new("conv", "direct_forward")),
+            y.numel(),
+        ),
+    };
+    super::launch_slots(&spec, bytemuck::bytes_of(&params), &y, &ins, items)?;
+    Ok(y)
+}
+
+thread_local! {
+    static DIRECT_ROWS: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Forces the grouped forward's kernel on this thread: Some(true) runs of
+/// outputs (where the window fits), Some(false) one output per invocation,
+/// None the adapter's choice; tests run both on the same shapes.
+#[doc(hidden)]
+pub fn set_direct_rows(rows: Option<bool>) {
+    DIRECT_ROWS.with(|r| r.set(rows));
 }
 
 fn with_bias(y: Tensor, b: Option<&Tensor>, g: &ConvGeom) -> Result<Tensor> {
