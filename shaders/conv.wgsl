@@ -363,3 +363,72 @@ fn direct_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         }
     }
 }
+
+// The grouped (depthwise) weight gradient, first of two steps: one
+// invocation per (image, output channel, input channel of its group) sums
+// dy * x over the image's output plane for every tap, tile by tile (the
+// tiles and windows of direct_forward_rows: a 4x4 tile of a 3x3 stride-1
+// layer loads 16 dy and 36 x for 144 products instead of 288 values), and
+// writes out[n][(o * cg + ci) * KH * KW + tap]. Outputs past the plane's edge
+// count as dy = 0. The second step sums over the images (ops::sum). Up to 64
+// taps (src/ops/conv.rs falls back to direct_backward_weight beyond).
+const TAPS_MAX: u32 = 64u;
+
+@compute @workgroup_size(64)
+fn direct_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let cg = XC / GROUPS;
+    let i = global_id(wid, nwg, li, 64u);
+    if i >= p.n * OC * cg {
+        return;
+    }
+    let ci = i % cg;
+    let o = (i / cg) % OC;
+    let n = i / (cg * OC);
+    let c = (o / (OC / GROUPS)) * cg + ci;
+    let plane = (n * XC + c) * XH;
+    let dplane = (n * OC + o) * OH;
+    let span = (CW - 1u) * SW + (KW - 1u) * DW + 1u;
+    let wrows = (RH - 1u) * SH + (KH - 1u) * DH + 1u;
+    var acc: array<f32, TAPS_MAX>;
+    for (var oy0 = 0u; oy0 < OH; oy0 += RH) {
+        for (var ox0 = 0u; ox0 < OW; ox0 += CW) {
+            var d: array<f32, TILE_MAX>;
+            for (var jy = 0u; jy < RH; jy++) {
+                let oy = min(oy0 + jy, OH - 1u);
+                for (var jx = 0u; jx < CW; jx++) {
+                    let ox = min(ox0 + jx, OW - 1u);
+                    let inside = oy0 + jy < OH && ox0 + jx < OW;
+                    d[jy * CW + jx] = select(0.0, grad_out[(dplane + oy) * OW + ox], inside);
+                }
+            }
+            let x0 = i32(ox0 * SW) - i32(PW);
+            let y0 = i32(oy0 * SH) - i32(PH);
+            var win: array<f32, WIN_MAX>;
+            for (var r = 0u; r < wrows; r++) {
+                let y = y0 + i32(r);
+                let row = (plane + u32(clamp(y, 0, i32(XH) - 1))) * XW;
+                for (var s = 0u; s < span; s++) {
+                    let x = x0 + i32(s);
+                    let inside = y >= 0 && y < i32(XH) && x >= 0 && x < i32(XW);
+                    win[r * span + s] = select(0.0, inputs[row + u32(clamp(x, 0, i32(XW) - 1))], inside);
+                }
+            }
+            for (var ky = 0u; ky < KH; ky++) {
+                for (var kx = 0u; kx < KW; kx++) {
+                    var t = 0.0;
+                    for (var jy = 0u; jy < RH; jy++) {
+                        for (var jx = 0u; jx < CW; jx++) {
+                            t += d[jy * CW + jx] * win[(jy * SH + ky * DH) * span + jx * SW + kx * DW];
+                        }
+                    }
+                    acc[ky * KW + kx] += t;
+                }
+            }
+        }
+    }
+    let base = (n * OC * cg + o * cg + ci) * KH * KW;
+    for (var k = 0u; k < KH * KW; k++) {
+        out[base + k] = acc[k];
+    }
+}

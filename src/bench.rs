@@ -312,6 +312,8 @@ pub fn run_train_steps(
             ("cnn32", 3, 24, 64),
             ("resnet8", 3, 32, 64),
             ("resnet8x4", 3, 32, 64),
+            // A depthwise-separable student (the benchmarks' MobileNetV2).
+            ("mobilenetv2", 3, 32, 64),
         ]
     };
     let mut out = Vec::new();

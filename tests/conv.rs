@@ -9,7 +9,7 @@ use common::{FWD, GRAD, check_op, gpu, input};
 use condenser::Tensor;
 use condenser::autograd::functional as F;
 use condenser::cpu;
-use condenser::ops::conv::{Conv2dConfig, set_direct_rows};
+use condenser::ops::conv::{Conv2dConfig, set_direct_tiles, set_transposed_input_grad};
 use condenser::ops::matmul::{MatmulKernel, set_preferred_kernel};
 
 fn conv_case(
@@ -231,6 +231,13 @@ fn conv2d_grouped_geometries_as_constants() {
     // and on the one-output-per-invocation kernel.
     let cases = [
         (
+            "groups 3, 2 channels in and 3 out per group",
+            [2, 6, 5, 7],
+            9,
+            (3, 3),
+            Conv2dConfig::new(1, 1),
+        ),
+        (
             "edge tiles 7x13, stride 2",
             [2, 3, 13, 25],
             3,
@@ -309,12 +316,23 @@ fn conv2d_grouped_geometries_as_constants() {
     for (what, x, oc, k, cfg) in cases {
         let groups = if oc % x[1] == 0 { x[1] } else { 3 };
         let cfg = Conv2dConfig { groups, ..cfg };
-        for rows in [true, false] {
-            set_direct_rows(Some(rows));
-            conv_case(&format!("{what}, tiles {rows}"), x, oc, k, cfg, false);
+        // Stride-1 input gradients run as the transposed (grouped)
+        // convolution, or else by the direct input-gradient kernel.
+        for (rows, transposed) in [(true, true), (false, true), (true, false)] {
+            set_direct_tiles(Some(rows));
+            set_transposed_input_grad(transposed);
+            conv_case(
+                &format!("{what}, tiles {rows}, transposed input grad {transposed}"),
+                x,
+                oc,
+                k,
+                cfg,
+                false,
+            );
         }
     }
-    set_direct_rows(None);
+    set_direct_tiles(None);
+    set_transposed_input_grad(true);
 }
 
 #[test]

@@ -464,7 +464,7 @@ fn direct_forward(x: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
     let y = Tensor::empty(x.gpu(), &g.out_shape(), DType::F32)?;
     let ins = [(Slot::Inputs as u32, x), (Slot::Weights as u32, w)];
     let params = g.params()?;
-    let rows = DIRECT_ROWS
+    let rows = DIRECT_TILES
         .with(|r| r.get())
         .unwrap_or(x.gpu().class() == AdapterClass::Cpu);
     let (spec, items) = match g.tile().filter(|_| rows) {
@@ -484,15 +484,50 @@ fn direct_forward(x: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
 }
 
 thread_local! {
-    static DIRECT_ROWS: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    static DIRECT_TILES: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
-/// Forces the grouped forward's kernel on this thread: Some(true) runs of
-/// outputs (where the window fits), Some(false) one output per invocation,
-/// None the adapter's choice; tests run both on the same shapes.
+/// Forces the grouped kernels on this thread: Some(true) tiles of outputs
+/// (forward and weight gradient, where a tile's window fits), Some(false)
+/// one output (weight) per invocation, None the default (the forward tiled
+/// on CPU adapters, the weight gradient tiled everywhere); tests run both on
+/// the same shapes.
 #[doc(hidden)]
-pub fn set_direct_rows(rows: Option<bool>) {
-    DIRECT_ROWS.with(|r| r.set(rows));
+pub fn set_direct_tiles(tiles: Option<bool>) {
+    DIRECT_TILES.with(|r| r.set(tiles));
+}
+
+/// The grouped weight gradient in two steps: per image, output channel and
+/// input channel of its group, the sums of dy * x over the image for every
+/// tap (`direct_weight_partial`, by tiles), then their sum over the images.
+/// One invocation per weight, summing over the whole batch alone, kept few
+/// lanes busy on long loops of two scattered loads per product (18% of a
+/// MobileNetV2 training step on llvmpipe). None where no tile fits or the
+/// kernel has more than 64 taps.
+fn direct_weight_by_tiles(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<Option<Tensor>> {
+    let Some((rh, cw)) = g.tile().filter(|_| g.kh * g.kw <= 64) else {
+        return Ok(None);
+    };
+    if DIRECT_TILES.with(|r| r.get()) == Some(false) {
+        return Ok(None);
+    }
+    let cg = g.c / g.cfg.groups;
+    let per_image = g.oc * cg * g.kh * g.kw;
+    let partial = Tensor::empty(dy.gpu(), &[g.n, per_image], DType::F32)?;
+    let spec = g
+        .fixed(KernelSpec::new("conv", "direct_weight_partial"))
+        .with("RH", rh as f64)
+        .with("CW", cw as f64);
+    let ins = [(Slot::GradOut as u32, dy), (Slot::Inputs as u32, x)];
+    let params = g.params()?;
+    super::launch_slots(
+        &spec,
+        bytemuck::bytes_of(&params),
+        &partial,
+        &ins,
+        g.n * g.oc * cg,
+    )?;
+    Ok(Some(super::sum(&partial, Some(0))?))
 }
 
 fn with_bias(y: Tensor, b: Option<&Tensor>, g: &ConvGeom) -> Result<Tensor> {
@@ -543,9 +578,11 @@ pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Te
         && TRANSPOSED_DX.with(|t| t.get())
     {
         // A stride-1 convolution's input gradient is itself a convolution: of
-        // dy with the kernel flipped in space and transposed in channels.
-        // im2col of dy then replaces col2im, which gathers 9 scattered
-        // values per pixel (the slower of the two by about 3x on llvmpipe).
+        // dy with the kernel flipped in space and transposed in channels
+        // (within each group). im2col of dy then replaces col2im, which
+        // gathers 9 scattered values per pixel (the slower of the two by
+        // about 3x on llvmpipe); grouped and depthwise ones take the direct
+        // forward, tiled on CPU adapters.
         return conv2d(dy, &flipped_transposed(w, g)?, None, cfg);
     }
     if let Some(dx) = super::conv_implicit::input_grad_strided(dy, w, g)? {
@@ -590,11 +627,11 @@ pub fn set_transposed_input_grad(on: bool) {
 }
 
 /// The configuration of the convolution that computes the input gradient of
-/// `g` (stride 1, groups 1, GEMM path): same dilation, padding d * (k - 1) - p
-/// on each axis, which must not be negative; None where that does not apply.
+/// `g` (stride 1): same dilation and groups, padding d * (k - 1) - p on each
+/// axis, which must not be negative; None where that does not apply.
 fn transposed_config(g: &ConvGeom) -> Option<Conv2dConfig> {
     let c = g.cfg;
-    if !g.uses_gemm() || c.stride != (1, 1) {
+    if c.stride != (1, 1) {
         return None;
     }
     let ph = (c.dilation.0 * (g.kh - 1)).checked_sub(c.padding.0)?;
@@ -603,24 +640,35 @@ fn transposed_config(g: &ConvGeom) -> Option<Conv2dConfig> {
         stride: (1, 1),
         padding: (ph, pw),
         dilation: c.dilation,
-        groups: 1,
+        groups: c.groups,
     })
 }
 
-/// w [OC, C, KH, KW] as [C, OC, KH, KW] with each kernel turned by 180 degrees.
+/// w [OC, C / G, KH, KW] as the weight of the transposed convolution,
+/// [C, OC / G, KH, KW]: within each of the G groups, input and output
+/// channels swap places, and each kernel is turned by 180 degrees.
 fn flipped_transposed(w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
     let kk = g.kh * g.kw;
-    let t = super::layout::swap01(&w.reshape(&[g.oc, g.c, kk])?)?;
+    let groups = g.cfg.groups;
+    let (ocg, cg) = (g.oc / groups, g.c / groups);
+    let t = if ocg == 1 || cg == 1 {
+        // One of the swapped axes has length 1: the same data.
+        w.reshape(&[groups, cg, ocg, kk])?
+    } else if groups == 1 {
+        super::layout::swap01(&w.reshape(&[ocg, cg, kk])?)?.reshape(&[1, cg, ocg, kk])?
+    } else {
+        super::layout::permute(&w.reshape(&[groups, ocg, cg, kk])?, &[0, 2, 1, 3])?
+    };
     let flipped = super::layout::step_slice(
         &t,
         super::layout::StepSlice {
-            axis: 2,
+            axis: 3,
             start: kk - 1,
             step: -1,
             len: kk,
         },
     )?;
-    flipped.reshape(&[g.c, g.oc, g.kh, g.kw])
+    flipped.reshape(&[g.c, ocg, g.kh, g.kw])
 }
 
 /// Gradient of the weight, from dy and the forward input x.
@@ -664,6 +712,8 @@ pub fn conv2d_backward_weight(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<T
         } else {
             super::layout::slice(&dw, 1, 0, g.klen())?
         };
+        dw.reshape(&wshape)
+    } else if let Some(dw) = direct_weight_by_tiles(dy, x, g)? {
         dw.reshape(&wshape)
     } else {
         let dw = Tensor::empty(dy.gpu(), &wshape, DType::F32)?;
