@@ -432,3 +432,82 @@ fn direct_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
         out[base + k] = acc[k];
     }
 }
+
+// The grouped (depthwise) input gradient for CPU adapters, at any stride:
+// one invocation per tile of RH x CW input pixels, RH a multiple of SH and
+// CW of SW, so every tile starts on a multiple of the stride and whether
+// tap (ky, kx) reaches pixel (jy, jx) of the tile is known once the loops
+// unroll. The dy values the tile reads (a window of rows by columns of each
+// output channel of its group) are loaded once; the taps then add from
+// registers. Same taps in the same order as direct_backward_input. With
+// ah = (KH - 1) * DH rounded up to a multiple of SH, tap ky reaches tile row
+// jy where q = jy + PH + ah - ky * DH is a multiple of SH, from dy row
+// y0 / SH + q / SH - ah / SH; the window's first row is q's least / SH.
+// src/ops/conv.rs computes the same window (at most 64 values).
+@compute @workgroup_size(64)
+fn direct_backward_input_tiles(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                               @builtin(local_invocation_index) li: u32) {
+    let tiles_x = (XW + CW - 1u) / CW;
+    let tiles_y = (XH + RH - 1u) / RH;
+    let i = global_id(wid, nwg, li, 64u);
+    if i >= p.n * XC * tiles_y * tiles_x {
+        return;
+    }
+    let x0 = (i % tiles_x) * CW;
+    let y0 = ((i / tiles_x) % tiles_y) * RH;
+    let c = (i / (tiles_x * tiles_y)) % XC;
+    let n = i / (tiles_x * tiles_y * XC);
+    let cg = XC / GROUPS;
+    let ocg = OC / GROUPS;
+    let g = c / cg;
+    let ci = c % cg;
+    let ah = ((KH - 1u) * DH + SH - 1u) / SH * SH;
+    let aw = ((KW - 1u) * DW + SW - 1u) / SW * SW;
+    let by = (PH + ah - (KH - 1u) * DH) / SH;
+    let bx = (PW + aw - (KW - 1u) * DW) / SW;
+    let wry = (RH - 1u + PH + ah) / SH - by + 1u;
+    let wcx = (CW - 1u + PW + aw) / SW - bx + 1u;
+    let oy0 = i32(y0 / SH + by) - i32(ah / SH);
+    let ox0 = i32(x0 / SW + bx) - i32(aw / SW);
+    var acc: array<f32, TILE_MAX>;
+    for (var oo = 0u; oo < ocg; oo++) {
+        let o = g * ocg + oo;
+        let plane = (n * OC + o) * OH;
+        var win: array<f32, WIN_MAX>;
+        for (var r = 0u; r < wry; r++) {
+            let oy = oy0 + i32(r);
+            let row = (plane + u32(clamp(oy, 0, i32(OH) - 1))) * OW;
+            for (var s = 0u; s < wcx; s++) {
+                let ox = ox0 + i32(s);
+                let inside = oy >= 0 && oy < i32(OH) && ox >= 0 && ox < i32(OW);
+                win[r * wcx + s] = select(0.0, grad_out[row + u32(clamp(ox, 0, i32(OW) - 1))], inside);
+            }
+        }
+        for (var ky = 0u; ky < KH; ky++) {
+            for (var kx = 0u; kx < KW; kx++) {
+                let wv = weights[((o * cg + ci) * KH + ky) * KW + kx];
+                for (var jy = 0u; jy < RH; jy++) {
+                    let qy = jy + PH + ah - ky * DH;
+                    if qy % SH != 0u {
+                        continue;
+                    }
+                    for (var jx = 0u; jx < CW; jx++) {
+                        let qx = jx + PW + aw - kx * DW;
+                        if qx % SW != 0u {
+                            continue;
+                        }
+                        acc[jy * CW + jx] += win[(qy / SH - by) * wcx + qx / SW - bx] * wv;
+                    }
+                }
+            }
+        }
+    }
+    for (var jy = 0u; jy < RH; jy++) {
+        let base = ((n * XC + c) * XH + y0 + jy) * XW;
+        for (var jx = 0u; jx < CW; jx++) {
+            if y0 + jy < XH && x0 + jx < XW {
+                out[base + x0 + jx] = acc[jy * CW + jx];
+            }
+        }
+    }
+}

@@ -317,8 +317,9 @@ fn conv2d_grouped_geometries_as_constants() {
         let groups = if oc % x[1] == 0 { x[1] } else { 3 };
         let cfg = Conv2dConfig { groups, ..cfg };
         // Stride-1 input gradients run as the transposed (grouped)
-        // convolution, or else by the direct input-gradient kernel.
-        for (rows, transposed) in [(true, true), (false, true), (true, false)] {
+        // convolution, or else (as strided ones do) by the direct
+        // input-gradient kernel, tiled or one pixel per invocation.
+        for (rows, transposed) in [(true, true), (false, true), (true, false), (false, false)] {
             set_direct_tiles(Some(rows));
             set_transposed_input_grad(transposed);
             conv_case(

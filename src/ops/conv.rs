@@ -195,6 +195,40 @@ impl ConvGeom {
         best.map(|(t, _)| t)
     }
 
+    /// The input-pixel tile (rows, columns) of one
+    /// `direct_backward_input_tiles` invocation: rows a multiple of the
+    /// vertical stride and columns of the horizontal one, at most 16 pixels,
+    /// a dy window (its extent as in the shader) of at most 64 values; of
+    /// those, the one that loads the fewest values per input pixel.
+    fn input_tile(&self) -> Option<(usize, usize)> {
+        let c = self.cfg;
+        // Window rows of a tile of t pixels along an axis (see the shader).
+        let extent = |t: usize, s: usize, k: usize, d: usize, p: usize| {
+            let a = ((k - 1) * d).div_ceil(s) * s;
+            let first = (p + a - (k - 1) * d) / s;
+            (t - 1 + p + a) / s - first + 1
+        };
+        let mut best: Option<((usize, usize), usize)> = None;
+        for m in [1usize, 2, 4, 8, 16] {
+            let rh = m * c.stride.0;
+            for k in [1usize, 2, 4, 8, 16] {
+                let cw = k * c.stride.1;
+                let win = extent(rh, c.stride.0, self.kh, c.dilation.0, c.padding.0)
+                    * extent(cw, c.stride.1, self.kw, c.dilation.1, c.padding.1);
+                let too_big = rh > self.h.next_power_of_two().max(c.stride.0)
+                    || cw > self.w.next_power_of_two().max(c.stride.1);
+                if rh * cw > 16 || win > 64 || too_big {
+                    continue;
+                }
+                let loads = self.h.div_ceil(rh) * self.w.div_ceil(cw) * (win + self.kh * self.kw);
+                if best.is_none_or(|(_, l)| loads < l) {
+                    best = Some(((rh, cw), loads));
+                }
+            }
+        }
+        best.map(|(t, _)| t)
+    }
+
     fn klen(&self) -> usize {
         self.c * self.kh * self.kw
     }
@@ -487,14 +521,36 @@ thread_local! {
     static DIRECT_TILES: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
-/// Forces the grouped kernels on this thread: Some(true) tiles of outputs
-/// (forward and weight gradient, where a tile's window fits), Some(false)
-/// one output (weight) per invocation, None the default (the forward tiled
-/// on CPU adapters, the weight gradient tiled everywhere); tests run both on
-/// the same shapes.
+/// Forces the grouped kernels on this thread: Some(true) tiles (forward,
+/// input and weight gradients, where a tile's window fits), Some(false) one
+/// output (pixel, weight) per invocation, None the default (the forward and
+/// the input gradient tiled on CPU adapters, the weight gradient tiled
+/// everywhere); tests run both on the same shapes.
 #[doc(hidden)]
 pub fn set_direct_tiles(tiles: Option<bool>) {
     DIRECT_TILES.with(|r| r.set(tiles));
+}
+
+/// The grouped input gradient by tiles of input pixels that share one window
+/// of dy (`direct_backward_input_tiles`), on CPU adapters (or where forced);
+/// None elsewhere and where no tile fits.
+fn direct_input_by_tiles(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Option<Tensor>> {
+    let tiles = DIRECT_TILES
+        .with(|r| r.get())
+        .unwrap_or(dy.gpu().class() == AdapterClass::Cpu);
+    let Some((rh, cw)) = g.input_tile().filter(|_| tiles) else {
+        return Ok(None);
+    };
+    let dx = Tensor::empty(dy.gpu(), &[g.n, g.c, g.h, g.w], DType::F32)?;
+    let spec = g
+        .fixed(KernelSpec::new("conv", "direct_backward_input_tiles"))
+        .with("RH", rh as f64)
+        .with("CW", cw as f64);
+    let ins = [(Slot::GradOut as u32, dy), (Slot::Weights as u32, w)];
+    let params = g.params()?;
+    let items = g.n * g.c * g.h.div_ceil(rh) * g.w.div_ceil(cw);
+    super::launch_slots(&spec, bytemuck::bytes_of(&params), &dx, &ins, items)?;
+    Ok(Some(dx))
 }
 
 /// The grouped weight gradient in two steps: per image, output channel and
@@ -603,6 +659,8 @@ pub fn conv2d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Te
             super::launch_slots(&spec, bytemuck::bytes_of(&params), &dx, &ins, dx.numel())?;
             Ok(dx)
         })
+    } else if let Some(dx) = direct_input_by_tiles(dy, w, g)? {
+        Ok(dx)
     } else {
         let dx = Tensor::empty(dy.gpu(), &[g.n, g.c, g.h, g.w], DType::F32)?;
         run(
