@@ -109,6 +109,24 @@ fn gemm_cases() {
         Conv2dConfig::default(),
         true,
     );
+    // Pointwise convolutions skip im2col; with fewer pixels than output
+    // channels the product takes the pixels as its rows.
+    conv_case(
+        "1x1, 6 pixels, 20 channels out",
+        [2, 12, 2, 3],
+        20,
+        (1, 1),
+        Conv2dConfig::default(),
+        true,
+    );
+    conv_case(
+        "1x1, 3 pixels, 9 channels out, 7 in",
+        [1, 7, 3, 1],
+        9,
+        (1, 1),
+        Conv2dConfig::default(),
+        false,
+    );
     // Strided input gradients as one implicit GEMM per pixel class, where
     // OC * taps is a multiple of 4 (else GEMM + col2im).
     conv_case(

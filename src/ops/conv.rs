@@ -229,6 +229,13 @@ impl ConvGeom {
         best.map(|(t, _)| t)
     }
 
+    /// A 1x1 kernel at stride 1 without padding, groups 1: each output
+    /// pixel is W times the input pixel.
+    fn is_pointwise(&self) -> bool {
+        let c = self.cfg;
+        self.kh == 1 && self.kw == 1 && c.stride == (1, 1) && c.padding == (0, 0) && c.groups == 1
+    }
+
     fn klen(&self) -> usize {
         self.c * self.kh * self.kw
     }
@@ -464,6 +471,29 @@ fn conv2d_then(
         let w2 = g.weight_matrix(w)?;
         if let Some((y, fused)) = super::conv_implicit::forward(x, &w2, &g, epi)? {
             return Ok((with_bias(y, b, &g)?, fused));
+        }
+        if g.is_pointwise() {
+            // A 1x1 convolution's im2col would only transpose x: y[n] = W
+            // [OC, C] @ x[n] [C, HW], already NCHW. The CPU kernels spread
+            // a product's columns over the lanes (64 per subgroup), so the
+            // longer of pixels and channels goes there: y[n]^T = x[n]^T
+            // [HW, C] @ W^T [C, OC], written transposed, when the image
+            // has fewer pixels than the layer has channels (small images,
+            // late layers: 7 of 8 lanes idle on a 2x2 image otherwise).
+            let x3 = x.reshape(&[g.n, g.c, g.h * g.w])?;
+            // Unpadded: no column matrix to match.
+            let w2 = w.reshape(&[g.oc, g.c])?;
+            let y = if g.h * g.w < g.oc {
+                let how = Gemm {
+                    tc: true,
+                    ..Gemm::t(true, true)
+                };
+                gemm(&x3, &w2, how)?
+            } else {
+                gemm(&w2, &x3, Gemm::default())?
+            };
+            let y = y.reshape(&g.out_shape())?;
+            return Ok((with_bias(y, b, &g)?, false));
         }
         by_chunks(&g, x.gpu(), &[x], |gc, parts| {
             let cols = im2col(gc, parts[0])?;
