@@ -34,3 +34,24 @@ fn copy_block8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let o = i / len8;
     out8[(o * p.dst_stride + p.dst_off) / 8u + j] = src8[(o * p.src_stride + p.src_off) / 8u + j];
 }
+
+// permute (layout.wgsl) by blocks of 8 floats: the innermost axis stays
+// innermost and its length is a multiple of 8; shape and strides count blocks.
+@compute @workgroup_size(64)
+fn permute8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = global_id(wid, nwg, li, 64u);
+    if i >= p.n {
+        return;
+    }
+    var r = i;
+    var at = 0u;
+    var d = p.ndim;
+    while d > 0u {
+        d -= 1u;
+        let s = p.shape[d / 4u][d % 4u];
+        at += (r % s) * p.strides[d / 4u][d % 4u];
+        r /= s;
+    }
+    out8[i] = src8[at];
+}

@@ -535,12 +535,12 @@ pub fn run_inference(
     opts: &BenchOptions,
     on_result: &mut dyn FnMut(&BenchResult),
 ) -> Result<Vec<BenchResult>> {
-    // The students a distillation run ships: the benchmarks' resnet8x4 and
-    // MobileNetV2 (the quick run: the demo's cnn4).
+    // The students a distillation run ships: the benchmarks' resnet8x4,
+    // MobileNetV2 and ShuffleNetV2 (the quick run: the demo's cnn4).
     let (archs, s, batches): (&[&str], usize, &[usize]) = if opts.quick {
         (&["cnn4"], 16, &[1, 16])
     } else {
-        (&["resnet8x4", "mobilenetv2"], 32, &[1, 64])
+        (&["resnet8x4", "mobilenetv2", "shufflenetv2"], 32, &[1, 64])
     };
     let mut out = Vec::new();
     for &arch in archs {

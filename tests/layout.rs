@@ -21,6 +21,13 @@ fn permute_matches_the_reference_on_awkward_shapes() {
         (&[1, 17, 1, 9], &[0, 2, 3, 1]),
         (&[2, 1, 3, 1, 2, 1, 2, 3], &[7, 6, 5, 4, 3, 2, 1, 0]),
         (&[65, 67], &[1, 0]),
+        // Channel shuffles (planes of 16 and of 4 values move whole), an
+        // identity, and inner axes that merge around a length-1 axis.
+        (&[2, 2, 3, 4, 4], &[0, 2, 1, 3, 4]),
+        (&[3, 2, 5, 2, 2], &[0, 2, 1, 3, 4]),
+        (&[4, 6, 8], &[0, 1, 2]),
+        (&[3, 8, 1, 2, 8], &[1, 0, 2, 3, 4]),
+        (&[5, 3, 1, 4, 2], &[3, 4, 2, 0, 1]),
     ];
     for (shape, perm) in cases {
         let v = rand_vec(shape.iter().product(), 5);
@@ -29,6 +36,33 @@ fn permute_matches_the_reference_on_awkward_shapes() {
         let (want_shape, want) = cpu::layout::permute(&f64s(&v), shape, perm);
         assert_eq!(got.shape(), want_shape.as_slice(), "{shape:?} {perm:?}");
         assert_eq!(got.to_vec().unwrap(), f32s(&want), "{shape:?} {perm:?}");
+    }
+}
+
+#[test]
+fn permutations_coalesce_to_the_fewest_axes() {
+    // (shape, perm) -> (merged input shape, permutation of its axes)
+    let cases: &[(&[usize], &[usize], &[usize], &[usize])] = &[
+        (
+            &[2, 2, 3, 4, 4],
+            &[0, 2, 1, 3, 4],
+            &[2, 2, 3, 16],
+            &[0, 2, 1, 3],
+        ),
+        (&[4, 6, 8], &[0, 1, 2], &[192], &[0]),
+        (&[1, 17, 1, 9], &[0, 2, 3, 1], &[17, 9], &[1, 0]),
+        (&[3, 8, 1, 2, 8], &[1, 0, 2, 3, 4], &[3, 8, 16], &[1, 0, 2]),
+        (&[5, 3, 1, 4, 2], &[3, 4, 2, 0, 1], &[15, 8], &[1, 0]),
+        (&[1, 1], &[1, 0], &[1], &[0]),
+        (&[2, 3, 5], &[2, 0, 1], &[6, 5], &[1, 0]),
+    ];
+    for &(shape, perm, dims, order) in cases {
+        let (d, o) = layout::coalesce(shape, perm);
+        assert_eq!(
+            (d.as_slice(), o.as_slice()),
+            (dims, order),
+            "{shape:?} {perm:?}"
+        );
     }
 }
 
@@ -190,13 +224,24 @@ fn step_slices_match_the_reference_and_have_gradients() {
 
 /// Axis swaps, concatenation and slices move values exactly, through 64-bit
 /// words where runs, strides and offsets are multiples of 8 floats (and the
-/// adapter has SHADER_INT64) and through the scalar kernels otherwise.
+/// adapter has SHADER_INT64), through the scalar kernels otherwise, and
+/// through copy commands where a few long runs move.
 #[test]
 fn swaps_concats_and_slices_move_values_exactly() {
     let g = gpu();
     for wide in [true, false] {
         condenser::ops::set_wide_variants(wide);
-        for (a, b, c) in [(3usize, 5usize, 16usize), (2, 7, 24), (4, 3, 5), (1, 9, 8)] {
+        // The last two: long runs (copy commands on CPU adapters where there
+        // are at most 64 of them, the kernels where there are more).
+        let shapes = [
+            (3usize, 5usize, 16usize),
+            (2, 7, 24),
+            (4, 3, 5),
+            (1, 9, 8),
+            (3, 5, 1100),
+            (70, 1, 1024),
+        ];
+        for (a, b, c) in shapes {
             let v = rand_vec(a * b * c, 50);
             let x = Tensor::from_slice(&g, &[a, b, c], &v).unwrap();
             let got = layout::swap01(&x).unwrap().to_vec().unwrap();

@@ -438,13 +438,26 @@ impl Gpu {
         dst: &PooledBuffer,
         bytes: u64,
     ) -> Result<()> {
-        if bytes == 0 {
+        self.copy_runs(src, dst, &[(0, 0, bytes.div_ceil(4) * 4)])
+    }
+
+    /// Copies runs of bytes (source offset, destination offset, length; all
+    /// multiples of 4) from `src` to `dst` (another buffer), in stream order.
+    pub(crate) fn copy_runs(
+        &self,
+        src: &PooledBuffer,
+        dst: &PooledBuffer,
+        runs: &[(u64, u64, u64)],
+    ) -> Result<()> {
+        if runs.iter().all(|r| r.2 == 0) {
             return Ok(());
         }
         let t0 = self.wall_start()?;
         let mut batch = self.inner.batch.borrow_mut();
         let enc = self.encoder(&mut batch);
-        enc.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, bytes.div_ceil(4) * 4);
+        for &(from, to, bytes) in runs {
+            enc.copy_buffer_to_buffer(src.raw(), from, dst.raw(), to, bytes);
+        }
         dst.written();
         drop(batch);
         self.wall_end(t0, "copy_buffer")

@@ -57,6 +57,10 @@ pub fn check_perm(op: &'static str, perm: &[usize], rank: usize) -> Result<()> {
 }
 
 /// Output axis d is input axis perm[d] (ONNX Transpose, numpy.transpose).
+/// Runs on the fewest axes that describe the same move (`coalesce`): where
+/// the innermost of them stays innermost and holds a multiple of 8 values,
+/// by blocks of 8 through 64-bit words (a channel shuffle moves whole
+/// planes), else value by value.
 pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
     const NAME: &str = "permute";
     let s = x.shape();
@@ -67,31 +71,85 @@ pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor> {
             format!("at most {MAX_PERMUTE_DIMS} axes are supported, got {s:?}"),
         ));
     }
-    let mut in_strides = vec![1usize; s.len()];
-    for d in (0..s.len().saturating_sub(1)).rev() {
-        in_strides[d] = in_strides[d + 1] * s[d + 1];
-    }
     let shape: Vec<usize> = perm.iter().map(|&a| s[a]).collect();
     let out = Tensor::empty(x.gpu(), &shape, x.dtype())?;
     if out.numel() == 0 {
         return Ok(out);
     }
+    let (dims, order) = coalesce(s, perm);
+    let last = dims.len() - 1;
+    // Values per moved block: 8 where the innermost axis stays put and
+    // splits into 8s, else 1.
+    let block = if order[last] == last && dims[last].is_multiple_of(8) && super::wide_ok(x.gpu()) {
+        8
+    } else {
+        1
+    };
+    let mut dims = dims;
+    dims[last] /= block;
+    let mut in_strides = vec![1usize; dims.len()];
+    for d in (0..last).rev() {
+        in_strides[d] = in_strides[d + 1] * dims[d + 1];
+    }
     let mut p = LayoutParams {
-        n: u32_of(NAME, out.numel())?,
-        ndim: s.len() as u32,
+        n: u32_of(NAME, out.numel() / block)?,
+        ndim: dims.len() as u32,
         ..Default::default()
     };
-    for (d, &a) in perm.iter().enumerate() {
-        p.shape[d] = u32_of(NAME, s[a])?;
+    for (d, &a) in order.iter().enumerate() {
+        p.shape[d] = u32_of(NAME, dims[a])?;
         p.strides[d] = u32_of(NAME, in_strides[a])?;
     }
+    let spec = if block == 8 {
+        KernelSpec::new("layout64", "permute8")
+    } else {
+        KernelSpec::new("layout", "permute")
+    };
     x.gpu().launch_items(
-        &KernelSpec::new("layout", "permute"),
+        &spec,
         bytemuck::bytes_of(&p),
         &[out.binding(), x.binding()],
-        out.numel(),
+        out.numel() / block,
     )?;
     Ok(out)
+}
+
+/// The same permutation on fewer axes: axes of length 1 dropped, and input
+/// axes that stay next to each other in the same order merged into one.
+/// Returns the merged input shape and the permutation of its axes (at least
+/// one axis).
+pub fn coalesce(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let kept: Vec<usize> = perm.iter().copied().filter(|&a| shape[a] != 1).collect();
+    // Runs of output axes whose input axes are consecutive.
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    for a in kept {
+        match runs.last_mut() {
+            Some(r) if next_kept(shape, *r.last().expect("runs are never empty")) == Some(a) => {
+                r.push(a)
+            }
+            _ => runs.push(vec![a]),
+        }
+    }
+    if runs.is_empty() {
+        return (vec![1], vec![0]);
+    }
+    // Number the runs by where they start in the input.
+    let mut by_input: Vec<usize> = (0..runs.len()).collect();
+    by_input.sort_by_key(|&r| runs[r][0]);
+    let dims: Vec<usize> = by_input
+        .iter()
+        .map(|&r| runs[r].iter().map(|&a| shape[a]).product())
+        .collect();
+    let mut order = vec![0; runs.len()];
+    for (merged, &r) in by_input.iter().enumerate() {
+        order[r] = merged;
+    }
+    (dims, order)
+}
+
+/// The next input axis after `a` that is not of length 1.
+fn next_kept(shape: &[usize], a: usize) -> Option<usize> {
+    (a + 1..shape.len()).find(|&b| shape[b] != 1)
 }
 
 /// [a, b, c] -> [b, a, c].
@@ -141,6 +199,11 @@ struct Block {
     dst_off: usize,
 }
 
+/// Block copies of at most this many runs, each at least this many values
+/// long, go through copy commands (see `copy_block`).
+const COPY_RUNS_MAX: usize = 64;
+const COPY_RUN_MIN: usize = 1024;
+
 fn copy_block(src: &Tensor, dst: &Tensor, b: Block) -> Result<()> {
     let Block {
         outer,
@@ -163,6 +226,22 @@ fn copy_block(src: &Tensor, dst: &Tensor, b: Block) -> Result<()> {
         dst_off: u(dst_off)?,
         ..Default::default()
     };
+    let cpu = src.gpu().class() == crate::gpu::AdapterClass::Cpu;
+    if cpu && outer <= COPY_RUNS_MAX && len >= COPY_RUN_MIN && !src.same_buffer(dst) {
+        // A few long runs on a CPU adapter: its own copies (a memcpy on
+        // llvmpipe) instead of a kernel dividing its index for every 8
+        // values; 3x less device time for ShuffleNetV2's splits and concats.
+        // GPUs keep the one launch.
+        let f = 4u64;
+        let runs: Vec<(u64, u64, u64)> = (0..outer)
+            .map(|o| {
+                let from = (o * src_stride + src_off) as u64 * f;
+                let to = (o * dst_stride + dst_off) as u64 * f;
+                (from, to, len as u64 * f)
+            })
+            .collect();
+        return src.gpu().copy_runs(src.buffer(), dst.buffer(), &runs);
+    }
     let eights = [len, src_stride, src_off, dst_stride, dst_off];
     if eights.iter().all(|v| v % 8 == 0) && super::wide_ok(src.gpu()) {
         return src.gpu().launch_items(
