@@ -42,7 +42,8 @@ fn permute_matches_the_reference_on_awkward_shapes() {
 #[test]
 fn permutations_coalesce_to_the_fewest_axes() {
     // (shape, perm) -> (merged input shape, permutation of its axes)
-    let cases: &[(&[usize], &[usize], &[usize], &[usize])] = &[
+    type Case<'a> = (&'a [usize], &'a [usize], &'a [usize], &'a [usize]);
+    let cases: &[Case] = &[
         (
             &[2, 2, 3, 4, 4],
             &[0, 2, 1, 3, 4],
