@@ -370,7 +370,7 @@ fn direct_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 // tiles and windows of direct_forward_rows: a 4x4 tile of a 3x3 stride-1
 // layer loads 16 dy and 36 x for 144 products instead of 288 values), and
 // writes out[n][(o * cg + ci) * KH * KW + tap]. Outputs past the plane's edge
-// count as dy = 0. The second step sums over the images (ops::sum). Up to 64
+// add nothing. The second step sums over the images (ops::sum). Up to 64
 // taps (src/ops/conv.rs falls back to direct_backward_weight beyond).
 const TAPS_MAX: u32 = 64u;
 
@@ -414,12 +414,18 @@ fn direct_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
                     win[r * span + s] = select(0.0, inputs[row + u32(clamp(x, 0, i32(XW) - 1))], inside);
                 }
             }
+            // Outputs past the edge add nothing, not 0 * x: an input that no
+            // output reads (the last row of an even-sized input at stride 2)
+            // must not turn the sums into NaN when it is infinite.
+            let rows = min(RH, OH - oy0);
+            let cols = min(CW, OW - ox0);
             for (var ky = 0u; ky < KH; ky++) {
                 for (var kx = 0u; kx < KW; kx++) {
                     var t = 0.0;
                     for (var jy = 0u; jy < RH; jy++) {
                         for (var jx = 0u; jx < CW; jx++) {
-                            t += d[jy * CW + jx] * win[(jy * SH + ky * DH) * span + jx * SW + kx * DW];
+                            let prod = d[jy * CW + jx] * win[(jy * SH + ky * DH) * span + jx * SW + kx * DW];
+                            t += select(0.0, prod, jy < rows && jx < cols);
                         }
                     }
                     acc[ky * KW + kx] += t;

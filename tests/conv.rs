@@ -5,7 +5,7 @@
 //! 2e-3 of the largest component against f64 finite differences.
 
 mod common;
-use common::{FWD, GRAD, check_op, gpu, input};
+use common::{FWD, GRAD, check_op, gpu, input, rand_vec};
 use condenser::Tensor;
 use condenser::autograd::functional as F;
 use condenser::cpu;
@@ -800,4 +800,55 @@ fn a_padded_weight_is_kept_only_while_the_weight_is_unchanged() {
             check("after an upload into the weight");
         }
     }
+}
+
+#[test]
+fn depthwise_weight_gradient_ignores_inputs_no_output_reads() {
+    // Stride 2 over 8x8 without padding reads rows and columns 0..=6 only:
+    // an infinite last row and a NaN last column must not reach the weight
+    // gradient (the tiles' edge outputs add nothing, rather than 0 * x).
+    use condenser::ops::conv::{ConvGeom, conv2d_backward_weight};
+    let g = gpu();
+    let (c, h, w, oh) = (2usize, 8usize, 8usize, 3usize);
+    let mut x = rand_vec(c * h * w, 21);
+    for ch in 0..c {
+        for i in 0..w {
+            x[(ch * h + 7) * w + i] = f32::INFINITY;
+            x[(ch * h + i) * w + 7] = f32::NAN;
+        }
+    }
+    let dy = rand_vec(c * oh * oh, 22);
+    let cfg = Conv2dConfig {
+        groups: c,
+        ..Conv2dConfig::new(2, 0)
+    };
+    let mut want = vec![0f64; c * 9];
+    for ch in 0..c {
+        for t in 0..9 {
+            let (ky, kx) = (t / 3, t % 3);
+            for oy in 0..oh {
+                for ox in 0..oh {
+                    let xv = x[(ch * h + oy * 2 + ky) * w + ox * 2 + kx] as f64;
+                    want[ch * 9 + t] += dy[(ch * oh + oy) * oh + ox] as f64 * xv;
+                }
+            }
+        }
+    }
+    let xt = Tensor::from_slice(&g, &[1, c, h, w], &x).unwrap();
+    let dyt = Tensor::from_slice(&g, &[1, c, oh, oh], &dy).unwrap();
+    let geom = ConvGeom::new(&[1, c, h, w], &[c, 1, 3, 3], cfg).unwrap();
+    for tiles in [true, false] {
+        set_direct_tiles(Some(tiles));
+        let got = conv2d_backward_weight(&dyt, &xt, &geom)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        for (i, (&gv, &wv)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (gv as f64 - wv).abs() <= 1e-4 * (1.0 + wv.abs()),
+                "tiles {tiles}: dw[{i}] = {gv}, want {wv}"
+            );
+        }
+    }
+    set_direct_tiles(None);
 }
