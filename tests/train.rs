@@ -359,3 +359,45 @@ fn memory_is_flat_across_training_steps() {
         "live memory grew: {warm:?} -> {after:?}"
     );
 }
+
+#[test]
+fn repeated_steps_reuse_their_bind_groups_and_train_the_same() {
+    // The pool hands a repeated step the same buffers in the same roles, so
+    // after a few steps a step creates no bind group (parameters move by a
+    // dynamic offset); kept or created anew, the weights come out the same
+    // to the bit. MobileNetV2 at batch 4 binds buffers and textures (the
+    // implicit GEMM's staged inputs, packed operands).
+    let g = gpu();
+    let run = |keep: bool| -> (Vec<Vec<f32>>, u64) {
+        g.set_keep_bind_groups(keep);
+        let m = build_model(&g, &spec("mobilenetv2", 3, 10), 5).unwrap();
+        let x = Tensor::rand_uniform(&g, &[4, 3, 16, 16], -1.0, 1.0, 7).unwrap();
+        let x = Var::constant(x);
+        let lab = Tensor::from_u32(&g, &[4], &[1, 2, 3, 4]).unwrap();
+        let mut opt = Sgd::new(nn::parameters(m.as_ref()), 0.9, false, 5e-4).unwrap();
+        let mut created = 0;
+        for _ in 0..6 {
+            let before = g.bind_group_stats().1;
+            train_step(m.as_ref(), &mut opt, &x, &lab, 0.05, CeConfig::default()).unwrap();
+            g.sync().unwrap();
+            created = g.bind_group_stats().1 - before;
+        }
+        let w = nn::parameters(m.as_ref())
+            .iter()
+            .map(|p| p.value().to_vec().unwrap())
+            .collect();
+        (w, created)
+    };
+    let (kept, created) = run(true);
+    assert_eq!(created, 0, "the sixth step created {created} bind groups");
+    let (fresh, created) = run(false);
+    assert!(
+        created > 0,
+        "with bind groups not kept, every launch creates one"
+    );
+    g.set_keep_bind_groups(true);
+    for (i, (a, b)) in kept.iter().zip(&fresh).enumerate() {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "parameter {i} differs with bind groups kept");
+    }
+}

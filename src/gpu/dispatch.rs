@@ -36,12 +36,12 @@ pub enum Resource<'a> {
         bytes: u64,
     },
     /// A texture (sampled or storage, as the kernel declares it).
-    Texture(&'a wgpu::TextureView),
+    Texture(&'a super::View),
 }
 
 impl<'a> Binding<'a> {
     /// A texture argument.
-    pub fn texture(view: &'a wgpu::TextureView) -> Self {
+    pub fn texture(view: &'a super::View) -> Self {
         Binding {
             resource: Resource::Texture(view),
             slot: None,
@@ -127,7 +127,21 @@ pub(crate) struct Batch {
     pass: Option<wgpu::ComputePass<'static>>,
     params: ParamArena,
     launches: usize,
+    /// Bind groups kept, keyed by the pipeline's serial, the parameter chunk
+    /// and size, and each binding's slot, buffer or texture serial and size
+    /// (see `bind_group_key`): a training step
+    /// binds the same pool buffers in the same roles step after step, and
+    /// its parameters move by a dynamic offset, so later steps create none.
+    bind_groups: std::collections::HashMap<Vec<u64>, wgpu::BindGroup>,
+    /// Launches that found their bind group kept, and bind groups created.
+    bind_stats: (u64, u64),
+    /// Whether bind groups are kept (tests turn it off to compare).
+    keep_bind_groups: bool,
 }
+
+/// Kept bind groups past which the cache starts again (each holds its
+/// buffers alive, so it is emptied with the pool too).
+const BIND_GROUPS_MAX: usize = 16384;
 
 impl Batch {
     pub fn new(limits: &wgpu::Limits) -> Self {
@@ -136,12 +150,81 @@ impl Batch {
             pass: None,
             params: ParamArena::new(limits.min_uniform_buffer_offset_alignment as u64),
             launches: 0,
+            bind_groups: Default::default(),
+            bind_stats: (0, 0),
+            keep_bind_groups: true,
         }
+    }
+
+    /// (launches that reused a kept bind group, bind groups created).
+    pub fn bind_stats(&self) -> (u64, u64) {
+        self.bind_stats
+    }
+
+    /// Turns keeping bind groups on or off (off also drops those kept).
+    pub fn keep_bind_groups(&mut self, on: bool) {
+        self.keep_bind_groups = on;
+        self.bind_groups.clear();
+    }
+
+    /// Drops the kept bind groups (and with them their hold on buffers).
+    pub fn forget_bind_groups(&mut self) {
+        self.bind_groups.clear();
     }
 
     fn is_empty(&self) -> bool {
         self.encoder.is_none()
     }
+}
+
+/// Each argument with its binding number (see `Binding::slot`).
+fn slots<'a, 'b>(args: &'a [Binding<'b>]) -> impl Iterator<Item = (u32, &'a Binding<'b>)> {
+    let mut next = 1;
+    args.iter().map(move |a| {
+        let slot = a.slot.unwrap_or(next);
+        next = slot + 1;
+        (slot, a)
+    })
+}
+
+/// Stamps the buffers the launch's entry point stores to (new contents).
+fn mark_writes(kernel: &super::registry::Kernel, args: &[Binding]) {
+    for (slot, a) in slots(args) {
+        if let Resource::Buffer { buffer, .. } = a.resource
+            && kernel.info.may_write(slot)
+        {
+            buffer.written();
+        }
+    }
+}
+
+/// What identifies a launch's bind group, where it may be kept (a reflected
+/// layout: parameters at a dynamic offset). Pipeline, buffer and texture
+/// serials are never reused, so a key never names another launch's
+/// bindings.
+fn bind_group_key(
+    kernel: &super::registry::Kernel,
+    chunk: Option<usize>,
+    param_bytes: u64,
+    args: &[Binding],
+) -> Option<Vec<u64>> {
+    if !kernel.dynamic_params {
+        return None;
+    }
+    let mut key = Vec::with_capacity(3 + 3 * args.len());
+    key.extend([
+        kernel.serial,
+        chunk.map_or(0, |c| c as u64 + 1),
+        param_bytes,
+    ]);
+    for (slot, a) in slots(args) {
+        let (serial, bytes) = match a.resource {
+            Resource::Buffer { buffer, bytes } => (buffer.serial(), bytes),
+            Resource::Texture(v) => (v.serial, 0),
+        };
+        key.extend([slot as u64, serial, bytes]);
+    }
+    Some(key)
 }
 
 /// Splits `n` workgroups into a grid whose dimensions stay within `max`.
@@ -238,52 +321,39 @@ impl Gpu {
         }
         let t0 = self.wall_start()?;
         let mut batch = self.inner.batch.borrow_mut();
-        let mut entries = Vec::with_capacity(args.len() + 1);
         // Entry points that read no parameters have no binding 0 in their layout.
         let param_at = kernel
             .info
             .reads_params
             .then(|| batch.params.push(&self.inner.device, params));
-        if let Some((chunk, offset)) = param_at {
-            entries.push(wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &batch.params.chunks[chunk],
-                    offset,
-                    size: wgpu::BufferSize::new((params.len() as u64).div_ceil(16) * 16),
-                }),
-            });
-        }
-        let mut next = 1;
-        for a in args.iter() {
-            let slot = a.slot.unwrap_or(next);
-            next = slot + 1;
-            let resource = match a.resource {
-                Resource::Buffer { buffer, bytes } => {
-                    if kernel.info.may_write(slot) {
-                        buffer.written();
+        let param_bytes = (params.len().max(1) as u64).div_ceil(16) * 16;
+        // Reflected layouts take the parameters at a dynamic offset: the bind
+        // group binds the chunk from 0 and the launch passes the offset.
+        let dynamic: Vec<u32> = match param_at {
+            Some((_, offset)) if kernel.dynamic_params => vec![offset as u32],
+            _ => Vec::new(),
+        };
+        mark_writes(kernel, args);
+        let key = bind_group_key(kernel, param_at.map(|p| p.0), param_bytes, args)
+            .filter(|_| batch.keep_bind_groups);
+        let bind_group = match key.as_ref().and_then(|k| batch.bind_groups.get(k)) {
+            Some(bg) => {
+                let bg = bg.clone();
+                batch.bind_stats.0 += 1;
+                bg
+            }
+            None => {
+                batch.bind_stats.1 += 1;
+                let bg = self.create_bind_group(kernel, &batch, param_at, param_bytes, args);
+                if let Some(k) = key {
+                    if batch.bind_groups.len() >= BIND_GROUPS_MAX {
+                        batch.bind_groups.clear();
                     }
-                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: buffer.raw(),
-                        offset: 0,
-                        size: wgpu::BufferSize::new(bytes.div_ceil(4) * 4),
-                    })
+                    batch.bind_groups.insert(k, bg.clone());
                 }
-                Resource::Texture(view) => wgpu::BindingResource::TextureView(view),
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: slot,
-                resource,
-            });
-        }
-        let bind_group = self
-            .inner
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &kernel.layout,
-                entries: &entries,
-            });
+                bg
+            }
+        };
 
         let mut profiler = self.inner.profiler.borrow_mut();
         let wall = profiler.as_ref().is_some_and(|p| p.wall());
@@ -300,7 +370,7 @@ impl Gpu {
                 }),
             });
             pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_bind_group(0, &bind_group, &dynamic);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         } else {
             if batch.pass.is_none() {
@@ -315,7 +385,7 @@ impl Gpu {
             }
             let pass = batch.pass.as_mut().expect("pass just opened");
             pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_bind_group(0, &bind_group, &dynamic);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }
         let full = {
@@ -330,6 +400,52 @@ impl Gpu {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// The bind group of one launch: the parameter chunk (from `offset`, or
+    /// from 0 where the layout takes a dynamic offset) and the arguments.
+    fn create_bind_group(
+        &self,
+        kernel: &super::registry::Kernel,
+        batch: &Batch,
+        param_at: Option<(usize, u64)>,
+        param_bytes: u64,
+        args: &[Binding],
+    ) -> wgpu::BindGroup {
+        let mut entries = Vec::with_capacity(args.len() + 1);
+        if let Some((chunk, offset)) = param_at {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &batch.params.chunks[chunk],
+                    offset: if kernel.dynamic_params { 0 } else { offset },
+                    size: wgpu::BufferSize::new(param_bytes),
+                }),
+            });
+        }
+        for (slot, a) in slots(args) {
+            let resource = match a.resource {
+                Resource::Buffer { buffer, bytes } => {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buffer.raw(),
+                        offset: 0,
+                        size: wgpu::BufferSize::new(bytes.div_ceil(4) * 4),
+                    })
+                }
+                Resource::Texture(v) => wgpu::BindingResource::TextureView(&v.view),
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: slot,
+                resource,
+            });
+        }
+        self.inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &kernel.layout,
+                entries: &entries,
+            })
     }
 
     /// In a wall-clock profile (see gpu::timing): waits for the work recorded

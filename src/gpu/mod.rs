@@ -21,8 +21,8 @@ pub(crate) use derived::{DerivedKey, Kept, Lookup};
 pub use dispatch::{Binding, Resource};
 pub use pool::{PoolStats, PooledBuffer};
 pub use registry::KernelSpec;
-pub use textures::PackStats;
 pub(crate) use textures::{PackKey, Packing};
+pub use textures::{PackStats, View};
 pub use timing::KernelTime;
 
 use crate::error::{Error, Result};
@@ -184,6 +184,18 @@ impl Gpu {
         let budget = packed.budget();
         packed.reset(budget);
         self.inner.derived.borrow_mut().clear();
+        self.inner.batch.borrow_mut().forget_bind_groups();
+    }
+    /// Launches so far that reused a kept bind group, and bind groups
+    /// created (see `gpu::dispatch`).
+    pub fn bind_group_stats(&self) -> (u64, u64) {
+        self.inner.batch.borrow().bind_stats()
+    }
+    /// Turns keeping bind groups on (the default) or off, for tests that
+    /// compare the two.
+    #[doc(hidden)]
+    pub fn set_keep_bind_groups(&self, on: bool) {
+        self.inner.batch.borrow_mut().keep_bind_groups(on);
     }
     pub fn pool_reset_peak(&self) {
         self.inner.pool.reset_peak()
@@ -242,7 +254,7 @@ impl Gpu {
         slot: usize,
         format: wgpu::TextureFormat,
         height: u32,
-    ) -> (wgpu::Texture, wgpu::TextureView) {
+    ) -> (wgpu::Texture, crate::gpu::View) {
         self.inner
             .scratch
             .borrow_mut()

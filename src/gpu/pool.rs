@@ -5,7 +5,7 @@
 //! most a quarter of a buffer is slack.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,7 +38,12 @@ pub struct PoolStats {
 
 #[derive(Default)]
 pub(crate) struct PoolState {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Free buffers by size class and serial. An allocation takes the
+    /// lowest serial of its class, so which buffer it gets depends only on
+    /// which are free, not on the order they were freed in: a training step
+    /// that repeats gets the same buffers in the same roles, and the bind
+    /// groups `gpu::dispatch` keeps for them are found again.
+    free: HashMap<u64, BTreeMap<u64, wgpu::Buffer>>,
     stats: PoolStats,
 }
 
@@ -51,9 +56,18 @@ fn next_stamp() -> u64 {
     STAMPS.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A number never handed out before (from the same counter as the stamps):
+/// names a wgpu buffer or a pipeline for the life of the process.
+pub(crate) fn next_serial() -> u64 {
+    next_stamp()
+}
+
 /// A buffer from the pool. Dropping it returns the buffer to its free list.
 pub struct PooledBuffer {
     buffer: Option<wgpu::Buffer>,
+    /// The wgpu buffer's serial: the same while the pool recycles it, never
+    /// another buffer's (unlike `id`, which is this handle's).
+    serial: u64,
     class: u64,
     pool: Weak<RefCell<PoolState>>,
     /// This handle's own stamp (a recycled wgpu buffer gets a new one).
@@ -72,6 +86,10 @@ impl PooledBuffer {
     }
     pub fn capacity(&self) -> u64 {
         self.class
+    }
+    /// Which wgpu buffer this handle holds (see `serial`).
+    pub(super) fn serial(&self) -> u64 {
+        self.serial
     }
     /// Which buffer this is, for as long as it lives.
     pub(crate) fn id(&self) -> u64 {
@@ -93,7 +111,10 @@ impl Drop for PooledBuffer {
         if let (Some(buf), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
             let mut p = pool.borrow_mut();
             p.stats.live_bytes -= self.class;
-            p.free.entry(self.class).or_default().push(buf);
+            p.free
+                .entry(self.class)
+                .or_default()
+                .insert(self.serial, buf);
         }
     }
 }
@@ -114,8 +135,8 @@ impl Pool {
     pub fn alloc(&self, device: &wgpu::Device, bytes: u64) -> PooledBuffer {
         let class = size_class(bytes);
         let mut st = self.state.borrow_mut();
-        let reused = st.free.get_mut(&class).and_then(|v| v.pop());
-        let buffer = match reused {
+        let reused = st.free.get_mut(&class).and_then(|v| v.pop_first());
+        let (serial, buffer) = match reused {
             Some(b) => {
                 st.stats.reuses += 1;
                 b
@@ -123,20 +144,22 @@ impl Pool {
             None => {
                 st.stats.creations += 1;
                 st.stats.reserved_bytes += class;
-                device.create_buffer(&wgpu::BufferDescriptor {
+                let b = device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("condenser.pool"),
                     size: class,
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
                         | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
-                })
+                });
+                (next_serial(), b)
             }
         };
         st.stats.live_bytes += class;
         st.stats.peak_bytes = st.stats.peak_bytes.max(st.stats.live_bytes);
         PooledBuffer {
             buffer: Some(buffer),
+            serial,
             class,
             pool: Rc::downgrade(&self.state),
             id: next_stamp(),

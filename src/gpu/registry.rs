@@ -138,6 +138,11 @@ pub struct Kernel {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
     pub(crate) info: EntryInfo,
+    /// Whether the layout is reflection's (parameters at a dynamic offset),
+    /// not wgpu's derived one.
+    pub(crate) dynamic_params: bool,
+    /// Which pipeline this is, never reused (keys of kept bind groups).
+    pub(crate) serial: u64,
 }
 
 /// What the launch path needs to know of an entry point, read from the shader.
@@ -178,6 +183,18 @@ impl EntryInfo {
 /// The entry points of a shader module with their `EntryInfo`, read with naga
 /// (the front end wgpu uses): workgroup sizes are written once, in the shader.
 pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
+    Ok(reflect_all(file)?
+        .into_iter()
+        .map(|(name, (info, _))| (name, info))
+        .collect())
+}
+
+/// What reflection gives each entry point: its `EntryInfo` and, where every
+/// binding it uses has a known type, the layout of its bind group 0 with the
+/// parameter block at a dynamic offset (None: wgpu derives the layout).
+type Reflected = HashMap<String, (EntryInfo, Option<Vec<wgpu::BindGroupLayoutEntry>>)>;
+
+fn reflect_all(file: &str) -> Result<Reflected> {
     let src = shader_source(file).ok_or_else(|| Error::Shader {
         kernel: file.to_string(),
         message: format!("no shader file named {file:?} is registered"),
@@ -210,9 +227,97 @@ pub fn reflect(file: &str) -> Result<HashMap<String, EntryInfo>> {
                 reads_params,
                 writes: written_bindings(&module, &info, i),
             };
-            (ep.name.clone(), e)
+            (ep.name.clone(), (e, layout_entries(&module, &info, i)))
         })
         .collect())
+}
+
+/// The bind group 0 layout of entry point `entry`: the bindings it uses (as
+/// wgpu's derived layout has them: naga's use analysis), the parameter
+/// block at binding 0 with a dynamic offset, so that one bind group serves
+/// every launch with the same buffers whatever the parameters (see
+/// `gpu::dispatch`). None where a binding is of a kind not mapped here.
+fn layout_entries(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry: usize,
+) -> Option<Vec<wgpu::BindGroupLayoutEntry>> {
+    let uses = info.get_entry_point(entry);
+    let mut out = Vec::new();
+    for (h, g) in module.global_variables.iter() {
+        let Some(b) = g.binding.as_ref().filter(|b| b.group == 0) else {
+            continue;
+        };
+        if uses[h].is_empty() {
+            continue;
+        }
+        let ty = match g.space {
+            naga::AddressSpace::Uniform if b.binding == 0 => wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            naga::AddressSpace::Storage { access } => wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: !access.contains(naga::StorageAccess::STORE),
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            naga::AddressSpace::Handle => image_binding(&module.types[g.ty].inner)?,
+            _ => return None,
+        };
+        out.push(wgpu::BindGroupLayoutEntry {
+            binding: b.binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
+            count: None,
+        });
+    }
+    Some(out)
+}
+
+/// The binding type of a 2D texture the kernels read with textureLoad or
+/// write as storage (rgba32float, r32float); None for anything else.
+fn image_binding(ty: &naga::TypeInner) -> Option<wgpu::BindingType> {
+    let naga::TypeInner::Image {
+        dim: naga::ImageDimension::D2,
+        arrayed: false,
+        class,
+    } = ty
+    else {
+        return None;
+    };
+    match *class {
+        naga::ImageClass::Sampled {
+            kind: naga::ScalarKind::Float,
+            multi: false,
+        } => Some(wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        }),
+        naga::ImageClass::Storage { format, access } => {
+            let format = match format {
+                naga::StorageFormat::Rgba32Float => wgpu::TextureFormat::Rgba32Float,
+                naga::StorageFormat::R32Float => wgpu::TextureFormat::R32Float,
+                _ => return None,
+            };
+            let load = access.contains(naga::StorageAccess::LOAD);
+            let store = access.contains(naga::StorageAccess::STORE);
+            let access = match (load, store) {
+                (true, true) => wgpu::StorageTextureAccess::ReadWrite,
+                (true, false) => wgpu::StorageTextureAccess::ReadOnly,
+                _ => wgpu::StorageTextureAccess::WriteOnly,
+            };
+            Some(wgpu::BindingType::StorageTexture {
+                access,
+                format,
+                view_dimension: wgpu::TextureViewDimension::D2,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The storage buffers of group 0 that entry point `entry` stores to, as a
@@ -241,7 +346,7 @@ fn written_bindings(module: &naga::Module, info: &naga::valid::ModuleInfo, entry
 }
 
 pub(crate) struct Registry {
-    modules: HashMap<&'static str, (wgpu::ShaderModule, HashMap<String, EntryInfo>)>,
+    modules: HashMap<&'static str, (wgpu::ShaderModule, Reflected)>,
     pipelines: HashMap<String, Rc<Kernel>>,
     cache: Option<wgpu::PipelineCache>,
     cache_path: Option<PathBuf>,
@@ -306,7 +411,7 @@ impl Registry {
         // Read before the error scope opens, so that an early return leaves none open.
         let reflected = match self.modules.contains_key(spec.file) {
             true => None,
-            false => Some(reflect(spec.file)?),
+            false => Some(reflect_all(spec.file)?),
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         if let Some(entries) = reflected {
@@ -332,13 +437,25 @@ impl Registry {
         }
         let (module, entries) = &self.modules[spec.file];
         // A missing entry point is reported by the pipeline's error scope below.
-        let info = entries
+        let (info, entries) = entries
             .get(spec.entry)
-            .copied()
-            .unwrap_or_else(EntryInfo::unknown);
+            .cloned()
+            .unwrap_or_else(|| (EntryInfo::unknown(), None));
+        let explicit = entries.map(|e| {
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&key),
+                entries: &e,
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&key),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            (bgl, pl)
+        });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&key),
-            layout: None,
+            layout: explicit.as_ref().map(|(_, pl)| pl),
             module,
             entry_point: Some(spec.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
@@ -348,7 +465,11 @@ impl Registry {
             },
             cache: self.cache.as_ref(),
         });
-        let layout = pipeline.get_bind_group_layout(0);
+        let dynamic_params = explicit.is_some();
+        let layout = match explicit {
+            Some((bgl, _)) => bgl,
+            None => pipeline.get_bind_group_layout(0),
+        };
         if let Some(err) = pollster::block_on(scope.pop()) {
             // A broken module stays broken: forget it so the error repeats clearly.
             self.modules.remove(spec.file);
@@ -362,6 +483,8 @@ impl Registry {
             pipeline,
             layout,
             info,
+            dynamic_params,
+            serial: super::pool::next_serial(),
         });
         self.pipelines.insert(key, kernel.clone());
         self.new_pipelines += 1;

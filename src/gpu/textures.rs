@@ -8,9 +8,17 @@
 
 use super::memo::{Memo, Seen};
 
+/// A texture's view with a serial no other texture or buffer ever has (the
+/// kept bind groups of `gpu::dispatch` are keyed by it).
+#[derive(Clone)]
+pub struct View {
+    pub(crate) view: wgpu::TextureView,
+    pub(crate) serial: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct Scratch {
-    slots: Vec<Option<(wgpu::Texture, wgpu::TextureView)>>,
+    slots: Vec<Option<(wgpu::Texture, View)>>,
 }
 
 /// The width of every scratch texture: the widest power of two the adapter allows.
@@ -34,7 +42,7 @@ impl Scratch {
         slot: usize,
         format: wgpu::TextureFormat,
         height: u32,
-    ) -> (wgpu::Texture, wgpu::TextureView) {
+    ) -> (wgpu::Texture, View) {
         if self.slots.len() <= slot {
             self.slots.resize(slot + 1, None);
         }
@@ -57,7 +65,7 @@ fn create(
     format: wgpu::TextureFormat,
     height: u32,
     label: &str,
-) -> (wgpu::Texture, wgpu::TextureView) {
+) -> (wgpu::Texture, View) {
     let texture = device.create_texture(&wgpu::TextureDescriptor {
         label: Some(label),
         size: wgpu::Extent3d {
@@ -75,7 +83,8 @@ fn create(
         view_formats: &[],
     });
     let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-    (texture, view)
+    let serial = super::pool::next_serial();
+    (texture, View { view, serial })
 }
 
 /// How many buffers the packed-operand cache remembers (with or without a
@@ -97,9 +106,9 @@ pub(crate) struct PackKey {
 /// What `Packed::lookup` tells the caller to do.
 pub(crate) enum Packing {
     /// The texture already holds these contents packed so: bind it.
-    Reuse(wgpu::TextureView),
+    Reuse(View),
     /// Pack into this texture (it is kept for the next lookups).
-    Fill(wgpu::TextureView),
+    Fill(View),
     /// Pack into a scratch texture as usual.
     Scratch,
 }
@@ -121,7 +130,7 @@ pub struct PackStats {
 /// recorded write changes, so a kept texture is never bound for contents it
 /// does not hold (see `memo` for when a texture is kept and dropped).
 pub(crate) struct Packed {
-    memo: Memo<PackKey, wgpu::TextureView>,
+    memo: Memo<PackKey, View>,
     stats: PackStats,
 }
 

@@ -146,7 +146,7 @@ fn forward_applies(x: &Tensor, g: &ConvGeom, d: &MatmulDims) -> bool {
 
 /// Copies x into the r32float scratch texture (a texel per float); None
 /// where it would be taller than the adapter allows.
-fn stage_x(x: &Tensor) -> Result<Option<wgpu::TextureView>> {
+fn stage_x(x: &Tensor) -> Result<Option<crate::gpu::View>> {
     super::stage_texels(x, X_SLOT, wgpu::TextureFormat::R32Float, x.numel())
 }
 

@@ -568,7 +568,7 @@ pub(crate) struct StridedB<'a> {
 
 /// Packs op(B) into scratch texture 0 with mm_pack_b (`params` gives n and
 /// the texture fold); None where it would be taller than the adapter allows.
-fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<wgpu::TextureView>> {
+fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<crate::gpu::View>> {
     const NAME: &str = "matmul";
     let gpu = b.t.gpu();
     let texels = b.batches * b.rows * (params.n as usize).div_ceil(4);

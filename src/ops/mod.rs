@@ -59,7 +59,7 @@ pub(crate) fn stage_texels(
     slot: usize,
     format: wgpu::TextureFormat,
     texels: usize,
-) -> crate::error::Result<Option<wgpu::TextureView>> {
+) -> crate::error::Result<Option<crate::gpu::View>> {
     let gpu = t.gpu();
     let Some(height) = texels_height(gpu, texels) else {
         return Ok(None);
