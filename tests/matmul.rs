@@ -537,7 +537,9 @@ fn packed_weights_are_reused_only_while_their_buffer_is_unchanged() {
 #[test]
 fn packed_weights_stay_within_the_cache_budget() {
     // Room for one packed texture: two weights used in turn evict each other
-    // (least recently used first), and every product stays right.
+    // (least recently used first), and every product stays right. A kept
+    // bind group would keep an evicted texture alive: each eviction drops
+    // them, so no more are kept than one round of products makes.
     let g = gpu();
     if g.subgroup_size() != Some(8) {
         eprintln!("skipped: this adapter has no fixed 8-wide subgroups");
@@ -557,6 +559,8 @@ fn packed_weights_stay_within_the_cache_budget() {
             let got = product_bits(&a, w, false, true, MatmulKernel::CpuTexture);
             assert!(got == want, "round {round}: a product differs");
             assert!(g.pack_stats().bytes <= one, "{:?}", g.pack_stats());
+            let kept = g.bind_group_stats().2;
+            assert!(kept <= 8, "round {round}: {kept} bind groups kept");
         }
     }
     assert!(

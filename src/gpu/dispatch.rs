@@ -156,9 +156,10 @@ impl Batch {
         }
     }
 
-    /// (launches that reused a kept bind group, bind groups created).
-    pub fn bind_stats(&self) -> (u64, u64) {
-        self.bind_stats
+    /// (launches that reused a kept bind group, bind groups created, bind
+    /// groups kept now).
+    pub fn bind_stats(&self) -> (u64, u64, usize) {
+        (self.bind_stats.0, self.bind_stats.1, self.bind_groups.len())
     }
 
     /// Turns keeping bind groups on or off (off also drops those kept).

@@ -30,6 +30,8 @@ pub(crate) struct Memo<K, V> {
     bytes: u64,
     budget: u64,
     max_entries: usize,
+    /// Counts the times kept values were let go (see `drops`).
+    drops: u64,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Memo<K, V> {
@@ -40,7 +42,15 @@ impl<K: Hash + Eq + Clone, V: Clone> Memo<K, V> {
             bytes: 0,
             budget,
             max_entries,
+            drops: 0,
         }
+    }
+
+    /// A count that grows whenever kept values may have been let go: a
+    /// caller that handed them out (textures bound in kept bind groups)
+    /// knows to forget what still refers to them.
+    pub fn drops(&self) -> u64 {
+        self.drops
     }
 
     /// Looks `key` up at content stamp `content`; a kept value that `valid`
@@ -66,6 +76,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Memo<K, V> {
                 return Seen::Kept(v);
             }
             self.bytes -= b;
+            self.drops += 1;
         }
         e.content = content;
         if first { Seen::First } else { Seen::Second }
@@ -87,12 +98,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Memo<K, V> {
                 break;
             };
             self.bytes -= e.kept.take().map_or(0, |(_, b)| b);
+            self.drops += 1;
         }
         let Some(e) = self.entries.get_mut(key) else {
             return false;
         };
         if let Some((_, b)) = e.kept.replace((value, bytes)) {
             self.bytes -= b;
+            self.drops += 1;
         }
         self.bytes += bytes;
         true
@@ -107,6 +120,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Memo<K, V> {
         ticks.sort_unstable();
         let cut = ticks[ticks.len() / 2];
         self.entries.retain(|_, e| e.used > cut);
+        self.drops += 1;
         self.bytes = self
             .entries
             .values()
@@ -118,6 +132,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Memo<K, V> {
     /// Forgets everything and sets the byte bound.
     pub fn reset(&mut self, budget: u64) {
         self.entries.clear();
+        self.drops += 1;
         self.bytes = 0;
         self.budget = budget;
     }

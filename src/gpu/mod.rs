@@ -184,11 +184,11 @@ impl Gpu {
         let budget = packed.budget();
         packed.reset(budget);
         self.inner.derived.borrow_mut().clear();
-        self.inner.batch.borrow_mut().forget_bind_groups();
+        self.forget_bind_groups();
     }
-    /// Launches so far that reused a kept bind group, and bind groups
-    /// created (see `gpu::dispatch`).
-    pub fn bind_group_stats(&self) -> (u64, u64) {
+    /// Launches so far that reused a kept bind group, bind groups created,
+    /// and bind groups kept now (see `gpu::dispatch`).
+    pub fn bind_group_stats(&self) -> (u64, u64, usize) {
         self.inner.batch.borrow().bind_stats()
     }
     /// Turns keeping bind groups on (the default) or off, for tests that
@@ -255,10 +255,19 @@ impl Gpu {
         format: wgpu::TextureFormat,
         height: u32,
     ) -> (wgpu::Texture, crate::gpu::View) {
-        self.inner
-            .scratch
-            .borrow_mut()
-            .get(&self.inner.device, slot, format, height)
+        let mut scratch = self.inner.scratch.borrow_mut();
+        let drops = scratch.drops;
+        let got = scratch.get(&self.inner.device, slot, format, height);
+        if scratch.drops != drops {
+            self.forget_bind_groups();
+        }
+        got
+    }
+
+    /// Drops the kept bind groups: a texture they may bind was let go, and
+    /// they would keep it alive.
+    fn forget_bind_groups(&self) {
+        self.inner.batch.borrow_mut().forget_bind_groups();
     }
 
     /// Where to pack operand `key` whose buffer holds contents `content`
@@ -271,10 +280,13 @@ impl Gpu {
         format: wgpu::TextureFormat,
         height: u32,
     ) -> Packing {
-        self.inner
-            .packed
-            .borrow_mut()
-            .lookup(&self.inner.device, key, content, format, height)
+        let mut packed = self.inner.packed.borrow_mut();
+        let drops = packed.drops();
+        let got = packed.lookup(&self.inner.device, key, content, format, height);
+        if packed.drops() != drops {
+            self.forget_bind_groups();
+        }
+        got
     }
 
     /// Whether the result derived as `key` is kept (see `gpu::derived`).
@@ -302,6 +314,7 @@ impl Gpu {
     #[doc(hidden)]
     pub fn set_pack_budget(&self, bytes: u64) {
         self.inner.packed.borrow_mut().reset(bytes);
+        self.forget_bind_groups();
     }
 
     pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {

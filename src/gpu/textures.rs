@@ -19,6 +19,8 @@ pub struct View {
 #[derive(Default)]
 pub(crate) struct Scratch {
     slots: Vec<Option<(wgpu::Texture, View)>>,
+    /// Textures replaced by larger ones (see `Memo::drops`).
+    pub drops: u64,
 }
 
 /// The width of every scratch texture: the widest power of two the adapter allows.
@@ -53,7 +55,12 @@ impl Scratch {
             return (t.clone(), v.clone());
         }
         let (texture, view) = create(device, format, height, "condenser.scratch");
-        self.slots[slot] = Some((texture.clone(), view.clone()));
+        if self.slots[slot]
+            .replace((texture.clone(), view.clone()))
+            .is_some()
+        {
+            self.drops += 1;
+        }
         (texture, view)
     }
 }
@@ -180,6 +187,11 @@ impl Packed {
     pub fn reset(&mut self, budget: u64) {
         self.memo.reset(budget);
         self.stats.bytes = 0;
+    }
+
+    /// See `Memo::drops`.
+    pub fn drops(&self) -> u64 {
+        self.memo.drops()
     }
 
     pub fn stats(&self) -> PackStats {
