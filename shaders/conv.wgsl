@@ -308,6 +308,22 @@ override CW: u32 = 1u;
 const WIN_MAX: u32 = 64u;
 const TILE_MAX: u32 = 16u;
 
+// win[r * cols + s] = the input at row y0 + r, column x0 + s of the plane
+// starting at row `plane` (zero outside the image): the values a tile reads.
+fn input_window(win: ptr<function, array<f32, WIN_MAX>>, plane: u32, y0: i32, x0: i32,
+                rows: u32, cols: u32) {
+    for (var r = 0u; r < rows; r++) {
+        let y = y0 + i32(r);
+        let row = (plane + u32(clamp(y, 0, i32(XH) - 1))) * XW;
+        for (var s = 0u; s < cols; s++) {
+            let x = x0 + i32(s);
+            let inside = y >= 0 && y < i32(XH) && x >= 0 && x < i32(XW);
+            // Clamped so that the load stays in bounds; the select zeroes it.
+            (*win)[r * cols + s] = select(0.0, inputs[row + u32(clamp(x, 0, i32(XW) - 1))], inside);
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn direct_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) li: u32) {
@@ -330,18 +346,8 @@ fn direct_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     var acc: array<f32, TILE_MAX>;
     for (var ci = 0u; ci < cg; ci++) {
         let c = g * cg + ci;
-        let plane = (n * XC + c) * XH;
         var win: array<f32, WIN_MAX>;
-        for (var r = 0u; r < wrows; r++) {
-            let y = y0 + i32(r);
-            let row = (plane + u32(clamp(y, 0, i32(XH) - 1))) * XW;
-            for (var s = 0u; s < span; s++) {
-                let x = x0 + i32(s);
-                let inside = y >= 0 && y < i32(XH) && x >= 0 && x < i32(XW);
-                // Clamped so that the load stays in bounds; the select zeroes it.
-                win[r * span + s] = select(0.0, inputs[row + u32(clamp(x, 0, i32(XW) - 1))], inside);
-            }
-        }
+        input_window(&win, (n * XC + c) * XH, y0, x0, wrows, span);
         for (var ky = 0u; ky < KH; ky++) {
             let wrow = ((o * cg + ci) * KH + ky) * KW;
             for (var kx = 0u; kx < KW; kx++) {
@@ -405,15 +411,7 @@ fn direct_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
             let x0 = i32(ox0 * SW) - i32(PW);
             let y0 = i32(oy0 * SH) - i32(PH);
             var win: array<f32, WIN_MAX>;
-            for (var r = 0u; r < wrows; r++) {
-                let y = y0 + i32(r);
-                let row = (plane + u32(clamp(y, 0, i32(XH) - 1))) * XW;
-                for (var s = 0u; s < span; s++) {
-                    let x = x0 + i32(s);
-                    let inside = y >= 0 && y < i32(XH) && x >= 0 && x < i32(XW);
-                    win[r * span + s] = select(0.0, inputs[row + u32(clamp(x, 0, i32(XW) - 1))], inside);
-                }
-            }
+            input_window(&win, plane, y0, x0, wrows, span);
             // Outputs past the edge add nothing, not 0 * x: an input that no
             // output reads (the last row of an even-sized input at stride 2)
             // must not turn the sums into NaN when it is infinite.
