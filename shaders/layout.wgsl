@@ -65,6 +65,12 @@ fn permute(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     if i >= p.n {
         return;
     }
+    out[i] = src[permute_at(i)];
+}
+
+// Where output element i of a permutation reads: sum_d coord_d(i) * strides[d]
+// (in elements for permute, in blocks of 8 for layout64's permute8).
+fn permute_at(i: u32) -> u32 {
     var r = i;
     var at = 0u;
     var d = p.ndim;
@@ -74,7 +80,7 @@ fn permute(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         at += (r % s) * p.strides[d / 4u][d % 4u];
         r /= s;
     }
-    out[i] = src[at];
+    return at;
 }
 
 // The source index of view element i: offset + sum_d coord_d(i) * stride_d, the

@@ -44,14 +44,5 @@ fn permute8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if i >= p.n {
         return;
     }
-    var r = i;
-    var at = 0u;
-    var d = p.ndim;
-    while d > 0u {
-        d -= 1u;
-        let s = p.shape[d / 4u][d % 4u];
-        at += (r % s) * p.strides[d / 4u][d % 4u];
-        r /= s;
-    }
-    out8[i] = src8[at];
+    out8[i] = src8[permute_at(i)];
 }

@@ -330,9 +330,10 @@ impl Gpu {
         let param_bytes = (params.len().max(1) as u64).div_ceil(16) * 16;
         // Reflected layouts take the parameters at a dynamic offset: the bind
         // group binds the chunk from 0 and the launch passes the offset.
-        let dynamic: Vec<u32> = match param_at {
-            Some((_, offset)) if kernel.dynamic_params => vec![offset as u32],
-            _ => Vec::new(),
+        let offsets = [param_at.map_or(0, |p| p.1 as u32)];
+        let dynamic: &[u32] = match param_at {
+            Some(_) if kernel.dynamic_params => &offsets,
+            _ => &[],
         };
         mark_writes(kernel, args);
         let key = bind_group_key(kernel, param_at.map(|p| p.0), param_bytes, args)
@@ -371,7 +372,7 @@ impl Gpu {
                 }),
             });
             pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &dynamic);
+            pass.set_bind_group(0, &bind_group, dynamic);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         } else {
             if batch.pass.is_none() {
@@ -386,7 +387,7 @@ impl Gpu {
             }
             let pass = batch.pass.as_mut().expect("pass just opened");
             pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &dynamic);
+            pass.set_bind_group(0, &bind_group, dynamic);
             pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
         }
         let full = {

@@ -169,24 +169,66 @@ impl ConvGeom {
     }
 
     /// The output tile (rows, columns) of one `direct_forward_rows`
-    /// invocation: of the power-of-two tiles with at most 16 outputs whose
-    /// input window holds at most 64 values, the one that loads the fewest
-    /// values (window and weights) per output of the layer, edge tiles' unused
-    /// outputs counted as loads wasted. None where no tile fits (wide dilated
-    /// kernels).
+    /// invocation (and `direct_weight_partial`): powers of two, the input
+    /// window extent as the shader computes it.
     fn tile(&self) -> Option<(usize, usize)> {
         let c = self.cfg;
         let extent = |t: usize, s: usize, k: usize, d: usize| (t - 1) * s + (k - 1) * d + 1;
-        let sizes = [1usize, 2, 4, 8, 16];
+        self.best_tile(
+            (1, self.oh),
+            (1, self.ow),
+            |rh| extent(rh, c.stride.0, self.kh, c.dilation.0),
+            |cw| extent(cw, c.stride.1, self.kw, c.dilation.1),
+        )
+    }
+
+    /// The input-pixel tile (rows, columns) of one
+    /// `direct_backward_input_tiles` invocation: rows a multiple of the
+    /// vertical stride and columns of the horizontal one, the dy window
+    /// extent as the shader computes it.
+    fn input_tile(&self) -> Option<(usize, usize)> {
+        let c = self.cfg;
+        let extent = |t: usize, s: usize, k: usize, d: usize, p: usize| {
+            let a = ((k - 1) * d).div_ceil(s) * s;
+            let first = (p + a - (k - 1) * d) / s;
+            (t - 1 + p + a) / s - first + 1
+        };
+        self.best_tile(
+            (c.stride.0, self.h),
+            (c.stride.1, self.w),
+            |rh| extent(rh, c.stride.0, self.kh, c.dilation.0, c.padding.0),
+            |cw| extent(cw, c.stride.1, self.kw, c.dilation.1, c.padding.1),
+        )
+    }
+
+    /// Of the tiles `unit * 2^i` along each axis (no longer than the axis
+    /// `len` rounded up to a power of two, or than one unit) with at most 16
+    /// elements and a window (`rows(rh)` x `cols(cw)`) of at most 64
+    /// values, the one that loads the fewest values (window and weights)
+    /// over the whole plane, edge tiles' unused elements counted as loads
+    /// wasted. None where no tile fits (wide dilated kernels).
+    fn best_tile(
+        &self,
+        (row_unit, height): (usize, usize),
+        (col_unit, width): (usize, usize),
+        rows: impl Fn(usize) -> usize,
+        cols: impl Fn(usize) -> usize,
+    ) -> Option<(usize, usize)> {
+        let sizes = |unit: usize, len: usize| {
+            let max = len.next_power_of_two().max(unit);
+            [1usize, 2, 4, 8, 16]
+                .map(|m| m * unit)
+                .into_iter()
+                .filter(move |&t| t <= max)
+        };
         let mut best: Option<((usize, usize), usize)> = None;
-        for &rh in sizes.iter().filter(|&&r| r <= self.oh.next_power_of_two()) {
-            for &cw in sizes.iter().filter(|&&w| w <= self.ow.next_power_of_two()) {
-                let win = extent(rh, c.stride.0, self.kh, c.dilation.0)
-                    * extent(cw, c.stride.1, self.kw, c.dilation.1);
+        for rh in sizes(row_unit, height) {
+            for cw in sizes(col_unit, width) {
+                let win = rows(rh) * cols(cw);
                 if rh * cw > 16 || win > 64 {
                     continue;
                 }
-                let loads = self.oh.div_ceil(rh) * self.ow.div_ceil(cw) * (win + self.kh * self.kw);
+                let loads = height.div_ceil(rh) * width.div_ceil(cw) * (win + self.kh * self.kw);
                 if best.is_none_or(|(_, l)| loads < l) {
                     best = Some(((rh, cw), loads));
                 }
@@ -195,38 +237,11 @@ impl ConvGeom {
         best.map(|(t, _)| t)
     }
 
-    /// The input-pixel tile (rows, columns) of one
-    /// `direct_backward_input_tiles` invocation: rows a multiple of the
-    /// vertical stride and columns of the horizontal one, at most 16 pixels,
-    /// a dy window (its extent as in the shader) of at most 64 values; of
-    /// those, the one that loads the fewest values per input pixel.
-    fn input_tile(&self) -> Option<(usize, usize)> {
-        let c = self.cfg;
-        // Window rows of a tile of t pixels along an axis (see the shader).
-        let extent = |t: usize, s: usize, k: usize, d: usize, p: usize| {
-            let a = ((k - 1) * d).div_ceil(s) * s;
-            let first = (p + a - (k - 1) * d) / s;
-            (t - 1 + p + a) / s - first + 1
-        };
-        let mut best: Option<((usize, usize), usize)> = None;
-        for m in [1usize, 2, 4, 8, 16] {
-            let rh = m * c.stride.0;
-            for k in [1usize, 2, 4, 8, 16] {
-                let cw = k * c.stride.1;
-                let win = extent(rh, c.stride.0, self.kh, c.dilation.0, c.padding.0)
-                    * extent(cw, c.stride.1, self.kw, c.dilation.1, c.padding.1);
-                let too_big = rh > self.h.next_power_of_two().max(c.stride.0)
-                    || cw > self.w.next_power_of_two().max(c.stride.1);
-                if rh * cw > 16 || win > 64 || too_big {
-                    continue;
-                }
-                let loads = self.h.div_ceil(rh) * self.w.div_ceil(cw) * (win + self.kh * self.kw);
-                if best.is_none_or(|(_, l)| loads < l) {
-                    best = Some(((rh, cw), loads));
-                }
-            }
-        }
-        best.map(|(t, _)| t)
+    /// `entry` of conv.wgsl with the geometry and the tile as constants.
+    fn tiled(&self, entry: &'static str, (rh, cw): (usize, usize)) -> KernelSpec {
+        self.fixed(KernelSpec::new("conv", entry))
+            .with("RH", rh as f64)
+            .with("CW", cw as f64)
     }
 
     /// A 1x1 kernel at stride 1 without padding, groups 1: each output
@@ -533,9 +548,7 @@ fn direct_forward(x: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Tensor> {
         .unwrap_or(x.gpu().class() == AdapterClass::Cpu);
     let (spec, items) = match g.tile().filter(|_| rows) {
         Some((rh, cw)) => (
-            g.fixed(KernelSpec::new("conv", "direct_forward_rows"))
-                .with("RH", rh as f64)
-                .with("CW", cw as f64),
+            g.tiled("direct_forward_rows", (rh, cw)),
             g.n * g.oc * g.oh.div_ceil(rh) * g.ow.div_ceil(cw),
         ),
         None => (
@@ -572,10 +585,7 @@ fn direct_input_by_tiles(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Result<Option
         return Ok(None);
     };
     let dx = Tensor::empty(dy.gpu(), &[g.n, g.c, g.h, g.w], DType::F32)?;
-    let spec = g
-        .fixed(KernelSpec::new("conv", "direct_backward_input_tiles"))
-        .with("RH", rh as f64)
-        .with("CW", cw as f64);
+    let spec = g.tiled("direct_backward_input_tiles", (rh, cw));
     let ins = [(Slot::GradOut as u32, dy), (Slot::Weights as u32, w)];
     let params = g.params()?;
     let items = g.n * g.c * g.h.div_ceil(rh) * g.w.div_ceil(cw);
@@ -600,10 +610,7 @@ fn direct_weight_by_tiles(dy: &Tensor, x: &Tensor, g: &ConvGeom) -> Result<Optio
     let cg = g.c / g.cfg.groups;
     let per_image = g.oc * cg * g.kh * g.kw;
     let partial = Tensor::empty(dy.gpu(), &[g.n, per_image], DType::F32)?;
-    let spec = g
-        .fixed(KernelSpec::new("conv", "direct_weight_partial"))
-        .with("RH", rh as f64)
-        .with("CW", cw as f64);
+    let spec = g.tiled("direct_weight_partial", (rh, cw));
     let ins = [(Slot::GradOut as u32, dy), (Slot::Inputs as u32, x)];
     let params = g.params()?;
     super::launch_slots(
