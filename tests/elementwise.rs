@@ -359,3 +359,123 @@ fn activation_gradients() {
         );
     }
 }
+
+/// Every binary and unary operator through the uniform-window kernels
+/// (shaders/elementwise_win.wgsl) at sizes around their boundaries: one
+/// window exactly, one and a bit (odd tail), a full launch of 7 windows, and
+/// three launches whose last is partial and whose last window is clamped to
+/// the buffer's end. Tolerance as above: against the f64 reference exact for
+/// add/sub/mul/relu mask, rtol 1e-6 for the rest (one or a few roundings), and the same bits as the kernels the
+/// windows replace (same operators in the same order).
+#[test]
+fn uniform_window_kernels_match_the_reference_and_the_storage_kernels() {
+    let g = gpu();
+    let window = 16_384; // floats in a 64 KiB window
+    for n in [window, window + 3, 7 * window, 15 * window - 5] {
+        let mut av = spread(n, 21);
+        let bv: Vec<f32> = spread(n, 22)
+            .iter()
+            .map(|v| v.signum() * (v.abs() + 0.5))
+            .collect();
+        // Specials at both ends and inside the last window.
+        for (i, v) in [
+            (0, f32::NAN),
+            (n - 1, f32::INFINITY),
+            (n - 2, -0.0),
+            (n / 2, f32::NEG_INFINITY),
+        ] {
+            av[i] = v;
+        }
+        let a = Tensor::from_slice(&g, &[n], &av).unwrap();
+        let b = Tensor::from_slice(&g, &[n], &bv).unwrap();
+        let binary_ops = [
+            BinaryOp::Add,
+            BinaryOp::Sub,
+            BinaryOp::Mul,
+            BinaryOp::Div,
+            BinaryOp::ReluMask,
+            BinaryOp::LeakyReluGrad { slope: 0.1 },
+            BinaryOp::HardSwishGrad,
+        ];
+        for op in binary_ops {
+            let (got, windowed) =
+                with_windows(&g, || binary(&a, &b, op).unwrap().to_vec().unwrap());
+            assert!(
+                windowed || !g.windows_ok(),
+                "{op:?} n={n}: the window kernel did not run"
+            );
+            let (_, want) =
+                cpu::elementwise::binary(&f64s(&av), &[n], &f64s(&bv), &[n], op).unwrap();
+            let exact = matches!(
+                op,
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::ReluMask
+            );
+            let rtol = if exact { 0.0 } else { 1e-6 };
+            assert_close_nan(&got, &f32s(&want), rtol, &format!("{op:?} n={n}"));
+            condenser::ops::set_window_variants(false);
+            let old = binary(&a, &b, op).unwrap().to_vec().unwrap();
+            condenser::ops::set_window_variants(true);
+            assert_eq!(
+                bits(&got),
+                bits(&old),
+                "{op:?} n={n}: windows vs storage kernels"
+            );
+        }
+        let mut unary_ops = activations();
+        unary_ops.extend([
+            UnaryOp::Exp,
+            UnaryOp::Affine {
+                alpha: -2.0,
+                beta: 0.5,
+            },
+        ]);
+        for op in unary_ops {
+            let (got, windowed) = with_windows(&g, || unary(&a, op).unwrap().to_vec().unwrap());
+            assert!(
+                windowed || !g.windows_ok(),
+                "{op:?} n={n}: the window kernel did not run"
+            );
+            let want = f32s(&cpu::elementwise::unary(&f64s(&av), op));
+            assert_close_nan(&got, &want, 1e-6, &format!("{op:?} n={n}"));
+            condenser::ops::set_window_variants(false);
+            let old = unary(&a, op).unwrap().to_vec().unwrap();
+            condenser::ops::set_window_variants(true);
+            assert_eq!(
+                bits(&got),
+                bits(&old),
+                "{op:?} n={n}: windows vs storage kernels"
+            );
+        }
+    }
+}
+
+/// `f`'s result and whether a uniform-window kernel ran in it.
+fn with_windows<T>(g: &condenser::Gpu, f: impl FnOnce() -> T) -> (T, bool) {
+    assert!(g.profile_begin().unwrap());
+    let out = f();
+    let ran = g
+        .profile_end()
+        .unwrap()
+        .iter()
+        .any(|t| t.kernel.contains("_win"));
+    (out, ran)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// NaN where the reference has NaN, else within `rtol` (atol 1e-7), infinities equal.
+fn assert_close_nan(got: &[f32], want: &[f32], rtol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else if w.is_infinite() {
+            g == w
+        } else {
+            (g - w).abs() <= 1e-7 + rtol * w.abs()
+        };
+        assert!(ok, "{what}: element {i}: got {g}, want {w}");
+    }
+}

@@ -38,34 +38,36 @@ pub fn binary(
                     0.0
                 }
             }
-            _ => x * activation_slope(op, y),
+            _ => activation_slope(op, y).map_or(0.0, |s| x * s),
         });
     }
     Ok((out, v))
 }
 
 /// d f / d x of the activation whose backward `op` is, at its input x (its
-/// output for sigmoid); at the kinks, PyTorch's choice.
-fn activation_slope(op: BinaryOp, x: f64) -> f64 {
-    let step = |on: bool, v: f64| if on { v } else { 0.0 };
+/// output for sigmoid); at the kinks, PyTorch's choice. None where the
+/// gradient does not pass at all: there dx is 0 whatever dy is (PyTorch's
+/// `where`, not a product with 0, so an infinite dy gives 0, not NaN).
+fn activation_slope(op: BinaryOp, x: f64) -> Option<f64> {
+    let step = |on: bool, v: f64| on.then_some(v);
     match op {
         BinaryOp::ClipGrad { lo, hi } => step(x >= lo as f64 && x <= hi as f64, 1.0),
         BinaryOp::LeakyReluGrad { slope } => {
             if x > 0.0 {
-                1.0
+                Some(1.0)
             } else {
-                slope as f64
+                Some(slope as f64)
             }
         }
-        BinaryOp::SigmoidGrad => x * (1.0 - x),
+        BinaryOp::SigmoidGrad => Some(x * (1.0 - x)),
         BinaryOp::HardSigmoidGrad { alpha, beta } => {
             let t = alpha as f64 * x + beta as f64;
             step(t > 0.0 && t < 1.0, alpha as f64)
         }
-        BinaryOp::HardSwishGrad if x < -3.0 => 0.0,
-        BinaryOp::HardSwishGrad if x > 3.0 => 1.0,
-        BinaryOp::HardSwishGrad => (2.0 * x + 3.0) / 6.0,
-        _ => 1.0,
+        BinaryOp::HardSwishGrad if x < -3.0 => None,
+        BinaryOp::HardSwishGrad if x > 3.0 => Some(1.0),
+        BinaryOp::HardSwishGrad => Some((2.0 * x + 3.0) / 6.0),
+        _ => Some(1.0),
     }
 }
 

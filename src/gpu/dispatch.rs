@@ -17,6 +17,24 @@ const FLUSH_EVERY: usize = 512;
 /// Bytes per uniform arena chunk.
 const CHUNK_BYTES: u64 = 64 * 1024;
 
+/// Bytes of a uniform window (`Binding::window`): WebGPU's least
+/// `maxUniformBufferBindingSize`, and an `array<vec4<f32>, 4096>` in WGSL.
+pub const WINDOW_BYTES: u64 = 64 * 1024;
+/// Uniform windows one launch may bind (15 uniform buffers per stage, the
+/// parameters one of them).
+pub const WINDOW_SLOTS: usize = 14;
+
+/// Whether `limits` allow `WINDOW_SLOTS` windows beside the parameters, at
+/// offsets that pool buffers' size classes (multiples of 64 bytes from 256
+/// bytes on) keep aligned.
+pub(crate) fn windows_fit(limits: &wgpu::Limits) -> bool {
+    let slots = WINDOW_SLOTS as u32 + 1;
+    limits.max_uniform_buffer_binding_size >= WINDOW_BYTES
+        && limits.max_uniform_buffers_per_shader_stage >= slots
+        && limits.max_dynamic_uniform_buffers_per_pipeline_layout >= slots
+        && limits.min_uniform_buffer_offset_alignment <= 64
+}
+
 /// One kernel argument and the WGSL binding number it goes to.
 #[derive(Clone, Copy)]
 pub struct Binding<'a> {
@@ -37,9 +55,25 @@ pub enum Resource<'a> {
     },
     /// A texture (sampled or storage, as the kernel declares it).
     Texture(&'a super::View),
+    /// `WINDOW_BYTES` of a pooled buffer from byte `offset`, bound as a
+    /// uniform buffer at a dynamic offset (one bind group serves every
+    /// window of the buffer).
+    Window {
+        buffer: &'a PooledBuffer,
+        offset: u64,
+    },
 }
 
 impl<'a> Binding<'a> {
+    /// A uniform window of `buffer` from byte `offset` (see `Resource::Window`,
+    /// `Gpu::windows_ok`).
+    pub fn window(buffer: &'a PooledBuffer, offset: u64) -> Self {
+        Binding {
+            resource: Resource::Window { buffer, offset },
+            slot: None,
+        }
+    }
+
     /// A texture argument.
     pub fn texture(view: &'a super::View) -> Self {
         Binding {
@@ -221,11 +255,78 @@ fn bind_group_key(
     for (slot, a) in slots(args) {
         let (serial, bytes) = match a.resource {
             Resource::Buffer { buffer, bytes } => (buffer.serial(), bytes),
+            Resource::Window { buffer, .. } => (buffer.serial(), WINDOW_BYTES),
             Resource::Texture(v) => (v.serial, 0),
         };
         key.extend([slot as u64, serial, bytes]);
     }
     Some(key)
+}
+
+/// Refuses arguments no launch may bind: an empty buffer, a window past its
+/// buffer's end or misaligned, a window for a kernel whose layout takes no
+/// dynamic offsets.
+fn check_args(kernel: &super::registry::Kernel, args: &[Binding]) -> Result<()> {
+    let windows = args
+        .iter()
+        .filter(|a| matches!(a.resource, Resource::Window { .. }))
+        .count();
+    if windows > WINDOW_SLOTS {
+        return Err(Error::Config(format!(
+            "{}: {windows} uniform windows, at most {WINDOW_SLOTS}",
+            kernel.name
+        )));
+    }
+    for a in args {
+        let bad = match a.resource {
+            Resource::Buffer { bytes: 0, .. } => {
+                "empty buffer argument (launch nothing for empty tensors)"
+            }
+            Resource::Window { buffer, offset } => {
+                if !kernel.dynamic_params {
+                    "a uniform window for a kernel without dynamic offsets"
+                } else if offset % 16 != 0
+                    || offset + WINDOW_BYTES > buffer.capacity()
+                    || offset > u32::MAX as u64
+                {
+                    "a uniform window outside its buffer"
+                } else {
+                    continue;
+                }
+            }
+            _ => continue,
+        };
+        return Err(Error::Config(format!("{}: {bad}", kernel.name)));
+    }
+    Ok(())
+}
+
+/// The launch's dynamic offsets in binding order: the parameters' (binding
+/// 0, where the layout takes them at a dynamic offset: the bind group binds
+/// the arena chunk from 0) and each window's.
+fn dynamic_offsets(
+    kernel: &super::registry::Kernel,
+    param_offset: Option<u64>,
+    args: &[Binding],
+) -> ([u32; WINDOW_SLOTS + 1], usize) {
+    let mut at = [(0u32, 0u32); WINDOW_SLOTS + 1];
+    let mut count = 0;
+    if let Some(off) = param_offset.filter(|_| kernel.dynamic_params) {
+        at[0] = (0, off as u32);
+        count = 1;
+    }
+    for (slot, a) in slots(args) {
+        if let Resource::Window { offset, .. } = a.resource {
+            at[count] = (slot, offset as u32);
+            count += 1;
+        }
+    }
+    at[..count].sort_unstable_by_key(|&(slot, _)| slot);
+    let mut out = [0u32; WINDOW_SLOTS + 1];
+    for (o, &(_, off)) in out.iter_mut().zip(&at[..count]) {
+        *o = off;
+    }
+    (out, count)
 }
 
 /// Splits `n` workgroups into a grid whose dimensions stay within `max`.
@@ -312,14 +413,7 @@ impl Gpu {
                 kernel.name
             ))
         })?;
-        for a in args {
-            if let Resource::Buffer { bytes: 0, .. } = a.resource {
-                return Err(Error::Config(format!(
-                    "{}: empty buffer argument (launch nothing for empty tensors)",
-                    kernel.name
-                )));
-            }
-        }
+        check_args(kernel, args)?;
         let t0 = self.wall_start()?;
         let mut batch = self.inner.batch.borrow_mut();
         // Entry points that read no parameters have no binding 0 in their layout.
@@ -328,13 +422,8 @@ impl Gpu {
             .reads_params
             .then(|| batch.params.push(&self.inner.device, params));
         let param_bytes = (params.len().max(1) as u64).div_ceil(16) * 16;
-        // Reflected layouts take the parameters at a dynamic offset: the bind
-        // group binds the chunk from 0 and the launch passes the offset.
-        let offsets = [param_at.map_or(0, |p| p.1 as u32)];
-        let dynamic: &[u32] = match param_at {
-            Some(_) if kernel.dynamic_params => &offsets,
-            _ => &[],
-        };
+        let (offsets, count) = dynamic_offsets(kernel, param_at.map(|p| p.1), args);
+        let dynamic = &offsets[..count];
         mark_writes(kernel, args);
         let key = bind_group_key(kernel, param_at.map(|p| p.0), param_bytes, args)
             .filter(|_| batch.keep_bind_groups);
@@ -432,6 +521,13 @@ impl Gpu {
                         buffer: buffer.raw(),
                         offset: 0,
                         size: wgpu::BufferSize::new(bytes.div_ceil(4) * 4),
+                    })
+                }
+                Resource::Window { buffer, .. } => {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buffer.raw(),
+                        offset: 0,
+                        size: wgpu::BufferSize::new(WINDOW_BYTES),
                     })
                 }
                 Resource::Texture(v) => wgpu::BindingResource::TextureView(&v.view),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 pub use adapter::AdapterClass;
 pub(crate) use derived::{DerivedKey, Kept, Lookup};
-pub use dispatch::{Binding, Resource};
+pub use dispatch::{Binding, Resource, WINDOW_BYTES, WINDOW_SLOTS};
 pub use pool::{PoolStats, PooledBuffer};
 pub use registry::KernelSpec;
 pub(crate) use textures::{PackKey, Packing};
@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     class: AdapterClass,
     /// See `Gpu::texel_staging`.
     texel_staging: bool,
+    /// See `Gpu::windows_ok`.
+    windows: bool,
     pool: pool::Pool,
     registry: RefCell<registry::Registry>,
     batch: RefCell<dispatch::Batch>,
@@ -99,17 +101,20 @@ impl Gpu {
         let registry = registry::Registry::new(&device, &info);
         let tuner = autotune::Tuner::new(&info);
         let batch = dispatch::Batch::new(&limits);
+        let class = adapter::classify(&info);
+        let windows = class == AdapterClass::Cpu && dispatch::windows_fit(&limits);
         Ok(Gpu {
             inner: Rc::new(Inner {
-                class: adapter::classify(&info),
+                class,
                 texel_staging,
+                windows,
                 info,
                 limits: limits.clone(),
                 max_wg_per_dim: Cell::new(limits.max_compute_workgroups_per_dimension),
                 max_texture_rows: Cell::new(limits.max_texture_dimension_2d),
                 device,
                 queue,
-                pool: pool::Pool::new(),
+                pool: pool::Pool::new(windows),
                 registry: RefCell::new(registry),
                 batch: RefCell::new(batch),
                 profiler: RefCell::new(None),
@@ -138,6 +143,15 @@ impl Gpu {
     /// `CONDENSER_KERNELS=cpu|gpu` overrides the choice.
     pub fn class(&self) -> AdapterClass {
         self.inner.class
+    }
+    /// Whether kernels may read inputs through uniform windows
+    /// (`Binding::window`): on CPU adapters whose limits allow
+    /// `dispatch::WINDOW_SLOTS` 64 KiB dynamic uniform bindings. llvmpipe
+    /// reads a lane-varying uniform address with one gather instruction and a
+    /// storage address with a per-lane loop, so memory-bound kernels read
+    /// their inputs this way there; pool buffers then carry UNIFORM usage.
+    pub fn windows_ok(&self) -> bool {
+        self.inner.windows
     }
     /// Whether kernels may use 64-bit integers (SHADER_INT64).
     pub fn has_int64(&self) -> bool {

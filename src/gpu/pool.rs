@@ -121,12 +121,15 @@ impl Drop for PooledBuffer {
 
 pub(crate) struct Pool {
     state: Rc<RefCell<PoolState>>,
+    /// Buffers may also be bound as uniform windows (see `Gpu::windows_ok`).
+    uniform: bool,
 }
 
 impl Pool {
-    pub fn new() -> Self {
+    pub fn new(uniform: bool) -> Self {
         Pool {
             state: Rc::new(RefCell::new(PoolState::default())),
+            uniform,
         }
     }
 
@@ -149,7 +152,12 @@ impl Pool {
                     size: class,
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
+                        | wgpu::BufferUsages::COPY_DST
+                        | if self.uniform {
+                            wgpu::BufferUsages::UNIFORM
+                        } else {
+                            wgpu::BufferUsages::empty()
+                        },
                     mapped_at_creation: false,
                 });
                 (next_serial(), b)

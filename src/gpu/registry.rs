@@ -64,6 +64,15 @@ pub const SHADERS: &[(&str, &[&str])] = &[
             include_str!("../../shaders/elementwise64.wgsl"),
         ],
     ),
+    // Needs uniform windows (Gpu::windows_ok); shares elementwise.wgsl's
+    // parameters and operators.
+    (
+        "elementwise_win",
+        &[
+            ELEMENTWISE,
+            include_str!("../../shaders/elementwise_win.wgsl"),
+        ],
+    ),
     (
         "conv64",
         &[CONV, WIDE, include_str!("../../shaders/conv64.wgsl")],
@@ -234,7 +243,7 @@ fn reflect_all(file: &str) -> Result<Reflected> {
 
 /// The bind group 0 layout of entry point `entry`: the bindings it uses (as
 /// wgpu's derived layout has them: naga's use analysis), the parameter
-/// block at binding 0 with a dynamic offset, so that one bind group serves
+/// block at binding 0 (and uniform windows) with a dynamic offset, so that one bind group serves
 /// every launch with the same buffers whatever the parameters (see
 /// `gpu::dispatch`). None where a binding is of a kind not mapped here.
 fn layout_entries(
@@ -252,7 +261,8 @@ fn layout_entries(
             continue;
         }
         let ty = match g.space {
-            naga::AddressSpace::Uniform if b.binding == 0 => wgpu::BindingType::Buffer {
+            // Binding 0: the parameters; any other: a window (`Binding::window`).
+            naga::AddressSpace::Uniform => wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Uniform,
                 has_dynamic_offset: true,
                 min_binding_size: None,

@@ -251,6 +251,9 @@ fn launch_flat(
     ins: &[&Tensor],
     (alpha, beta): (f32, f32),
 ) -> Result<()> {
+    if super::windows_ok(out.gpu()) && out.numel() >= 4 * WIN4 {
+        return launch_windows(kind, code, out, ins, (alpha, beta));
+    }
     let wide = super::wide_ok(out.gpu());
     let (module, entry, per) = match (kind, wide) {
         (Flat::Binary, true) => ("elementwise64", "binary8", 8),
@@ -265,6 +268,61 @@ fn launch_flat(
     args.extend(ins.iter().map(|t| group_binding(t, per)));
     out.gpu()
         .launch_items(&spec, bytemuck::bytes_of(&params), &args, groups)
+}
+
+/// Vec4s in a uniform window.
+const WIN4: usize = (crate::gpu::WINDOW_BYTES / 16) as usize;
+/// Windows of each input per launch (shaders/elementwise_win.wgsl).
+const WIN_SLOTS: usize = 7;
+
+/// The same-shape kernels of shaders/elementwise_win.wgsl: inputs through
+/// uniform windows, `WIN_SLOTS` windows of each per launch. Every input
+/// holds at least one window (the caller checks the size), and the last
+/// window of a launch is clamped to end where the smallest input buffer
+/// ends, so windows never leave their buffers.
+fn launch_windows(
+    kind: Flat,
+    code: u32,
+    out: &Tensor,
+    ins: &[&Tensor],
+    (alpha, beta): (f32, f32),
+) -> Result<()> {
+    const NAME: &str = "elementwise";
+    let n4 = out.numel().div_ceil(4);
+    let windows = n4.div_ceil(WIN4);
+    let cap4 = ins
+        .iter()
+        .map(|t| (t.buffer().capacity() / 16) as usize)
+        .min()
+        .unwrap_or(0);
+    let entry = match kind {
+        Flat::Binary => "binary_win",
+        Flat::Unary => "unary_win",
+    };
+    let spec = KernelSpec::new("elementwise_win", entry)
+        .with("OP", code as f64)
+        .with("SLOTS", windows.min(WIN_SLOTS) as f64);
+    for first in (0..windows).step_by(WIN_SLOTS) {
+        let starts: [usize; WIN_SLOTS] =
+            std::array::from_fn(|k| ((first + k) * WIN4).min(cap4 - WIN4));
+        let mut params = EwParams::flat(u32_of(NAME, n4)?, alpha, beta);
+        params.ndim = u32_of(NAME, first * WIN4)?;
+        for (s, &start) in params.shape.iter_mut().zip(&starts) {
+            *s = u32_of(NAME, start)?;
+        }
+        let mut args = vec![group_binding(out, 4)];
+        for (i, t) in ins.iter().enumerate() {
+            for (k, &start) in starts.iter().enumerate() {
+                let slot = 2 + i * WIN_SLOTS + k;
+                args.push(
+                    crate::gpu::Binding::window(t.buffer(), 16 * start as u64).at(slot as u32),
+                );
+            }
+        }
+        out.gpu()
+            .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4)?;
+    }
+    Ok(())
 }
 
 pub fn unary(a: &Tensor, op: UnaryOp) -> Result<Tensor> {

@@ -24,6 +24,20 @@ pub use softmax::{log_softmax, softmax};
 thread_local! {
     static VEC4_VARIANTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
     static WIDE_VARIANTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    static WINDOW_VARIANTS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Turns the uniform-window variants (`Gpu::windows_ok`: same-shape
+/// elementwise ops) off (on) on this thread, so that tests run the kernels
+/// they replace on the same shapes.
+#[doc(hidden)]
+pub fn set_window_variants(on: bool) {
+    WINDOW_VARIANTS.with(|v| v.set(on));
+}
+
+/// Whether ops may read inputs through uniform windows on `gpu`.
+pub(crate) fn windows_ok(gpu: &crate::gpu::Gpu) -> bool {
+    gpu.windows_ok() && WINDOW_VARIANTS.with(|v| v.get())
 }
 
 /// Turns the 64-bit-word variants (shaders/wide.wgsl: same-shape elementwise
