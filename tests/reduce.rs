@@ -253,3 +253,55 @@ fn wide_contiguous_reductions_match_the_vec4_pass_bit_for_bit() {
         }
     }
 }
+
+/// The first pass through uniform windows (shaders/reduce_win.wgsl) on every
+/// row layout it takes: one row of exactly one window, rows of one run (the
+/// pass is the last: a mean's scale), rows shorter and longer than a window,
+/// a tail window clamped to the buffer's end, several launches of 14 windows;
+/// NaN and infinities in the last window; strided axes (not the window
+/// pass's) beside them. Tolerance as `check`'s (the windows
+/// change the order of the sums, not their error bound); max exact.
+#[test]
+fn uniform_window_first_pass_matches_the_reference() {
+    let g = gpu();
+    let cases: &[(&[usize], Option<usize>)] = &[
+        (&[16_384], None),
+        (&[1024, 64], Some(1)),
+        (&[3, 64, 100], Some(1)),
+        (&[70, 320], Some(1)),
+        (&[300, 320], Some(1)),
+        (&[3, 40_000 - 64], Some(1)),
+        (&[16 * 16_384 - 64], None),
+        (&[2, 3, 1024, 8], Some(2)),
+    ];
+    for &(shape, axis) in cases {
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+            assert!(g.profile_begin().unwrap());
+            check(shape, axis, op);
+            let ran = g
+                .profile_end()
+                .unwrap()
+                .iter()
+                .any(|t| t.kernel.contains("reduce_win"));
+            let contiguous = axis.is_none_or(|a| a + 1 == shape.len());
+            assert_eq!(
+                ran,
+                g.windows_ok() && contiguous,
+                "{shape:?} {axis:?} {op:?}: window pass ran: {ran}"
+            );
+        }
+    }
+    // Specials in the last window: NaN wins max and poisons sums; inf sums to inf.
+    let n = 5 * 16_384 + 64;
+    let mut v = rand_vec(n, 3);
+    v[n - 5] = f32::INFINITY;
+    let t = Tensor::from_slice(&g, &[n], &v).unwrap();
+    let s = reduce(&t, None, ReduceOp::Sum).unwrap().to_vec().unwrap();
+    assert_eq!(s[0], f32::INFINITY);
+    v[n - 100] = f32::NAN;
+    let t = Tensor::from_slice(&g, &[n], &v).unwrap();
+    for op in [ReduceOp::Sum, ReduceOp::Max] {
+        let r = reduce(&t, None, op).unwrap().to_vec().unwrap();
+        assert!(r[0].is_nan(), "{op:?}: {r:?}");
+    }
+}

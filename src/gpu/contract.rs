@@ -51,6 +51,7 @@ pub fn all() -> Vec<ParamLayout> {
         ops::norm::PARAMS,
         ops::pool::PARAMS,
         ops::reduce::PARAMS,
+        ops::reduce::win::PARAMS,
         ops::resample::PARAMS,
         ops::softmax::PARAMS,
         optim::PARAMS,

@@ -73,6 +73,11 @@ pub const SHADERS: &[(&str, &[&str])] = &[
             include_str!("../../shaders/elementwise_win.wgsl"),
         ],
     ),
+    // Needs uniform windows; shares reduce.wgsl's output and max helpers.
+    (
+        "reduce_win",
+        &[REDUCE, include_str!("../../shaders/reduce_win.wgsl")],
+    ),
     (
         "conv64",
         &[CONV, WIDE, include_str!("../../shaders/conv64.wgsl")],
@@ -219,18 +224,25 @@ fn reflect_all(file: &str) -> Result<Reflected> {
     )
     .validate(&module)
     .map_err(|e| bad(e.emit_to_string(&src)))?;
-    let params = module.global_variables.iter().find_map(|(h, g)| {
-        g.binding
-            .as_ref()
-            .is_some_and(|b| b.group == 0 && b.binding == 0)
-            .then_some(h)
-    });
+    // A module's files may each declare their own parameter block at binding
+    // 0 (each entry point reads at most one).
+    let params: Vec<_> = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| {
+            g.binding
+                .as_ref()
+                .is_some_and(|b| b.group == 0 && b.binding == 0)
+        })
+        .map(|(h, _)| h)
+        .collect();
     Ok(module
         .entry_points
         .iter()
         .enumerate()
         .map(|(i, ep)| {
-            let reads_params = params.is_some_and(|h| !info.get_entry_point(i)[h].is_empty());
+            let uses = info.get_entry_point(i);
+            let reads_params = params.iter().any(|&h| !uses[h].is_empty());
             let e = EntryInfo {
                 workgroup_size: ep.workgroup_size,
                 reads_params,

@@ -78,6 +78,19 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
     let mut cur = x.clone();
     let mut n = n0;
     let mut first = true;
+    // A contiguous axis: the first pass through uniform windows where they apply.
+    let windowed = match inner {
+        1 => win::first_pass(x, outer, n0, op)?,
+        _ => None,
+    };
+    if let Some(partials) = windowed {
+        n = n0 / (4 * win::RUN);
+        if n == 1 {
+            return partials.reshape(&out_shape);
+        }
+        cur = partials;
+        first = false;
+    }
     loop {
         // The first pass over a contiguous axis of whole vec4s reads vec4s:
         // `groups` then counts partials of vec4s.
@@ -194,4 +207,70 @@ pub fn mean(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
 }
 pub fn max(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
     reduce(x, axis, ReduceOp::Max)
+}
+
+/// The first pass over a contiguous axis through uniform windows
+/// (shaders/reduce_win.wgsl).
+pub(crate) mod win {
+    use bytemuck::{Pod, Zeroable};
+
+    use super::{ReduceOp, u32_of};
+    use crate::error::Result;
+    use crate::gpu::{Binding, KernelSpec, WINDOW_BYTES, WINDOW_SLOTS};
+    use crate::tensor::{DType, Tensor};
+
+    /// vec4s each partial reduces (reduce_win.wgsl's RUN).
+    pub const RUN: usize = 16;
+    const WIN4: usize = (WINDOW_BYTES / 16) as usize;
+
+    crate::kernel_params! {
+        file = "reduce_win";
+        #[derive(Clone, Copy, Pod, Zeroable)]
+        struct RedWinParams {
+            n4: u32,
+            first: u32,
+            last: u32,
+            scale: f32,
+        }
+    }
+
+    /// For `rows` rows of `n` contiguous values: each row's n / (4 * RUN)
+    /// partials, in order, as a [rows * n / (4 * RUN)] tensor (the result
+    /// itself where that is 1 per row: a mean's scale applied). None where the
+    /// windows do not apply (see `Gpu::windows_ok`): rows not whole runs, or
+    /// less than one window of data.
+    pub fn first_pass(x: &Tensor, rows: usize, n: usize, op: ReduceOp) -> Result<Option<Tensor>> {
+        const NAME: &str = "reduce";
+        let n4 = rows * n / 4;
+        if !super::super::windows_ok(x.gpu()) || !n.is_multiple_of(4 * RUN) || n4 < WIN4 {
+            return Ok(None);
+        }
+        let per_row = n / (4 * RUN);
+        let out = Tensor::empty(x.gpu(), &[n4 / RUN], DType::F32)?;
+        let last = (x.buffer().capacity() / 16) as usize - WIN4;
+        let windows = n4.div_ceil(WIN4);
+        let spec = KernelSpec::new("reduce_win", "reduce_win")
+            .with("OP", if op == ReduceOp::Max { 1.0 } else { 0.0 })
+            .with("SLOTS", windows.min(WINDOW_SLOTS) as f64);
+        for first in (0..windows).step_by(WINDOW_SLOTS) {
+            let params = RedWinParams {
+                n4: u32_of(NAME, n4)?,
+                first: u32_of(NAME, first * WIN4)?,
+                last: u32_of(NAME, last)?,
+                scale: if per_row == 1 && op == ReduceOp::Mean {
+                    1.0 / n as f32
+                } else {
+                    1.0
+                },
+            };
+            let mut args = vec![out.binding()];
+            for k in 0..WINDOW_SLOTS {
+                let start = ((first + k) * WIN4).min(last);
+                args.push(Binding::window(x.buffer(), 16 * start as u64).at(2 + k as u32));
+            }
+            x.gpu()
+                .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4 / RUN)?;
+        }
+        Ok(Some(out))
+    }
 }
