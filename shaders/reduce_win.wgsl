@@ -1,11 +1,11 @@
-// The first pass of a sum, mean or max over a contiguous axis reading x
+// A pass of a sum, mean or max over a contiguous axis reading x
 // through uniform windows (gpu::Binding::window; elementwise_win.wgsl says
 // why): up to 14 windows of 4096 vec4s per launch (bindings 2-15). The
 // tensor, seen as vec4s, is cut into runs of RUN vec4s from its start; rows
 // are whole runs (src/ops/reduce.rs: the axis is a multiple of 4 * RUN long)
 // and windows are whole runs, so a run lies in one row and one window. Run r
 // reduces into y[r]: each row's L / RUN partials, in order, for the passes
-// that follow. Invocation j of slot k reduces run p.first / RUN + k * (WIN /
+// that follow (again through windows while the partials are long enough). Invocation j of slot k reduces run p.first / RUN + k * (WIN /
 // RUN) + j; slot k's window starts at min(p.first + k * WIN, p.last) vec4s
 // (the last window of a buffer is clamped to end where the buffer ends).
 // Two accumulators alternate along the run, as reduce4 keeps them.

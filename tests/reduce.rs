@@ -254,15 +254,16 @@ fn wide_contiguous_reductions_match_the_vec4_pass_bit_for_bit() {
     }
 }
 
-/// The first pass through uniform windows (shaders/reduce_win.wgsl) on every
-/// row layout it takes: one row of exactly one window, rows of one run (the
-/// pass is the last: a mean's scale), rows shorter and longer than a window,
+/// Passes through uniform windows (shaders/reduce_win.wgsl) on every row
+/// layout they take: one row of exactly one window, rows of one run (the
+/// pass is the last: a mean's scale), a second window pass over the first's
+/// partials, rows shorter and longer than a window,
 /// a tail window clamped to the buffer's end, several launches of 14 windows;
 /// NaN and infinities in the last window; strided axes (not the window
 /// pass's) beside them. Tolerance as `check`'s (the windows
 /// change the order of the sums, not their error bound); max exact.
 #[test]
-fn uniform_window_first_pass_matches_the_reference() {
+fn uniform_window_passes_match_the_reference() {
     let g = gpu();
     let cases: &[(&[usize], Option<usize>)] = &[
         (&[16_384], None),
@@ -273,6 +274,10 @@ fn uniform_window_first_pass_matches_the_reference() {
         (&[3, 40_000 - 64], Some(1)),
         (&[16 * 16_384 - 64], None),
         (&[2, 3, 1024, 8], Some(2)),
+        // Two window passes: the second over the first's partials, last
+        // (with the mean's scale) in the second case.
+        (&[2, 1 << 20], Some(1)),
+        (&[256, 4096], Some(1)),
     ];
     for &(shape, axis) in cases {
         for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {

@@ -16,11 +16,14 @@ use condenser::ops::softmax::{SoftmaxKernel, softmax_with};
 
 // Rows8 runs Rows4 where the adapter lacks SHADER_INT64 or a row is not a
 // multiple of 8 values (the shapes below include both kinds of rows).
-const KERNELS: [SoftmaxKernel; 4] = [
+// Windows runs the adapter's default where its windows do not apply (tensors
+// under 16384 values, rows not of vec4s or longer than a window).
+const KERNELS: [SoftmaxKernel; 5] = [
     SoftmaxKernel::Rows,
     SoftmaxKernel::Rows4,
     SoftmaxKernel::Rows8,
     SoftmaxKernel::Workgroup,
+    SoftmaxKernel::Windows,
 ];
 
 fn check(v: &[f32], shape: &[usize], t: f32) {
@@ -134,4 +137,60 @@ fn softmax_with_temperature() {
             );
         }
     }
+}
+
+/// The uniform-window kernel (shaders/softmax_win.wgsl) on the row layouts it
+/// takes: rows 4 KiB long (16 per window), rows whose starts need rounding
+/// down to the offset alignment, one row per window (the longest that fit),
+/// rows of one vec4 (4096 per window), a last window clamped to the buffer's
+/// end, launches whose windows reach past 500 KiB off 64 KiB boundaries
+/// (wrong on lavapipe with 14 windows a launch: src/ops/softmax.rs); extreme
+/// and masked logits among them. Tolerance as `check`'s; a row
+/// longer than a window falls back to the default kernel.
+#[test]
+fn uniform_window_kernel_matches_the_reference() {
+    let g = gpu();
+    for (rows, cols) in [
+        (64, 1024),
+        (300, 100),
+        (20, 16_352),
+        (20, 12_288),
+        (100, 12_000),
+        (4099, 4),
+        (21, 1000),
+    ] {
+        let mut v: Vec<f32> = rand_vec(rows * cols, 33).iter().map(|x| 8.0 * x).collect();
+        v[cols + 3] = f32::NEG_INFINITY;
+        v[rows * cols - 2] = 1e4;
+        v[rows * cols - 1] = -1e4;
+        let x = Tensor::from_slice(&g, &[rows, cols], &v).unwrap();
+        for log in [false, true] {
+            assert!(g.profile_begin().unwrap());
+            let got = softmax_with(&x, 2.0, log, Some(SoftmaxKernel::Windows))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let ran = g
+                .profile_end()
+                .unwrap()
+                .iter()
+                .any(|t| t.kernel.contains("softmax_win"));
+            assert_eq!(
+                ran,
+                g.windows_ok(),
+                "[{rows}, {cols}]: window kernel ran: {ran}"
+            );
+            let want = f32s(&reference(&f64s(&v), cols, 2.0, log));
+            let (atol, rtol) = if log { (1e-5, 1e-5) } else { (2e-6, 1e-5) };
+            assert_close(
+                &got,
+                &want,
+                atol,
+                rtol,
+                &format!("windows log={log} [{rows}, {cols}]"),
+            );
+        }
+    }
+    let v = rand_vec(2 * 16_388, 34);
+    check(&v, &[2, 16_388], 1.0);
 }

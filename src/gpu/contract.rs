@@ -54,6 +54,7 @@ pub fn all() -> Vec<ParamLayout> {
         ops::reduce::win::PARAMS,
         ops::resample::PARAMS,
         ops::softmax::PARAMS,
+        ops::softmax::win::PARAMS,
         optim::PARAMS,
         data::loader::PARAMS,
     ]

@@ -78,6 +78,11 @@ pub const SHADERS: &[(&str, &[&str])] = &[
         "reduce_win",
         &[REDUCE, include_str!("../../shaders/reduce_win.wgsl")],
     ),
+    // Needs uniform windows; shares softmax.wgsl's output binding and LOG.
+    (
+        "softmax_win",
+        &[SOFTMAX, include_str!("../../shaders/softmax_win.wgsl")],
+    ),
     (
         "conv64",
         &[CONV, WIDE, include_str!("../../shaders/conv64.wgsl")],

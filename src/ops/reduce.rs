@@ -78,13 +78,13 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
     let mut cur = x.clone();
     let mut n = n0;
     let mut first = true;
-    // A contiguous axis: the first pass through uniform windows where they apply.
-    let windowed = match inner {
-        1 => win::first_pass(x, outer, n0, op)?,
-        _ => None,
-    };
-    if let Some(partials) = windowed {
-        n = n0 / (4 * win::RUN);
+    // A contiguous axis: passes through uniform windows while they apply
+    // (each leaves every row's partials contiguous, a contiguous axis again).
+    while inner == 1 {
+        let Some(partials) = win::pass(&cur, outer, n, op, n0)? else {
+            break;
+        };
+        n /= 4 * win::RUN;
         if n == 1 {
             return partials.reshape(&out_shape);
         }
@@ -209,8 +209,8 @@ pub fn max(x: &Tensor, axis: Option<usize>) -> Result<Tensor> {
     reduce(x, axis, ReduceOp::Max)
 }
 
-/// The first pass over a contiguous axis through uniform windows
-/// (shaders/reduce_win.wgsl).
+/// Passes over a contiguous axis through uniform windows
+/// (shaders/reduce_win.wgsl), while the axis (then the partials) is long enough.
 pub(crate) mod win {
     use bytemuck::{Pod, Zeroable};
 
@@ -236,10 +236,16 @@ pub(crate) mod win {
 
     /// For `rows` rows of `n` contiguous values: each row's n / (4 * RUN)
     /// partials, in order, as a [rows * n / (4 * RUN)] tensor (the result
-    /// itself where that is 1 per row: a mean's scale applied). None where the
-    /// windows do not apply (see `Gpu::windows_ok`): rows not whole runs, or
-    /// less than one window of data.
-    pub fn first_pass(x: &Tensor, rows: usize, n: usize, op: ReduceOp) -> Result<Option<Tensor>> {
+    /// itself where that is 1 per row: the scale of a mean of `n0` values
+    /// applied). None where the windows do not apply (see
+    /// `Gpu::windows_ok`): rows not whole runs, or less than one window of data.
+    pub fn pass(
+        x: &Tensor,
+        rows: usize,
+        n: usize,
+        op: ReduceOp,
+        n0: usize,
+    ) -> Result<Option<Tensor>> {
         const NAME: &str = "reduce";
         let n4 = rows * n / 4;
         if !super::super::windows_ok(x.gpu()) || !n.is_multiple_of(4 * RUN) || n4 < WIN4 {
@@ -258,7 +264,7 @@ pub(crate) mod win {
                 first: u32_of(NAME, first * WIN4)?,
                 last: u32_of(NAME, last)?,
                 scale: if per_row == 1 && op == ReduceOp::Mean {
-                    1.0 / n as f32
+                    1.0 / n0 as f32
                 } else {
                     1.0
                 },
