@@ -80,10 +80,12 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
     let mut first = true;
     // A contiguous axis: passes through uniform windows while they apply
     // (each leaves every row's partials contiguous, a contiguous axis again).
-    while inner == 1 {
-        let Some(partials) = win::pass(&cur, outer, n, op, n0)? else {
-            break;
-        };
+    let contiguous = inner == 1;
+    while let Some(partials) = if contiguous {
+        win::pass(&cur, outer, n, op, n0)?
+    } else {
+        None
+    } {
         n /= 4 * win::RUN;
         if n == 1 {
             return partials.reshape(&out_shape);
