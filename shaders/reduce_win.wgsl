@@ -1,6 +1,5 @@
 // A pass of a sum, mean or max over a contiguous axis reading x
-// through uniform windows (gpu::Binding::window; elementwise_win.wgsl says
-// why): up to 14 windows of 4096 vec4s per launch (bindings 2-15). The
+// through uniform windows (windows.wgsl says why): up to 14 per launch. The
 // tensor, seen as vec4s, is cut into runs of RUN vec4s from its start; rows
 // are whole runs (src/ops/reduce.rs: the axis is a multiple of 4 * RUN long)
 // and windows are whole runs, so a run lies in one row and one window. Run r
@@ -21,25 +20,7 @@ struct RedWinParams {
 
 @group(0) @binding(0) var<uniform> pw: RedWinParams;
 
-const WIN: u32 = 4096u;
 const RUN: u32 = 16u;
-// Slots this pipeline computes (every slot is bound; unused ones anywhere).
-override SLOTS: u32 = 14u;
-
-@group(0) @binding(2) var<uniform> w0: array<vec4<f32>, WIN>;
-@group(0) @binding(3) var<uniform> w1: array<vec4<f32>, WIN>;
-@group(0) @binding(4) var<uniform> w2: array<vec4<f32>, WIN>;
-@group(0) @binding(5) var<uniform> w3: array<vec4<f32>, WIN>;
-@group(0) @binding(6) var<uniform> w4: array<vec4<f32>, WIN>;
-@group(0) @binding(7) var<uniform> w5: array<vec4<f32>, WIN>;
-@group(0) @binding(8) var<uniform> w6: array<vec4<f32>, WIN>;
-@group(0) @binding(9) var<uniform> w7: array<vec4<f32>, WIN>;
-@group(0) @binding(10) var<uniform> w8: array<vec4<f32>, WIN>;
-@group(0) @binding(11) var<uniform> w9: array<vec4<f32>, WIN>;
-@group(0) @binding(12) var<uniform> w10: array<vec4<f32>, WIN>;
-@group(0) @binding(13) var<uniform> w11: array<vec4<f32>, WIN>;
-@group(0) @binding(14) var<uniform> w12: array<vec4<f32>, WIN>;
-@group(0) @binding(15) var<uniform> w13: array<vec4<f32>, WIN>;
 
 // Slot k's invocation j: (its run, the run's first vec4 in slot k's window).
 fn run_in(k: u32, j: u32) -> vec2<u32> {

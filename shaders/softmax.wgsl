@@ -68,13 +68,18 @@ var<workgroup> sh_s: array<f32, WGR>;
 
 // Merges two (max, sum-of-exp relative to max) pairs.
 fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
+    return merge_t(m1, s1, m2, s2, p.inv_t);
+}
+
+// merge at temperature 1 / inv_t (softmax_win.wgsl has its own parameters).
+fn merge_t(m1: f32, s1: f32, m2: f32, s2: f32, inv_t: f32) -> vec2<f32> {
     let m = max(m1, m2);
     var s = 0.0;
     if s1 > 0.0 {
-        s += s1 * exp((m1 - m) * p.inv_t);
+        s += s1 * exp((m1 - m) * inv_t);
     }
     if s2 > 0.0 {
-        s += s2 * exp((m2 - m) * p.inv_t);
+        s += s2 * exp((m2 - m) * inv_t);
     }
     return vec2<f32>(m, s);
 }

@@ -1,6 +1,6 @@
-// softmax_rows4 reading x through uniform windows (gpu::Binding::window;
-// elementwise_win.wgsl says why): a launch binds up to 14 windows of 4096
-// vec4s (bindings 2-15), each holding a group of whole rows
+// softmax_rows4 reading x through uniform windows (windows.wgsl says why):
+// a launch binds up to 7 (src/ops/softmax.rs says why not 14), each
+// holding a group of whole rows
 // (src/ops/softmax.rs groups them; a window starts at or before its first
 // row, aligned as the adapter requires). Invocation j of slot k runs row
 // pw.slot[k].x + j if j < pw.slot[k].y; slot k's window starts at vec4
@@ -19,25 +19,6 @@ struct SmWinParams {
 }
 
 @group(0) @binding(0) var<uniform> pw: SmWinParams;
-
-const WIN: u32 = 4096u;
-// Slots this pipeline computes (every slot is bound; unused ones anywhere).
-override SLOTS: u32 = 14u;
-
-@group(0) @binding(2) var<uniform> w0: array<vec4<f32>, WIN>;
-@group(0) @binding(3) var<uniform> w1: array<vec4<f32>, WIN>;
-@group(0) @binding(4) var<uniform> w2: array<vec4<f32>, WIN>;
-@group(0) @binding(5) var<uniform> w3: array<vec4<f32>, WIN>;
-@group(0) @binding(6) var<uniform> w4: array<vec4<f32>, WIN>;
-@group(0) @binding(7) var<uniform> w5: array<vec4<f32>, WIN>;
-@group(0) @binding(8) var<uniform> w6: array<vec4<f32>, WIN>;
-@group(0) @binding(9) var<uniform> w7: array<vec4<f32>, WIN>;
-@group(0) @binding(10) var<uniform> w8: array<vec4<f32>, WIN>;
-@group(0) @binding(11) var<uniform> w9: array<vec4<f32>, WIN>;
-@group(0) @binding(12) var<uniform> w10: array<vec4<f32>, WIN>;
-@group(0) @binding(13) var<uniform> w11: array<vec4<f32>, WIN>;
-@group(0) @binding(14) var<uniform> w12: array<vec4<f32>, WIN>;
-@group(0) @binding(15) var<uniform> w13: array<vec4<f32>, WIN>;
 
 // Slot k's row for invocation j: (live, the row's first vec4 in the window,
 // in the output, the lane's starting column).
@@ -75,26 +56,13 @@ fn online_start() -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(vec4<f32>(neg_inf()), vec4<f32>(0.0));
 }
 
-// softmax.wgsl's merge at this module's temperature.
-fn merge_win(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
-    let m = max(m1, m2);
-    var s = 0.0;
-    if s1 > 0.0 {
-        s += s1 * exp((m1 - m) * pw.inv_t);
-    }
-    if s2 > 0.0 {
-        s += s2 * exp((m2 - m) * pw.inv_t);
-    }
-    return vec2<f32>(m, s);
-}
-
 // The row's (max, sum) from the per-component pairs.
 fn row_stats(ms: array<vec4<f32>, 2>) -> vec2<f32> {
     let m = ms[0];
     let s = ms[1];
-    let a = merge_win(m.x, s.x, m.y, s.y);
-    let b = merge_win(m.z, s.z, m.w, s.w);
-    return merge_win(a.x, a.y, b.x, b.y);
+    let a = merge_t(m.x, s.x, m.y, s.y, pw.inv_t);
+    let b = merge_t(m.z, s.z, m.w, s.w, pw.inv_t);
+    return merge_t(a.x, a.y, b.x, b.y, pw.inv_t);
 }
 
 // The output for input v: log-softmax or softmax from the row's (max, sum).

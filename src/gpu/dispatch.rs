@@ -20,6 +20,8 @@ const CHUNK_BYTES: u64 = 64 * 1024;
 /// Bytes of a uniform window (`Binding::window`): WebGPU's least
 /// `maxUniformBufferBindingSize`, and an `array<vec4<f32>, 4096>` in WGSL.
 pub const WINDOW_BYTES: u64 = 64 * 1024;
+/// vec4s of f32 in a window.
+pub const WINDOW_VEC4S: usize = (WINDOW_BYTES / 16) as usize;
 /// Uniform windows one launch may bind (15 uniform buffers per stage, the
 /// parameters one of them).
 pub const WINDOW_SLOTS: usize = 14;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 pub use adapter::AdapterClass;
 pub(crate) use derived::{DerivedKey, Kept, Lookup};
-pub use dispatch::{Binding, Resource, WINDOW_BYTES, WINDOW_SLOTS};
+pub use dispatch::{Binding, Resource, WINDOW_BYTES, WINDOW_SLOTS, WINDOW_VEC4S};
 pub use pool::{PoolStats, PooledBuffer};
 pub use registry::KernelSpec;
 pub(crate) use textures::{PackKey, Packing};

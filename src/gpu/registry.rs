@@ -22,6 +22,7 @@ const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const WIDE: &str = include_str!("../../shaders/wide.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+const WINDOWS: &str = include_str!("../../shaders/windows.wgsl");
 
 /// Every shader module: its name and the files it is made of, in order (after
 /// the common prelude). A module is compiled once per device.
@@ -70,18 +71,27 @@ pub const SHADERS: &[(&str, &[&str])] = &[
         "elementwise_win",
         &[
             ELEMENTWISE,
+            WINDOWS,
             include_str!("../../shaders/elementwise_win.wgsl"),
         ],
     ),
     // Needs uniform windows; shares reduce.wgsl's output and max helpers.
     (
         "reduce_win",
-        &[REDUCE, include_str!("../../shaders/reduce_win.wgsl")],
+        &[
+            REDUCE,
+            WINDOWS,
+            include_str!("../../shaders/reduce_win.wgsl"),
+        ],
     ),
     // Needs uniform windows; shares softmax.wgsl's output binding and LOG.
     (
         "softmax_win",
-        &[SOFTMAX, include_str!("../../shaders/softmax_win.wgsl")],
+        &[
+            SOFTMAX,
+            WINDOWS,
+            include_str!("../../shaders/softmax_win.wgsl"),
+        ],
     ),
     (
         "conv64",

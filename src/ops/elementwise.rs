@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::u32_of;
 use crate::error::{Error, Result};
-use crate::gpu::KernelSpec;
+use crate::gpu::{KernelSpec, WINDOW_VEC4S as WIN4};
 use crate::shape::{broadcast_shape, broadcast_strides};
 use crate::tensor::{DType, Tensor};
 
@@ -270,8 +270,6 @@ fn launch_flat(
         .launch_items(&spec, bytemuck::bytes_of(&params), &args, groups)
 }
 
-/// Vec4s in a uniform window.
-const WIN4: usize = (crate::gpu::WINDOW_BYTES / 16) as usize;
 /// Windows of each input per launch (shaders/elementwise_win.wgsl).
 const WIN_SLOTS: usize = 7;
 

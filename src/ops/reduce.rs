@@ -218,12 +218,11 @@ pub(crate) mod win {
 
     use super::{ReduceOp, u32_of};
     use crate::error::Result;
-    use crate::gpu::{Binding, KernelSpec, WINDOW_BYTES, WINDOW_SLOTS};
+    use crate::gpu::{Binding, KernelSpec, WINDOW_SLOTS, WINDOW_VEC4S as WIN4};
     use crate::tensor::{DType, Tensor};
 
     /// vec4s each partial reduces (reduce_win.wgsl's RUN).
     pub const RUN: usize = 16;
-    const WIN4: usize = (WINDOW_BYTES / 16) as usize;
 
     crate::kernel_params! {
         file = "reduce_win";

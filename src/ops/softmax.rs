@@ -123,10 +123,9 @@ pub(crate) mod win {
 
     use super::u32_of;
     use crate::error::Result;
-    use crate::gpu::{Binding, KernelSpec, WINDOW_BYTES, WINDOW_SLOTS};
+    use crate::gpu::{Binding, KernelSpec, WINDOW_SLOTS, WINDOW_VEC4S as WIN4};
     use crate::tensor::Tensor;
 
-    const WIN4: usize = (WINDOW_BYTES / 16) as usize;
     /// Windows bound per launch. Not all 14: on lavapipe (Mesa 22.3) rows
     /// read through the 9th to 14th window of a launch came back wrong where
     /// the windows started off 64 KiB boundaries and the launch's windows
