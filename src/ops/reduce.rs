@@ -93,6 +93,19 @@ pub fn reduce(x: &Tensor, axis: Option<usize>, op: ReduceOp) -> Result<Tensor> {
         cur = partials;
         first = false;
     }
+    // A strided axis: passes through windows over groups of k-rows.
+    while let Some(partials) = if contiguous {
+        None
+    } else {
+        win::cols_pass(&cur, (outer, n, inner), op, n0)?
+    } {
+        n /= crate::gpu::WINDOW_VEC4S / (inner / 4);
+        if n == 1 {
+            return partials.reshape(&out_shape);
+        }
+        cur = partials;
+        first = false;
+    }
     loop {
         // The first pass over a contiguous axis of whole vec4s reads vec4s:
         // `groups` then counts partials of vec4s.
@@ -232,7 +245,95 @@ pub(crate) mod win {
             first: u32,
             last: u32,
             scale: f32,
+            row4: u32,
+            _p0: u32,
+            _p1: u32,
+            _p2: u32,
         }
+    }
+
+    impl RedWinParams {
+        /// Launch `first` (a window index) over `n4` vec4s of `x`, windows
+        /// clamped to `x`'s buffer.
+        fn at(x: &Tensor, n4: usize, first: usize, scale: f32, row4: usize) -> Result<Self> {
+            const NAME: &str = "reduce";
+            let last = (x.buffer().capacity() / 16) as usize - WIN4;
+            Ok(RedWinParams {
+                n4: u32_of(NAME, n4)?,
+                first: u32_of(NAME, first * WIN4)?,
+                last: u32_of(NAME, last)?,
+                scale,
+                row4: u32_of(NAME, row4)?,
+                _p0: 0,
+                _p1: 0,
+                _p2: 0,
+            })
+        }
+    }
+
+    /// Launches `entry` over every window of `x`'s first `n4` vec4s, up to
+    /// `WINDOW_SLOTS` windows a launch, `items` invocations each.
+    fn launch_windows(
+        entry: &'static str,
+        x: &Tensor,
+        out: &Tensor,
+        n4: usize,
+        op: ReduceOp,
+        (scale, row4): (f32, usize),
+        items: usize,
+    ) -> Result<()> {
+        let windows = n4.div_ceil(WIN4);
+        let spec = KernelSpec::new("reduce_win", entry)
+            .with("OP", if op == ReduceOp::Max { 1.0 } else { 0.0 })
+            .with("SLOTS", windows.min(WINDOW_SLOTS) as f64);
+        for first in (0..windows).step_by(WINDOW_SLOTS) {
+            let params = RedWinParams::at(x, n4, first, scale, row4)?;
+            let mut args = vec![out.binding()];
+            for k in 0..WINDOW_SLOTS {
+                let start = ((first + k) * WIN4).min(params.last as usize);
+                args.push(Binding::window(x.buffer(), 16 * start as u64).at(2 + k as u32));
+            }
+            x.gpu()
+                .launch_items(&spec, bytemuck::bytes_of(&params), &args, items)?;
+        }
+        Ok(())
+    }
+
+    /// A mean's scale where a pass leaves one value per output, else 1.
+    fn scale(op: ReduceOp, last: bool, n0: usize) -> f32 {
+        if last && op == ReduceOp::Mean {
+            1.0 / n0 as f32
+        } else {
+            1.0
+        }
+    }
+
+    /// For x seen as [outer, n, inner], reduced over n: partials [outer, n /
+    /// g, inner], each reducing g = 4096 / (inner / 4) consecutive k (the
+    /// result itself where g = n: a mean of `n0` scaled). None where the
+    /// windows do not apply: inner / 4 not a power of two from 16 to 4096,
+    /// n not a multiple of g, or less than one window of data.
+    pub fn cols_pass(
+        x: &Tensor,
+        (outer, n, inner): (usize, usize, usize),
+        op: ReduceOp,
+        n0: usize,
+    ) -> Result<Option<Tensor>> {
+        let row4 = inner / 4;
+        let n4 = outer * n * row4;
+        let ok = inner.is_multiple_of(4)
+            && row4.is_power_of_two()
+            && (16..=WIN4).contains(&row4)
+            && n.is_multiple_of(WIN4 / row4)
+            && n4 >= WIN4;
+        if !super::super::windows_ok(x.gpu()) || !ok {
+            return Ok(None);
+        }
+        let g = WIN4 / row4;
+        let out = Tensor::empty(x.gpu(), &[outer * (n / g) * inner], DType::F32)?;
+        let sc = scale(op, n == g, n0);
+        launch_windows("reduce_cols_win", x, &out, n4, op, (sc, row4), row4)?;
+        Ok(Some(out))
     }
 
     /// For `rows` rows of `n` contiguous values: each row's n / (4 * RUN)
@@ -247,37 +348,14 @@ pub(crate) mod win {
         op: ReduceOp,
         n0: usize,
     ) -> Result<Option<Tensor>> {
-        const NAME: &str = "reduce";
         let n4 = rows * n / 4;
         if !super::super::windows_ok(x.gpu()) || !n.is_multiple_of(4 * RUN) || n4 < WIN4 {
             return Ok(None);
         }
         let per_row = n / (4 * RUN);
         let out = Tensor::empty(x.gpu(), &[n4 / RUN], DType::F32)?;
-        let last = (x.buffer().capacity() / 16) as usize - WIN4;
-        let windows = n4.div_ceil(WIN4);
-        let spec = KernelSpec::new("reduce_win", "reduce_win")
-            .with("OP", if op == ReduceOp::Max { 1.0 } else { 0.0 })
-            .with("SLOTS", windows.min(WINDOW_SLOTS) as f64);
-        for first in (0..windows).step_by(WINDOW_SLOTS) {
-            let params = RedWinParams {
-                n4: u32_of(NAME, n4)?,
-                first: u32_of(NAME, first * WIN4)?,
-                last: u32_of(NAME, last)?,
-                scale: if per_row == 1 && op == ReduceOp::Mean {
-                    1.0 / n0 as f32
-                } else {
-                    1.0
-                },
-            };
-            let mut args = vec![out.binding()];
-            for k in 0..WINDOW_SLOTS {
-                let start = ((first + k) * WIN4).min(last);
-                args.push(Binding::window(x.buffer(), 16 * start as u64).at(2 + k as u32));
-            }
-            x.gpu()
-                .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4 / RUN)?;
-        }
+        let sc = scale(op, per_row == 1, n0);
+        launch_windows("reduce_win", x, &out, n4, op, (sc, 0), WIN4 / RUN)?;
         Ok(Some(out))
     }
 }
