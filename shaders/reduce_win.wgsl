@@ -13,7 +13,7 @@
 // run, as reduce4 keeps them.
 //
 // reduce_cols_win, a strided axis: x seen as [outer, n, inner], inner =
-// 4 * pw.row4 with row4 a power of two dividing WIN, so a window holds WIN /
+// 4 * pw.row4 with row4 a power of two below WIN, so a window holds WIN /
 // row4 whole k-rows of one o (n is a multiple of that). Invocation j of slot
 // k reduces column vec4 j over the window's rows into yw4[window * row4 + j]:
 // partials [outer, n / (WIN / row4), inner] for the passes that follow.

@@ -296,6 +296,36 @@ fn uniform_window_passes_match_the_reference() {
             );
         }
     }
+    // Strided axes (reduce_cols_win): rows of 64 to 8192 values, one and
+    // several windows of k-rows per output, outer > 1, the window pass the
+    // last (n = one window's rows: a mean's scale), two and four window
+    // passes; and axes the pass does not take (inner not a power of two, n
+    // not whole windows, a k-row filling a window, which a pass would not
+    // shorten), through the storage kernels.
+    let strided: &[(&[usize], usize, bool)] = &[
+        (&[1024, 64], 0, true),
+        (&[2, 512, 256], 1, true),
+        (&[16, 3, 4096], 1, false),
+        (&[3, 16, 1024], 1, true),
+        (&[4096, 256], 0, true),
+        (&[2, 16, 8192], 1, true),
+        (&[2, 16, 16384], 1, false),
+        (&[1000, 96], 0, false),
+        (&[1000, 64], 0, false),
+    ];
+    for &(shape, axis, windowed) in strided {
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
+            assert!(g.profile_begin().unwrap());
+            check(shape, Some(axis), op);
+            let ran = g
+                .profile_end()
+                .unwrap()
+                .iter()
+                .any(|t| t.kernel.contains("reduce_cols_win"));
+            let want = g.windows_ok() && windowed;
+            assert_eq!(ran, want, "{shape:?} axis {axis} {op:?}: ran {ran}");
+        }
+    }
     // Specials in the last window: NaN wins max and poisons sums; inf sums to inf.
     let n = 5 * 16_384 + 64;
     let mut v = rand_vec(n, 3);

@@ -311,7 +311,7 @@ pub(crate) mod win {
     /// For x seen as [outer, n, inner], reduced over n: partials [outer, n /
     /// g, inner], each reducing g = 4096 / (inner / 4) consecutive k (the
     /// result itself where g = n: a mean of `n0` scaled). None where the
-    /// windows do not apply: inner / 4 not a power of two from 16 to 4096,
+    /// windows do not apply: inner / 4 not a power of two from 16 to 2048,
     /// n not a multiple of g, or less than one window of data.
     pub fn cols_pass(
         x: &Tensor,
@@ -323,7 +323,8 @@ pub(crate) mod win {
         let n4 = outer * n * row4;
         let ok = inner.is_multiple_of(4)
             && row4.is_power_of_two()
-            && (16..=WIN4).contains(&row4)
+            // g >= 2: every pass shortens the axis.
+            && (16..=WIN4 / 2).contains(&row4)
             && n.is_multiple_of(WIN4 / row4)
             && n4 >= WIN4;
         if !super::super::windows_ok(x.gpu()) || !ok {
