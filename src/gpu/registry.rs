@@ -270,9 +270,9 @@ fn reflect_all(file: &str) -> Result<Reflected> {
 
 /// The bind group 0 layout of entry point `entry`: the bindings it uses (as
 /// wgpu's derived layout has them: naga's use analysis), the parameter
-/// block at binding 0 (and uniform windows) with a dynamic offset, so that one bind group serves
-/// every launch with the same buffers whatever the parameters (see
-/// `gpu::dispatch`). None where a binding is of a kind not mapped here.
+/// block at binding 0 and any uniform window with a dynamic offset, so that
+/// one bind group serves every launch with the same buffers whatever the
+/// parameters and window positions (see `gpu::dispatch`). None where a binding is of a kind not mapped here.
 fn layout_entries(
     module: &naga::Module,
     info: &naga::valid::ModuleInfo,
