@@ -324,3 +324,68 @@ fn eval_statistics_are_kept_only_while_the_running_ones_are_unchanged() {
         }
     }
 }
+
+/// On CPU adapters the per-element kernels of tensors of a window or more
+/// read through uniform windows (shaders/norm_win.wgsl): the same bits as the
+/// kernels they replace, for plain, fused-ReLU and residual ops, in training
+/// and eval, with runs of 16, 4 and 1 vec4s (planes of 1024, 16, 36 and 4
+/// values), several launches and a last window clamped to its buffer's end;
+/// and the values against the f64 reference.
+#[test]
+fn window_kernels_match_the_others_to_the_bit() {
+    for training in [true, false] {
+        let cfg = BnConfig {
+            training,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        let plain = |x: &Var, g: &Var, b: &Var, _: &Var, r: (&Tensor, &Tensor)| {
+            F::batch_norm(x, (g, b), r, cfg).unwrap()
+        };
+        let relu = |x: &Var, g: &Var, b: &Var, _: &Var, r: (&Tensor, &Tensor)| {
+            F::batch_norm_relu(x, (g, b), r, cfg).unwrap()
+        };
+        let add_relu = |x: &Var, g: &Var, b: &Var, res: &Var, r: (&Tensor, &Tensor)| {
+            F::batch_norm_add_relu(x, res, (g, b), r, cfg).unwrap()
+        };
+        let ops: [(BnFn, &str); 3] = [(&plain, "plain"), (&relu, "relu"), (&add_relu, "add_relu")];
+        for shape in [
+            [8, 32, 32, 32],
+            [9, 130, 4, 4],
+            [5, 97, 6, 6],
+            [64, 80, 2, 2],
+        ] {
+            for (f, op) in ops {
+                condenser::ops::set_window_variants(false);
+                let off = bn_run(f, shape);
+                condenser::ops::set_window_variants(true);
+                let on = bn_run(f, shape);
+                assert_eq!(
+                    on, off,
+                    "{op} training={training} {shape:?}: windows on/off"
+                );
+            }
+        }
+        // The window kernels' values against the f64 reference.
+        let [n, c, h, w] = [8, 32, 32, 32];
+        let (hw, len) = (h * w, n * c * h * w);
+        let x = common::rand_vec(len, 41);
+        let (gamma, beta) = (common::rand_vec(c, 42), common::rand_vec(c, 43));
+        let got = bn_run(&plain, [n, c, h, w])[0].clone();
+        let rm = common::rand_vec(c, 44);
+        let f = |v: &[f32]| common::f64s(v);
+        let want = if training {
+            cpu::norm::batch_norm_train(&f(&x), n, c, hw, &f(&gamma), &f(&beta), 1e-5).0
+        } else {
+            let rv = vec![1.5; c];
+            cpu::norm::batch_norm_eval(
+                &f(&x),
+                [n, c, hw],
+                (&f(&gamma), &f(&beta)),
+                (&f(&rm), &rv),
+                1e-5,
+            )
+        };
+        common::assert_close(&got, &common::f32s(&want), FWD, FWD, "window batch norm");
+    }
+}

@@ -49,6 +49,7 @@ pub fn all() -> Vec<ParamLayout> {
         ops::losses::PARAMS,
         ops::matmul::PARAMS,
         ops::norm::PARAMS,
+        ops::norm::win::PARAMS,
         ops::pool::PARAMS,
         ops::reduce::PARAMS,
         ops::reduce::win::PARAMS,

@@ -93,6 +93,12 @@ pub const SHADERS: &[(&str, &[&str])] = &[
             include_str!("../../shaders/softmax_win.wgsl"),
         ],
     ),
+    // Needs uniform windows; shares norm.wgsl's output, pipeline constants
+    // and activation helpers.
+    (
+        "norm_win",
+        &[NORM, WINDOWS, include_str!("../../shaders/norm_win.wgsl")],
+    ),
     (
         "conv64",
         &[CONV, WIDE, include_str!("../../shaders/conv64.wgsl")],

@@ -288,11 +288,7 @@ fn launch_windows(
     const NAME: &str = "elementwise";
     let n4 = out.numel().div_ceil(4);
     let windows = n4.div_ceil(WIN4);
-    let cap4 = ins
-        .iter()
-        .map(|t| (t.buffer().capacity() / 16) as usize)
-        .min()
-        .unwrap_or(0);
+    let cap4 = super::window_cap4(ins);
     let entry = match kind {
         Flat::Binary => "binary_win",
         Flat::Unary => "unary_win",

@@ -35,6 +35,15 @@ pub fn set_window_variants(on: bool) {
     WINDOW_VARIANTS.with(|v| v.set(on));
 }
 
+/// vec4s in the smallest buffer of `ins`: windows over them all start at most
+/// this less one window, so none leaves its buffer.
+pub(crate) fn window_cap4(ins: &[&crate::Tensor]) -> usize {
+    ins.iter()
+        .map(|t| (t.buffer().capacity() / 16) as usize)
+        .min()
+        .unwrap_or(0)
+}
+
 /// Whether ops may read inputs through uniform windows on `gpu`.
 pub(crate) fn windows_ok(gpu: &crate::gpu::Gpu) -> bool {
     gpu.windows_ok() && WINDOW_VARIANTS.with(|v| v.get())

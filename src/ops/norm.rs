@@ -264,8 +264,22 @@ fn batch_norm_act(
         residual: residual.is_some(),
         ..Kernel::plain("apply", training)
     };
-    let (k, items) = variant(x, apply, hw, true, y.numel());
-    launch(k, &p, &y, &ins, items)?;
+    if win::applies(x, hw) {
+        let k = Kernel {
+            module: "norm_win",
+            entry: "apply_win",
+            ..apply
+        };
+        let chans = [
+            (win::Chan::Stats, &stats),
+            (win::Chan::Gamma, gamma),
+            (win::Chan::Beta, beta),
+        ];
+        win::launch(k, &y, (n, c, hw), (&[x, residual.unwrap_or(x)], 7), &chans)?;
+    } else {
+        let (k, items) = variant(x, apply, hw, true, y.numel());
+        launch(k, &p, &y, &ins, items)?;
+    }
     let act = matches!(act, Act::Relu).then(|| y.clone());
     Ok((
         y,
@@ -345,9 +359,122 @@ pub fn batch_norm_backward(
         (Slot::Sums, &sums),
         (Slot::Act, act),
     ];
-    let (ki, items) = variant(x, k("backward_input"), hw, true, dx.numel());
-    launch(ki, &p, &dx, &ins, items)?;
+    if win::applies(x, hw) {
+        let kw = Kernel {
+            module: "norm_win",
+            entry: "backward_input_win",
+            ..k("backward_input")
+        };
+        let chans = [
+            (win::Chan::Stats, &saved.stats),
+            (win::Chan::Gamma, gamma),
+            (win::Chan::Sums, &sums),
+        ];
+        win::launch(kw, &dx, (n, c, hw), (&[dy, act, x], 4), &chans)?;
+    } else {
+        let (ki, items) = variant(x, k("backward_input"), hw, true, dx.numel());
+        launch(ki, &p, &dx, &ins, items)?;
+    }
     let dgamma = super::layout::slice(&sums, 1, 0, 1)?.reshape(&[c])?;
     let dbeta = super::layout::slice(&sums, 1, 1, 1)?.reshape(&[c])?;
     Ok((dx, dgamma, dbeta))
+}
+
+/// Batch norm's per-element kernels reading their large inputs through
+/// uniform windows (shaders/norm_win.wgsl) on CPU adapters.
+pub(crate) mod win {
+    use bytemuck::{Pod, Zeroable};
+
+    use super::{Kernel, u32_of};
+    use crate::error::Result;
+    use crate::gpu::{Binding, KernelSpec, WINDOW_VEC4S as WIN4};
+    use crate::tensor::Tensor;
+
+    crate::kernel_params! {
+        file = "norm_win";
+        #[derive(Clone, Copy, Pod, Zeroable)]
+        struct NormWinParams {
+            n4: u32,
+            first: u32,
+            last: u32,
+            plane4: u32,
+            c: u32,
+            m: f32,
+            _p0: u32,
+            _p1: u32,
+        }
+    }
+
+    /// The per-channel bindings of shaders/norm_win.wgsl.
+    #[derive(Clone, Copy)]
+    pub(super) enum Chan {
+        Stats = 16,
+        Gamma = 17,
+        Beta = 18,
+        Sums = 19,
+    }
+
+    /// Whether `x` [n, c, hw] takes the window kernels: a CPU adapter that
+    /// allows them, planes of whole vec4s, and at least one window of data.
+    pub(super) fn applies(x: &Tensor, hw: usize) -> bool {
+        super::super::windows_ok(x.gpu())
+            && hw.is_multiple_of(4)
+            && x.numel() / 4 >= WIN4
+            && super::super::vec4_variants()
+    }
+
+    /// vec4s per run: the largest of 16, 4 and 1 that divides a plane.
+    fn run4(plane4: usize) -> usize {
+        [16, 4, 1]
+            .into_iter()
+            .find(|r| plane4.is_multiple_of(*r))
+            .unwrap_or(1)
+    }
+
+    /// Runs `k.entry` (norm_win) writing `out` over [n, c, hw]: each input of
+    /// `ins` takes `per` window slots in turn (slot 2 + i * per + k), the
+    /// per-channel tensors bind at their own numbers.
+    pub(super) fn launch(
+        k: Kernel,
+        out: &Tensor,
+        (n, c, hw): (usize, usize, usize),
+        (ins, per): (&[&Tensor], usize),
+        chans: &[(Chan, &Tensor)],
+    ) -> Result<()> {
+        const NAME: &str = "batch_norm";
+        let n4 = out.numel() / 4;
+        let run = run4(hw / 4);
+        let windows = n4.div_ceil(WIN4);
+        let cap4 = super::super::window_cap4(ins);
+        let spec = KernelSpec::new("norm_win", k.entry)
+            .with("TRAINING", k.training as u8 as f64)
+            .with("RELU", k.relu as u8 as f64)
+            .with("RESIDUAL", k.residual as u8 as f64)
+            .with("RUN4", run as f64)
+            .with("SLOTS", windows.min(per) as f64);
+        for first in (0..windows).step_by(per) {
+            let params = NormWinParams {
+                n4: u32_of(NAME, n4)?,
+                first: u32_of(NAME, first * WIN4)?,
+                last: u32_of(NAME, cap4 - WIN4)?,
+                plane4: u32_of(NAME, hw / 4)?,
+                c: u32_of(NAME, c)?,
+                m: (n * hw) as f32,
+                _p0: 0,
+                _p1: 0,
+            };
+            let mut args = vec![out.binding()];
+            for (i, t) in ins.iter().enumerate() {
+                for s in 0..per {
+                    let start = ((first + s) * WIN4).min(cap4 - WIN4);
+                    let slot = 2 + i * per + s;
+                    args.push(Binding::window(t.buffer(), 16 * start as u64).at(slot as u32));
+                }
+            }
+            args.extend(chans.iter().map(|(s, t)| t.binding().at(*s as u32)));
+            out.gpu()
+                .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4 / run)?;
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,250 @@
+// Batch norm's per-element kernels (apply, backward_input) reading their
+// large inputs through uniform windows (windows.wgsl says why) on CPU
+// adapters. The tensor, seen as vec4s, is cut into runs of RUN4 vec4s from
+// its start: a plane is whole runs (RUN4 is 16, 4 or 1, whichever divides
+// pw.plane4 first; src/ops/norm.rs), so a run lies in one channel, whose
+// values are read once per run instead of once per 8 values as apply8 reads
+// them. Windows are whole runs too. Slot k's window holds the vec4s from
+// pw.first + k * WIN on and starts at min(that, pw.last) (the last window of
+// a buffer is clamped to end where the buffer ends).
+//
+// Element by element the arithmetic is apply4's and backward_input4's, in
+// their order: the results are the same bits (tests/norm.rs).
+//
+// apply_win: x in w0-w6, the residual in w7-w13 (RESIDUAL). backward_input_win:
+// dy in w0-w3, relu(y) in w4-w7 (RELU), x in w8-w11 (TRAINING).
+
+struct NormWinParams {
+    // vec4s in the tensor, the first this launch reads, the last window's start.
+    n4: u32,
+    first: u32,
+    last: u32,
+    // vec4s in a plane, and the channels.
+    plane4: u32,
+    c: u32,
+    // n * hw, backward_input's divisor.
+    m: f32,
+    _p0: u32,
+    _p1: u32,
+}
+
+// Binding 0 and 2-15 are the parameters and windows (the output is norm.wgsl's
+// out4); norm.wgsl's per-channel bindings collide with the windows, so these
+// entry points read them here.
+@group(0) @binding(0) var<uniform> pw: NormWinParams;
+// (mean, 1/sqrt(var + eps)) per channel, as norm.wgsl's stats.
+@group(0) @binding(16) var<storage, read> wstats: array<f32>;
+@group(0) @binding(17) var<storage, read> wgamma: array<f32>;
+@group(0) @binding(18) var<storage, read> wbeta: array<f32>;
+// Per channel (dgamma, dbeta), as norm.wgsl's sums.
+@group(0) @binding(19) var<storage, read> wsums: array<f32>;
+
+override RUN4: u32 = 16u;
+
+// Slot k's invocation j: (its run, the run's first vec4 in slot k's window).
+fn norm_run(k: u32, j: u32) -> vec2<u32> {
+    let r = pw.first / RUN4 + k * (WIN / RUN4) + j;
+    return vec2<u32>(r, r * RUN4 - min(pw.first + k * WIN, pw.last));
+}
+
+// The channel of run r.
+fn run_channel(r: u32) -> u32 {
+    return (r * RUN4 / pw.plane4) % pw.c;
+}
+
+// apply4 on one vec4: (mean, inv, gamma, beta) of its channel in `ch`.
+fn apply_one(v: vec4<f32>, ch: vec4<f32>) -> vec4<f32> {
+    return (v - ch.x) * ch.y * ch.z + ch.w;
+}
+
+fn apply_channel(r: u32) -> vec4<f32> {
+    let c = run_channel(r);
+    return vec4<f32>(wstats[2u * c], wstats[2u * c + 1u], wgamma[c], wbeta[c]);
+}
+
+// backward_input4's per-channel values: (gamma * inv, mean, inv, sum dy * xhat, sum dy / m).
+struct BackChannel {
+    k: f32,
+    mean: f32,
+    inv: f32,
+    s0: f32,
+    s1: f32,
+}
+
+fn back_channel(r: u32) -> BackChannel {
+    let c = run_channel(r);
+    let inv = wstats[2u * c + 1u];
+    var b = BackChannel(wgamma[c] * inv, 0.0, inv, 0.0, 0.0);
+    if TRAINING {
+        b.mean = wstats[2u * c];
+        b.s0 = wsums[2u * c];
+        b.s1 = wsums[2u * c + 1u] / pw.m;
+    }
+    return b;
+}
+
+// backward_input4 on one vec4 of dy (already masked) and x.
+fn back_one(g: vec4<f32>, xv: vec4<f32>, b: BackChannel) -> vec4<f32> {
+    if TRAINING {
+        let xh = (xv - b.mean) * b.inv;
+        return b.k * (g - b.s1 - xh * b.s0 / pw.m);
+    }
+    return b.k * g;
+}
+
+@compute @workgroup_size(64)
+fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let j = global_id(wid, nwg, li, 64u);
+    let runs = pw.n4 / RUN4;
+    if SLOTS > 0u {
+        let r = norm_run(0u, j);
+        if r.x < runs {
+            let ch = apply_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var v = apply_one(w0[r.y + i], ch);
+                if RESIDUAL {
+                    v += w7[r.y + i];
+                }
+                out4[r.x * RUN4 + i] = activate4(v);
+            }
+        }
+    }
+    if SLOTS > 1u {
+        let r = norm_run(1u, j);
+        if r.x < runs {
+            let ch = apply_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var v = apply_one(w1[r.y + i], ch);
+                if RESIDUAL {
+                    v += w8[r.y + i];
+                }
+                out4[r.x * RUN4 + i] = activate4(v);
+            }
+        }
+    }
+    if SLOTS > 2u {
+        let r = norm_run(2u, j);
+        if r.x < runs {
+            let ch = apply_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var v = apply_one(w2[r.y + i], ch);
+                if RESIDUAL {
+                    v += w9[r.y + i];
+                }
+                out4[r.x * RUN4 + i] = activate4(v);
+            }
+        }
+    }
+    if SLOTS > 3u {
+        let r = norm_run(3u, j);
+        if r.x < runs {
+            let ch = apply_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var v = apply_one(w3[r.y + i], ch);
+                if RESIDUAL {
+                    v += w10[r.y + i];
+                }
+                out4[r.x * RUN4 + i] = activate4(v);
+            }
+        }
+    }
+    if SLOTS > 4u {
+        let r = norm_run(4u, j);
+        if r.x < runs {
+            let ch = apply_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var v = apply_one(w4[r.y + i], ch);
+                if RESIDUAL {
+                    v += w11[r.y + i];
+                }
+                out4[r.x * RUN4 + i] = activate4(v);
+            }
+        }
+    }
+    if SLOTS > 5u {
+        let r = norm_run(5u, j);
+        if r.x < runs {
+            let ch = apply_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var v = apply_one(w5[r.y + i], ch);
+                if RESIDUAL {
+                    v += w12[r.y + i];
+                }
+                out4[r.x * RUN4 + i] = activate4(v);
+            }
+        }
+    }
+    if SLOTS > 6u {
+        let r = norm_run(6u, j);
+        if r.x < runs {
+            let ch = apply_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var v = apply_one(w6[r.y + i], ch);
+                if RESIDUAL {
+                    v += w13[r.y + i];
+                }
+                out4[r.x * RUN4 + i] = activate4(v);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn backward_input_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let j = global_id(wid, nwg, li, 64u);
+    let runs = pw.n4 / RUN4;
+    if SLOTS > 0u {
+        let r = norm_run(0u, j);
+        if r.x < runs {
+            let b = back_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var g = w0[r.y + i];
+                if RELU {
+                    g = unmask4(g, w4[r.y + i]);
+                }
+                out4[r.x * RUN4 + i] = back_one(g, w8[r.y + i], b);
+            }
+        }
+    }
+    if SLOTS > 1u {
+        let r = norm_run(1u, j);
+        if r.x < runs {
+            let b = back_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var g = w1[r.y + i];
+                if RELU {
+                    g = unmask4(g, w5[r.y + i]);
+                }
+                out4[r.x * RUN4 + i] = back_one(g, w9[r.y + i], b);
+            }
+        }
+    }
+    if SLOTS > 2u {
+        let r = norm_run(2u, j);
+        if r.x < runs {
+            let b = back_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var g = w2[r.y + i];
+                if RELU {
+                    g = unmask4(g, w6[r.y + i]);
+                }
+                out4[r.x * RUN4 + i] = back_one(g, w10[r.y + i], b);
+            }
+        }
+    }
+    if SLOTS > 3u {
+        let r = norm_run(3u, j);
+        if r.x < runs {
+            let b = back_channel(r.x);
+            for (var i = 0u; i < RUN4; i++) {
+                var g = w3[r.y + i];
+                if RELU {
+                    g = unmask4(g, w7[r.y + i]);
+                }
+                out4[r.x * RUN4 + i] = back_one(g, w11[r.y + i], b);
+            }
+        }
+    }
+}
