@@ -13,6 +13,12 @@
 //
 // apply_win: x in w0-w6, the residual in w7-w13 (RESIDUAL). backward_input_win:
 // dy in w0-w3, relu(y) in w4-w7 (RELU), x in w8-w11 (TRAINING).
+//
+// The per-plane sums (stats_partial_win: x in w0-w13; backward_partial_win:
+// dy, relu(y) and x as backward_input_win's) take whole planes instead: a
+// plane is pw.plane4 vec4s, a power of two of at most WIN (src/ops/norm.rs),
+// so windows are whole planes and one invocation sums one plane, in
+// stats_partial4's and backward_partial4's order: the same bits.
 
 struct NormWinParams {
     // vec4s in the tensor, the first this launch reads, the last window's start.
@@ -245,6 +251,359 @@ fn backward_input_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
                 }
                 out4[r.x * RUN4 + i] = back_one(g, w11[r.y + i], b);
             }
+        }
+    }
+}
+
+// Slot k's invocation j: (its plane, the plane's first vec4 in slot k's window).
+fn norm_plane(k: u32, j: u32) -> vec2<u32> {
+    let q = pw.first / pw.plane4 + k * (WIN / pw.plane4) + j;
+    return vec2<u32>(q, q * pw.plane4 - min(pw.first + k * WIN, pw.last));
+}
+
+fn sum4(v: vec4<f32>) -> f32 {
+    return v.x + v.y + v.z + v.w;
+}
+
+@compute @workgroup_size(64)
+fn stats_partial_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let j = global_id(wid, nwg, li, 64u);
+    // A window holds fewer planes than a workgroup has invocations where
+    // planes are long: the rest would reach into the next slot's planes.
+    if j >= WIN / pw.plane4 {
+        return;
+    }
+    let planes = pw.n4 / pw.plane4;
+    let hw = f32(pw.plane4 * 4u);
+    if SLOTS > 0u {
+        let q = norm_plane(0u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w0[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w0[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 1u {
+        let q = norm_plane(1u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w1[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w1[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 2u {
+        let q = norm_plane(2u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w2[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w2[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 3u {
+        let q = norm_plane(3u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w3[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w3[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 4u {
+        let q = norm_plane(4u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w4[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w4[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 5u {
+        let q = norm_plane(5u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w5[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w5[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 6u {
+        let q = norm_plane(6u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w6[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w6[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 7u {
+        let q = norm_plane(7u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w7[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w7[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 8u {
+        let q = norm_plane(8u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w8[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w8[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 9u {
+        let q = norm_plane(9u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w9[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w9[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 10u {
+        let q = norm_plane(10u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w10[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w10[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 11u {
+        let q = norm_plane(11u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w11[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w11[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 12u {
+        let q = norm_plane(12u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w12[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w12[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+    if SLOTS > 13u {
+        let q = norm_plane(13u, j);
+        if q.x < planes {
+            var s = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                s += w13[q.y + i];
+            }
+            let mean = sum4(s) / hw;
+            var m2 = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                let d = w13[q.y + i] - mean;
+                m2 += d * d;
+            }
+            out[2u * q.x] = mean;
+            out[2u * q.x + 1u] = sum4(m2);
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn backward_partial_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) li: u32) {
+    let j = global_id(wid, nwg, li, 64u);
+    // A window holds fewer planes than a workgroup has invocations where
+    // planes are long: the rest would reach into the next slot's planes.
+    if j >= WIN / pw.plane4 {
+        return;
+    }
+    let planes = pw.n4 / pw.plane4;
+    if SLOTS > 0u {
+        let q = norm_plane(0u, j);
+        if q.x < planes {
+            let c = q.x % pw.c;
+            let mean = wstats[2u * c];
+            let inv = wstats[2u * c + 1u];
+            var sxh = vec4<f32>(0.0);
+            var sdy = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                var g = w0[q.y + i];
+                if RELU {
+                    g = unmask4(g, w4[q.y + i]);
+                }
+                sxh += g * (w8[q.y + i] - mean) * inv;
+                sdy += g;
+            }
+            out[2u * q.x] = sum4(sxh);
+            out[2u * q.x + 1u] = sum4(sdy);
+        }
+    }
+    if SLOTS > 1u {
+        let q = norm_plane(1u, j);
+        if q.x < planes {
+            let c = q.x % pw.c;
+            let mean = wstats[2u * c];
+            let inv = wstats[2u * c + 1u];
+            var sxh = vec4<f32>(0.0);
+            var sdy = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                var g = w1[q.y + i];
+                if RELU {
+                    g = unmask4(g, w5[q.y + i]);
+                }
+                sxh += g * (w9[q.y + i] - mean) * inv;
+                sdy += g;
+            }
+            out[2u * q.x] = sum4(sxh);
+            out[2u * q.x + 1u] = sum4(sdy);
+        }
+    }
+    if SLOTS > 2u {
+        let q = norm_plane(2u, j);
+        if q.x < planes {
+            let c = q.x % pw.c;
+            let mean = wstats[2u * c];
+            let inv = wstats[2u * c + 1u];
+            var sxh = vec4<f32>(0.0);
+            var sdy = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                var g = w2[q.y + i];
+                if RELU {
+                    g = unmask4(g, w6[q.y + i]);
+                }
+                sxh += g * (w10[q.y + i] - mean) * inv;
+                sdy += g;
+            }
+            out[2u * q.x] = sum4(sxh);
+            out[2u * q.x + 1u] = sum4(sdy);
+        }
+    }
+    if SLOTS > 3u {
+        let q = norm_plane(3u, j);
+        if q.x < planes {
+            let c = q.x % pw.c;
+            let mean = wstats[2u * c];
+            let inv = wstats[2u * c + 1u];
+            var sxh = vec4<f32>(0.0);
+            var sdy = vec4<f32>(0.0);
+            for (var i = 0u; i < pw.plane4; i++) {
+                var g = w3[q.y + i];
+                if RELU {
+                    g = unmask4(g, w7[q.y + i]);
+                }
+                sxh += g * (w11[q.y + i] - mean) * inv;
+                sdy += g;
+            }
+            out[2u * q.x] = sum4(sxh);
+            out[2u * q.x + 1u] = sum4(sdy);
         }
     }
 }

@@ -354,6 +354,7 @@ fn window_kernels_match_the_others_to_the_bit() {
             [9, 130, 4, 4],
             [5, 97, 6, 6],
             [64, 80, 2, 2],
+            [2, 3, 64, 64],
         ] {
             for (f, op) in ops {
                 condenser::ops::set_window_variants(false);

@@ -232,8 +232,18 @@ fn batch_norm_act(
     let stats = if training {
         let stats = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
         let partial = Tensor::empty(x.gpu(), &[n * c, 2], DType::F32)?;
-        let (k, items) = variant(x, Kernel::plain("stats_partial", true), hw, false, n * c);
-        launch(k, &p, &partial, &[(Slot::X, x)], items)?;
+        let k = Kernel::plain("stats_partial", true);
+        if win::planes_apply(x, hw) {
+            let k = Kernel {
+                module: "norm_win",
+                entry: "stats_partial_win",
+                ..k
+            };
+            win::launch(k, &partial, (n, c, hw), (&[x], 14), &[], hw / 4)?;
+        } else {
+            let (k, items) = variant(x, k, hw, false, n * c);
+            launch(k, &p, &partial, &[(Slot::X, x)], items)?;
+        }
         let ins = [
             (Slot::Partial, &partial),
             (Slot::RunningMean, running_mean),
@@ -275,7 +285,8 @@ fn batch_norm_act(
             (win::Chan::Gamma, gamma),
             (win::Chan::Beta, beta),
         ];
-        win::launch(k, &y, (n, c, hw), (&[x, residual.unwrap_or(x)], 7), &chans)?;
+        let ins = [x, residual.unwrap_or(x)];
+        win::launch(k, &y, (n, c, hw), (&ins, 7), &chans, win::run4(hw))?;
     } else {
         let (k, items) = variant(x, apply, hw, true, y.numel());
         launch(k, &p, &y, &ins, items)?;
@@ -345,8 +356,18 @@ pub fn batch_norm_backward(
         (Slot::Stats, &saved.stats),
         (Slot::Act, act),
     ];
-    let (kp, items) = variant(x, k("backward_partial"), hw, false, n * c);
-    launch(kp, &p, &partial, &ins, items)?;
+    if win::planes_apply(x, hw) {
+        let kw = Kernel {
+            module: "norm_win",
+            entry: "backward_partial_win",
+            ..k("backward_partial")
+        };
+        let chans = [(win::Chan::Stats, &saved.stats)];
+        win::launch(kw, &partial, (n, c, hw), (&[dy, act, x], 4), &chans, hw / 4)?;
+    } else {
+        let (kp, items) = variant(x, k("backward_partial"), hw, false, n * c);
+        launch(kp, &p, &partial, &ins, items)?;
+    }
     let sums = Tensor::empty(x.gpu(), &[c, 2], DType::F32)?;
     let ins = [(Slot::Partial, &partial)];
     launch(Kernel::plain("backward_combine", t), &p, &sums, &ins, c)?;
@@ -370,7 +391,14 @@ pub fn batch_norm_backward(
             (win::Chan::Gamma, gamma),
             (win::Chan::Sums, &sums),
         ];
-        win::launch(kw, &dx, (n, c, hw), (&[dy, act, x], 4), &chans)?;
+        win::launch(
+            kw,
+            &dx,
+            (n, c, hw),
+            (&[dy, act, x], 4),
+            &chans,
+            win::run4(hw),
+        )?;
     } else {
         let (ki, items) = variant(x, k("backward_input"), hw, true, dx.numel());
         launch(ki, &p, &dx, &ins, items)?;
@@ -423,34 +451,42 @@ pub(crate) mod win {
             && super::super::vec4_variants()
     }
 
+    /// Whether the per-plane sums of `x` [n, c, hw] take the window kernels
+    /// too: planes of a power of two of vec4s that fit a window, so that
+    /// windows hold whole planes.
+    pub(super) fn planes_apply(x: &Tensor, hw: usize) -> bool {
+        applies(x, hw) && (hw / 4).is_power_of_two() && hw / 4 <= WIN4
+    }
+
     /// vec4s per run: the largest of 16, 4 and 1 that divides a plane.
-    fn run4(plane4: usize) -> usize {
+    pub(super) fn run4(hw: usize) -> usize {
         [16, 4, 1]
             .into_iter()
-            .find(|r| plane4.is_multiple_of(*r))
+            .find(|r| (hw / 4).is_multiple_of(*r))
             .unwrap_or(1)
     }
 
-    /// Runs `k.entry` (norm_win) writing `out` over [n, c, hw]: each input of
-    /// `ins` takes `per` window slots in turn (slot 2 + i * per + k), the
-    /// per-channel tensors bind at their own numbers.
+    /// Runs `k.entry` (norm_win) over `ins[0]` [n, c, hw], writing `out`: each
+    /// input of `ins` takes `per` window slots in turn (slot 2 + i * per + k),
+    /// the per-channel tensors bind at their own numbers. An invocation takes
+    /// `unit` vec4s of a window (a run, RUN4, or a whole plane).
     pub(super) fn launch(
         k: Kernel,
         out: &Tensor,
         (n, c, hw): (usize, usize, usize),
         (ins, per): (&[&Tensor], usize),
         chans: &[(Chan, &Tensor)],
+        unit: usize,
     ) -> Result<()> {
         const NAME: &str = "batch_norm";
-        let n4 = out.numel() / 4;
-        let run = run4(hw / 4);
+        let n4 = ins[0].numel() / 4;
         let windows = n4.div_ceil(WIN4);
         let cap4 = super::super::window_cap4(ins);
         let spec = KernelSpec::new("norm_win", k.entry)
             .with("TRAINING", k.training as u8 as f64)
             .with("RELU", k.relu as u8 as f64)
             .with("RESIDUAL", k.residual as u8 as f64)
-            .with("RUN4", run as f64)
+            .with("RUN4", unit as f64)
             .with("SLOTS", windows.min(per) as f64);
         for first in (0..windows).step_by(per) {
             let params = NormWinParams {
@@ -473,7 +509,7 @@ pub(crate) mod win {
             }
             args.extend(chans.iter().map(|(s, t)| t.binding().at(*s as u32)));
             out.gpu()
-                .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4 / run)?;
+                .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4 / unit)?;
         }
         Ok(())
     }
