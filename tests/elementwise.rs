@@ -361,7 +361,8 @@ fn activation_gradients() {
 }
 
 /// Every binary and unary operator through the uniform-window kernels
-/// (shaders/elementwise_win.wgsl) at sizes around their boundaries: one
+/// (shaders/elementwise_win.wgsl, and elementwise_win64.wgsl's 64-bit-word
+/// stores) at sizes around their boundaries: one
 /// window exactly, one and a bit (odd tail), a full launch of 7 windows, and
 /// three launches whose last is partial and whose last window is clamped to
 /// the buffer's end. Tolerance as above: against the f64 reference exact for
@@ -371,7 +372,12 @@ fn activation_gradients() {
 fn uniform_window_kernels_match_the_reference_and_the_storage_kernels() {
     let g = gpu();
     let window = 16_384; // floats in a 64 KiB window
-    for n in [window, window + 3, 7 * window, 15 * window - 5] {
+    // With 64-bit-word stores (elementwise_win64.wgsl) and with vec4 stores.
+    for (wide, n) in [true, false]
+        .into_iter()
+        .flat_map(|w| [window, window + 3, 7 * window, 15 * window - 5].map(|n| (w, n)))
+    {
+        condenser::ops::set_wide_variants(wide);
         let mut av = spread(n, 21);
         let bv: Vec<f32> = spread(n, 22)
             .iter()
@@ -418,7 +424,7 @@ fn uniform_window_kernels_match_the_reference_and_the_storage_kernels() {
             assert_eq!(
                 bits(&got),
                 bits(&old),
-                "{op:?} n={n}: windows vs storage kernels"
+                "{op:?} n={n} wide={wide}: windows vs storage kernels"
             );
         }
         let mut unary_ops = activations();
@@ -443,10 +449,11 @@ fn uniform_window_kernels_match_the_reference_and_the_storage_kernels() {
             assert_eq!(
                 bits(&got),
                 bits(&old),
-                "{op:?} n={n}: windows vs storage kernels"
+                "{op:?} n={n} wide={wide}: windows vs storage kernels"
             );
         }
     }
+    condenser::ops::set_wide_variants(true);
 }
 
 /// `f`'s result and whether a uniform-window kernel ran in it.

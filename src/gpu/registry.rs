@@ -75,6 +75,18 @@ pub const SHADERS: &[(&str, &[&str])] = &[
             include_str!("../../shaders/elementwise_win.wgsl"),
         ],
     ),
+    // Needs uniform windows and SHADER_INT64: elementwise_win's kernels
+    // writing 64-bit words.
+    (
+        "elementwise_win64",
+        &[
+            ELEMENTWISE,
+            WIDE,
+            WINDOWS,
+            include_str!("../../shaders/elementwise_win.wgsl"),
+            include_str!("../../shaders/elementwise_win64.wgsl"),
+        ],
+    ),
     // Needs uniform windows; shares reduce.wgsl's output and max helpers.
     (
         "reduce_win",

@@ -289,11 +289,15 @@ fn launch_windows(
     let n4 = out.numel().div_ceil(4);
     let windows = n4.div_ceil(WIN4);
     let cap4 = super::window_cap4(ins);
-    let entry = match kind {
-        Flat::Binary => "binary_win",
-        Flat::Unary => "unary_win",
+    // 64-bit-word stores where the adapter has them: an invocation per two vec4s.
+    let wide = super::wide_ok(out.gpu());
+    let (module, entry, per) = match (kind, wide) {
+        (Flat::Binary, false) => ("elementwise_win", "binary_win", 1),
+        (Flat::Unary, false) => ("elementwise_win", "unary_win", 1),
+        (Flat::Binary, true) => ("elementwise_win64", "binary_win8", 2),
+        (Flat::Unary, true) => ("elementwise_win64", "unary_win8", 2),
     };
-    let spec = KernelSpec::new("elementwise_win", entry)
+    let spec = KernelSpec::new(module, entry)
         .with("OP", code as f64)
         .with("SLOTS", windows.min(WIN_SLOTS) as f64);
     for first in (0..windows).step_by(WIN_SLOTS) {
@@ -304,7 +308,7 @@ fn launch_windows(
         for (s, &start) in params.shape.iter_mut().zip(&starts) {
             *s = u32_of(NAME, start)?;
         }
-        let mut args = vec![group_binding(out, 4)];
+        let mut args = vec![group_binding(out, 4 * per)];
         for (i, t) in ins.iter().enumerate() {
             for (k, &start) in starts.iter().enumerate() {
                 let slot = 2 + i * WIN_SLOTS + k;
@@ -314,7 +318,7 @@ fn launch_windows(
             }
         }
         out.gpu()
-            .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4)?;
+            .launch_items(&spec, bytemuck::bytes_of(&params), &args, WIN4 / per)?;
     }
     Ok(())
 }
