@@ -9,10 +9,6 @@
 
 @group(0) @binding(1) var<storage, read_write> out8: array<vec4<u64>>;
 
-// Floats 0-3 and 4-7 of a word as pack64's even and odd halves.
-fn pack_pair(a: vec4<f32>, b: vec4<f32>) -> vec4<u64> {
-    return pack64(vec4<f32>(a.x, a.z, b.x, b.z), vec4<f32>(a.y, a.w, b.y, b.w));
-}
 
 @compute @workgroup_size(64)
 fn binary_win8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

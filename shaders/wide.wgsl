@@ -24,3 +24,8 @@ fn halves(v: vec4<u64>) -> array<vec4<f32>, 2> {
     let hi = hi32(v);
     return array<vec4<f32>, 2>(vec4<f32>(lo.x, hi.x, lo.y, hi.y), vec4<f32>(lo.z, hi.z, lo.w, hi.w));
 }
+
+// The word holding floats 0-3 = a and 4-7 = b (halves undone).
+fn pack_pair(a: vec4<f32>, b: vec4<f32>) -> vec4<u64> {
+    return pack64(vec4<f32>(a.x, a.z, b.x, b.z), vec4<f32>(a.y, a.w, b.y, b.w));
+}

@@ -356,16 +356,19 @@ fn window_kernels_match_the_others_to_the_bit() {
             [64, 80, 2, 2],
             [2, 3, 64, 64],
         ] {
-            for (f, op) in ops {
+            // With 64-bit-word stores (norm_win64.wgsl) and with vec4 stores.
+            for ((f, op), wide) in ops.into_iter().flat_map(|o| [(o, true), (o, false)]) {
+                condenser::ops::set_wide_variants(wide);
                 condenser::ops::set_window_variants(false);
                 let off = bn_run(f, shape);
                 condenser::ops::set_window_variants(true);
                 let on = bn_run(f, shape);
                 assert_eq!(
                     on, off,
-                    "{op} training={training} {shape:?}: windows on/off"
+                    "{op} training={training} {shape:?} wide={wide}: windows on/off"
                 );
             }
+            condenser::ops::set_wide_variants(true);
         }
         // The window kernels' values against the f64 reference.
         let [n, c, h, w] = [8, 32, 32, 32];

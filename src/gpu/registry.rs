@@ -111,6 +111,17 @@ pub const SHADERS: &[(&str, &[&str])] = &[
         "norm_win",
         &[NORM, WINDOWS, include_str!("../../shaders/norm_win.wgsl")],
     ),
+    // norm_win's per-element kernels writing 64-bit words (SHADER_INT64).
+    (
+        "norm_win64",
+        &[
+            NORM,
+            WIDE,
+            WINDOWS,
+            include_str!("../../shaders/norm_win.wgsl"),
+            include_str!("../../shaders/norm_win64.wgsl"),
+        ],
+    ),
     (
         "conv64",
         &[CONV, WIDE, include_str!("../../shaders/conv64.wgsl")],

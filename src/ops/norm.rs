@@ -275,11 +275,7 @@ fn batch_norm_act(
         ..Kernel::plain("apply", training)
     };
     if win::applies(x, hw) {
-        let k = Kernel {
-            module: "norm_win",
-            entry: "apply_win",
-            ..apply
-        };
+        let k = win::per_element(x, apply, "apply_win", hw);
         let chans = [
             (win::Chan::Stats, &stats),
             (win::Chan::Gamma, gamma),
@@ -381,11 +377,7 @@ pub fn batch_norm_backward(
         (Slot::Act, act),
     ];
     if win::applies(x, hw) {
-        let kw = Kernel {
-            module: "norm_win",
-            entry: "backward_input_win",
-            ..k("backward_input")
-        };
+        let kw = win::per_element(x, k("backward_input"), "backward_input_win", hw);
         let chans = [
             (win::Chan::Stats, &saved.stats),
             (win::Chan::Gamma, gamma),
@@ -458,6 +450,19 @@ pub(crate) mod win {
         applies(x, hw) && (hw / 4).is_power_of_two() && hw / 4 <= WIN4
     }
 
+    /// `k` as the window kernel `entry` (norm_win), or its 64-bit-word twin
+    /// (norm_win64, `entry` + "8") where the adapter has the words and runs
+    /// pair up.
+    pub(super) fn per_element(x: &Tensor, k: Kernel, entry: &'static str, hw: usize) -> Kernel {
+        let wide = super::super::wide_ok(x.gpu()) && run4(hw) >= 4;
+        let (module, entry) = match (wide, entry) {
+            (true, "apply_win") => ("norm_win64", "apply_win8"),
+            (true, "backward_input_win") => ("norm_win64", "backward_input_win8"),
+            _ => ("norm_win", entry),
+        };
+        Kernel { module, entry, ..k }
+    }
+
     /// vec4s per run: the largest of 16, 4 and 1 that divides a plane.
     pub(super) fn run4(hw: usize) -> usize {
         [16, 4, 1]
@@ -482,7 +487,7 @@ pub(crate) mod win {
         let n4 = ins[0].numel() / 4;
         let windows = n4.div_ceil(WIN4);
         let cap4 = super::super::window_cap4(ins);
-        let spec = KernelSpec::new("norm_win", k.entry)
+        let spec = KernelSpec::new(k.module, k.entry)
             .with("TRAINING", k.training as u8 as f64)
             .with("RELU", k.relu as u8 as f64)
             .with("RESIDUAL", k.residual as u8 as f64)
