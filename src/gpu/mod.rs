@@ -153,6 +153,10 @@ impl Gpu {
     pub fn windows_ok(&self) -> bool {
         self.inner.windows
     }
+    /// Whether the adapter runs through wgpu's GL backend.
+    pub fn is_gl(&self) -> bool {
+        self.inner.info.backend == wgpu::Backend::Gl
+    }
     /// Whether kernels may use 64-bit integers (SHADER_INT64).
     pub fn has_int64(&self) -> bool {
         self.inner
