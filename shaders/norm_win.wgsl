@@ -1,5 +1,5 @@
-// Batch norm's per-element kernels (apply, backward_input) reading their
-// large inputs through uniform windows (windows.wgsl says why) on CPU
+// Batch norm's training kernels (apply, backward_input, and the per-plane
+// sums below) reading their large inputs through uniform windows (windows.wgsl says why) on CPU
 // adapters. The tensor, seen as vec4s, is cut into runs of RUN4 vec4s from
 // its start: a plane is whole runs (RUN4 is 16, 4 or 1, whichever divides
 // pw.plane4 first; src/ops/norm.rs), so a run lies in one channel, whose

@@ -2,11 +2,12 @@
 // bindings 2-15 (binding 0: the parameters, 1: the output). A window is 64
 // KiB of a pooled buffer, WIN vec4s, bound at a dynamic offset. llvmpipe
 // loads a storage buffer at a lane-varying address in a loop over the lanes,
-// one element at a time, but gathers a uniform buffer's elements with one
-// instruction per component; memory-bound kernels on CPU adapters read their
-// inputs through these. WGSL cannot index bindings, so kernels repeat their
-// body per window slot; SLOTS (set by every launch) is how many slots a
-// pipeline computes, and every slot is bound (unused ones anywhere).
+// one element at a time, but gathers a uniform buffer's elements in straight
+// line (8 scalar loads per component, no branch); memory-bound kernels on CPU
+// adapters read their inputs through these. WGSL cannot index bindings, so
+// kernels repeat their body per window slot; SLOTS (set by every launch) is
+// how many slots a pipeline computes, and every slot is bound (unused ones
+// anywhere).
 const WIN: u32 = 4096u;
 override SLOTS: u32 = 14u;
 

@@ -147,8 +147,9 @@ impl Gpu {
     /// Whether kernels may read inputs through uniform windows
     /// (`Binding::window`): on CPU adapters whose limits allow
     /// `dispatch::WINDOW_SLOTS` 64 KiB dynamic uniform bindings. llvmpipe
-    /// reads a lane-varying uniform address with one gather instruction and a
-    /// storage address with a per-lane loop, so memory-bound kernels read
+    /// reads a lane-varying uniform address as a straight-line gather (scalar
+    /// loads, no branch) and a storage address with a per-lane loop (README,
+    /// eleventh round, shows the generated code), so memory-bound kernels read
     /// their inputs this way there; pool buffers then carry UNIFORM usage.
     pub fn windows_ok(&self) -> bool {
         self.inner.windows

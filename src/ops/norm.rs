@@ -400,8 +400,9 @@ pub fn batch_norm_backward(
     Ok((dx, dgamma, dbeta))
 }
 
-/// Batch norm's per-element kernels reading their large inputs through
-/// uniform windows (shaders/norm_win.wgsl) on CPU adapters.
+/// Batch norm's training kernels (per-element and per-plane sums) reading
+/// their large inputs through uniform windows (shaders/norm_win.wgsl, and
+/// norm_win64.wgsl's 64-bit-word stores) on CPU adapters.
 pub(crate) mod win {
     use bytemuck::{Pod, Zeroable};
 
