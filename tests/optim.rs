@@ -113,3 +113,72 @@ fn parameters_without_gradients_are_left_alone_and_bad_rates_refused() {
     );
     assert!(Sgd::new(vec![], -1.0, false, 0.0).is_err());
 }
+
+/// Weights and optimiser state after 3 steps of `make`'s optimiser over
+/// parameters of `sizes` (the one at `idle` never gets a gradient).
+fn grouped_run(
+    make: &dyn Fn(Vec<Var>) -> Box<dyn Optimizer>,
+    sizes: &[usize],
+    idle: usize,
+) -> Vec<Vec<f32>> {
+    let g = gpu();
+    let params: Vec<Var> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            Var::leaf(
+                Tensor::from_slice(&g, &[n], &rand_vec(n, 100 + i as u64)).unwrap(),
+                true,
+            )
+        })
+        .collect();
+    let mut opt = make(params.clone());
+    for step in 0..3u64 {
+        for (i, p) in params.iter().enumerate() {
+            if i != idle {
+                let v = rand_vec(sizes[i], 1000 * step + i as u64);
+                p.set_grad(Some(Tensor::from_slice(&g, p.shape(), &v).unwrap()));
+            }
+        }
+        opt.step(0.05).unwrap();
+    }
+    let mut out: Vec<Vec<f32>> = params.iter().map(|p| p.value().to_vec().unwrap()).collect();
+    out.extend(opt.state().iter().map(|(_, t)| t.to_vec().unwrap()));
+    out
+}
+
+/// optim_multi.wgsl's grouped launches (up to 5 SGD or 4 Adam parameters
+/// each) against a launch per parameter: the same bits, for sizes that are
+/// not whole workgroups, one of 274 workgroups, a parameter without a
+/// gradient (first, in the middle, last), and more parameters than a launch
+/// takes.
+#[test]
+fn grouped_updates_match_one_launch_per_parameter_to_the_bit() {
+    let sizes = [1, 3, 37, 256, 257, 4, 1000, 2, 70_001, 9, 512, 33, 5];
+    type Make = Box<dyn Fn(Vec<Var>) -> Box<dyn Optimizer>>;
+    let mut makes: Vec<(Make, String)> = Vec::new();
+    for (m, nesterov, wd) in [(0.0, false, 0.0), (0.9, false, 5e-4), (0.9, true, 1e-2)] {
+        makes.push((
+            Box::new(move |p| Box::new(Sgd::new(p, m, nesterov, wd).unwrap())),
+            format!("sgd m={m} nesterov={nesterov} wd={wd}"),
+        ));
+    }
+    for (wd, decoupled) in [(0.0, false), (1e-2, false), (1e-2, true)] {
+        makes.push((
+            Box::new(move |p| Box::new(Adam::new(p, wd, decoupled).unwrap())),
+            format!("adam wd={wd} decoupled={decoupled}"),
+        ));
+    }
+    for (make, what) in &makes {
+        for idle in [4, 0, sizes.len() - 1] {
+            condenser::optim::multi::set_multi_tensor(false);
+            let single = grouped_run(make.as_ref(), &sizes, idle);
+            condenser::optim::multi::set_multi_tensor(true);
+            let grouped = grouped_run(make.as_ref(), &sizes, idle);
+            assert_eq!(grouped, single, "{what}, idle parameter {idle}");
+            // The idle parameter kept its first values.
+            let w0 = rand_vec(sizes[idle], 100 + idle as u64);
+            assert_eq!(grouped[idle], w0, "{what}: idle parameter {idle} moved");
+        }
+    }
+}

@@ -57,6 +57,7 @@ pub fn all() -> Vec<ParamLayout> {
         ops::softmax::PARAMS,
         ops::softmax::win::PARAMS,
         optim::PARAMS,
+        optim::multi::PARAMS,
         data::loader::PARAMS,
     ]
 }

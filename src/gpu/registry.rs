@@ -23,6 +23,7 @@ const WIDE: &str = include_str!("../../shaders/wide.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const WINDOWS: &str = include_str!("../../shaders/windows.wgsl");
+const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 
 /// Every shader module: its name and the files it is made of, in order (after
 /// the common prelude). A module is compiled once per device.
@@ -37,7 +38,13 @@ pub const SHADERS: &[(&str, &[&str])] = &[
     ("pool", &[include_str!("../../shaders/pool.wgsl")]),
     ("norm", &[NORM]),
     ("losses", &[include_str!("../../shaders/losses.wgsl")]),
-    ("optim", &[include_str!("../../shaders/optim.wgsl")]),
+    ("optim", &[OPTIM]),
+    // Up to 5 (SGD) or 4 (Adam) parameters' updates a launch; shares optim.wgsl's
+    // update functions and slot 0's bindings.
+    (
+        "optim_multi",
+        &[OPTIM, include_str!("../../shaders/optim_multi.wgsl")],
+    ),
     ("resample", &[include_str!("../../shaders/resample.wgsl")]),
     ("kd", &[include_str!("../../shaders/kd.wgsl")]),
     ("health", &[include_str!("../../shaders/health.wgsl")]),

@@ -452,10 +452,7 @@ pub(crate) mod win {
     /// the storage kernels give the Vulkan bits there), and every variant on
     /// one adapter must give the same bits (tests/norm.rs keeps the shapes).
     pub(super) fn planes_apply(x: &Tensor, hw: usize) -> bool {
-        applies(x, hw)
-            && (hw / 4).is_power_of_two()
-            && hw / 4 <= WIN4
-            && !x.gpu().is_gl()
+        applies(x, hw) && (hw / 4).is_power_of_two() && hw / 4 <= WIN4 && !x.gpu().is_gl()
     }
 
     /// `k` as the window kernel `entry` (norm_win), or its 64-bit-word twin

@@ -1,15 +1,16 @@
 //! Optimisers updating parameters in place on the GPU (shaders/optim.wgsl), and
 //! learning-rate schedules.
 
+pub mod multi;
 pub mod schedule;
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::autograd::Var;
 use crate::error::{Error, Result};
-use crate::gpu::KernelSpec;
 use crate::tensor::Tensor;
 
+use multi::{Rule, Update};
 pub use schedule::{Schedule, ScheduleSpec};
 
 crate::kernel_params! {
@@ -83,6 +84,7 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self, lr: f32) -> Result<()> {
         check_finite("learning rate", lr)?;
+        let mut updates = Vec::new();
         for (p, buf) in self.params.iter().zip(self.bufs.iter_mut()) {
             let Some(g) = p.grad() else { continue };
             let w = p.value();
@@ -94,23 +96,21 @@ impl Optimizer for Sgd {
                     b
                 }
             };
-            let params = OptParams {
-                n: w.numel() as u32,
-                nesterov: self.nesterov as u32,
-                lr,
-                momentum: self.momentum,
-                weight_decay: self.weight_decay,
-                ..Default::default()
-            };
-            // The kernel declares m and v; SGD binds the momentum buffer as m only.
-            w.gpu().launch(
-                &KernelSpec::new("optim", "sgd"),
-                bytemuck::bytes_of(&params),
-                &[w.binding(), g.binding(), b.binding()],
-                w.numel().div_ceil(256) as u64,
-            )?;
+            // The kernels declare m and v; SGD binds the momentum buffer as m only.
+            updates.push(Update {
+                w: w.clone(),
+                g,
+                state: vec![b],
+            });
         }
-        Ok(())
+        let scalars = OptParams {
+            nesterov: self.nesterov as u32,
+            lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            ..Default::default()
+        };
+        multi::apply(Rule::Sgd, scalars, &updates)
     }
 
     fn params(&self) -> &[Var] {
@@ -183,6 +183,7 @@ impl Optimizer for Adam {
         self.t += 1;
         let bias1 = 1.0 / (1.0 - self.beta1.powi(self.t as i32));
         let bias2 = 1.0 / (1.0 - self.beta2.powi(self.t as i32));
+        let mut updates = Vec::new();
         for (p, st) in self.params.iter().zip(self.state.iter_mut()) {
             let Some(g) = p.grad() else { continue };
             let w = p.value();
@@ -193,26 +194,24 @@ impl Optimizer for Adam {
                 ));
             }
             let (m, v) = st.as_ref().expect("state just made");
-            let params = OptParams {
-                n: w.numel() as u32,
-                decoupled: self.decoupled as u32,
-                lr,
-                weight_decay: self.weight_decay,
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: self.eps,
-                bias1,
-                bias2,
-                ..Default::default()
-            };
-            w.gpu().launch(
-                &KernelSpec::new("optim", "adam"),
-                bytemuck::bytes_of(&params),
-                &[w.binding(), g.binding(), m.binding(), v.binding()],
-                w.numel().div_ceil(256) as u64,
-            )?;
+            updates.push(Update {
+                state: vec![m.clone(), v.clone()],
+                w: w.clone(),
+                g,
+            });
         }
-        Ok(())
+        let scalars = OptParams {
+            decoupled: self.decoupled as u32,
+            lr,
+            weight_decay: self.weight_decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            bias1,
+            bias2,
+            ..Default::default()
+        };
+        multi::apply(Rule::Adam, scalars, &updates)
     }
 
     fn params(&self) -> &[Var] {
