@@ -22,23 +22,55 @@ fn tex_xy(t: u32) -> vec2<u32> {
     return vec2<u32>(t & p.tex_mask, t >> p.tex_shift);
 }
 
+// Texel t of the packed op(B): (the index in b of its first column's
+// element, its first column j, and whether t lies in the packed rows).
+fn pack_at(t: u32) -> vec3<u32> {
+    let n4 = (p.n + 3u) / 4u;
+    let r = t / n4;
+    let bi = r / p.k;
+    let base = bi * p.b_bs + (r % p.k) * p.b_rs;
+    return vec3<u32>(base, (t % n4) * 4u, u32(t < p.batch * p.k * n4));
+}
+
 // One invocation per texel of the packed op(B): p.batch batches of p.k rows.
 @compute @workgroup_size(64)
 fn mm_pack_b(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
     let t = global_id(wid, nwg, li, 64u);
-    let n4 = (p.n + 3u) / 4u;
-    if t >= p.batch * p.k * n4 {
+    let at = pack_at(t);
+    if at.z == 0u {
         return;
     }
-    let r = t / n4;
-    let j = (t % n4) * 4u;
-    let bi = r / p.k;
-    let base = bi * p.b_bs + (r % p.k) * p.b_rs;
     var v = vec4<f32>(0.0);
     for (var q = 0u; q < 4u; q++) {
-        if j + q < p.n {
-            v[q] = b[base + (j + q) * p.b_cs];
+        if at.y + q < p.n {
+            v[q] = b[at.x + (at.y + q) * p.b_cs];
+        }
+    }
+    textureStore(b_pack, tex_xy(t), v);
+}
+
+// B staged as r32float texels (element e at tex_xy(e)), for mm_pack_b_tex.
+// conv_implicit.wgsl's x_tex has this binding and type too (one or the
+// other is used by an entry point).
+@group(0) @binding(7) var b_src: texture_storage_2d<r32float, read>;
+
+// mm_pack_b reading B from b_src: on llvmpipe a texel fetch gathers the
+// lanes' values without the per-lane loop and its stalls that a storage load
+// costs, and a weight gradient's op(B) (dy, one channel's pixels after
+// another) is read four scattered floats per texel. The same values.
+@compute @workgroup_size(64)
+fn mm_pack_b_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let t = global_id(wid, nwg, li, 64u);
+    let at = pack_at(t);
+    if at.z == 0u {
+        return;
+    }
+    var v = vec4<f32>(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        if at.y + q < p.n {
+            v[q] = textureLoad(b_src, tex_xy(at.x + (at.y + q) * p.b_cs)).x;
         }
     }
     textureStore(b_pack, tex_xy(t), v);

@@ -568,6 +568,10 @@ pub(crate) struct StridedB<'a> {
 
 /// Packs op(B) into scratch texture 0 with mm_pack_b (`params` gives n and
 /// the texture fold); None where it would be taller than the adapter allows.
+/// The scratch texture slot B is staged in for mm_pack_b_tex (0 is the packed
+/// op(B), 1 a staged A, 2 a convolution's staged x).
+const PACK_SRC_SLOT: usize = 3;
+
 fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<crate::gpu::View>> {
     const NAME: &str = "matmul";
     let gpu = b.t.gpu();
@@ -594,10 +598,25 @@ fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<crate::gpu::View>
         b_bs: u32_of(NAME, b.bs)?,
         ..params
     };
+    // On CPU adapters B's floats are staged as texels first (a copy), and
+    // mm_pack_b_tex fetches them: cheaper there than storage loads.
+    let staged = match gpu.class() {
+        AdapterClass::Cpu => super::stage_texels(
+            b.t,
+            PACK_SRC_SLOT,
+            wgpu::TextureFormat::R32Float,
+            b.t.numel(),
+        )?,
+        AdapterClass::Gpu => None,
+    };
+    let (entry, src) = match &staged {
+        Some(v) => ("mm_pack_b_tex", Binding::texture(v).at(7)),
+        None => ("mm_pack_b", b.t.binding().at(3)),
+    };
     gpu.launch_items(
-        &KernelSpec::new("matmul_texture", "mm_pack_b"),
+        &KernelSpec::new("matmul_texture", entry),
         bytemuck::bytes_of(&pack),
-        &[b.t.binding().at(3), Binding::texture(&view).at(5)],
+        &[src, Binding::texture(&view).at(5)],
         texels,
     )?;
     Ok(Some(view))
