@@ -170,6 +170,20 @@ fn grouped_updates_match_one_launch_per_parameter_to_the_bit() {
         ));
     }
     for (make, what) in &makes {
+        // A parameter listed twice is updated twice, one launch after the other.
+        let twice = |p: Vec<Var>| {
+            let mut p = p;
+            p.insert(2, p[1].clone());
+            make(p)
+        };
+        condenser::optim::multi::set_multi_tensor(false);
+        let single = grouped_run(&twice, &sizes, 4);
+        condenser::optim::multi::set_multi_tensor(true);
+        assert_eq!(
+            grouped_run(&twice, &sizes, 4),
+            single,
+            "{what}, listed twice"
+        );
         for idle in [4, 0, sizes.len() - 1] {
             condenser::optim::multi::set_multi_tensor(false);
             let single = grouped_run(make.as_ref(), &sizes, idle);

@@ -111,9 +111,30 @@ pub(super) fn apply(rule: Rule, scalars: OptParams, updates: &[Update]) -> Resul
     if !grouped(gpu, rule) {
         return updates.iter().try_for_each(|u| single(rule, scalars, u));
     }
-    updates
-        .chunks(rule.slots())
+    groups(updates, rule.slots())
+        .into_iter()
         .try_for_each(|chunk| launch_group(rule, scalars, chunk))
+}
+
+/// `updates` cut into runs of at most `slots`, in order, a run ending early
+/// where a weight would come twice (a parameter listed twice): one launch
+/// updating a buffer from two slots would race, where two launches update
+/// it one after the other as a launch per parameter does.
+fn groups(updates: &[Update], slots: usize) -> Vec<&[Update]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 0..updates.len() {
+        let id = updates[i].w.buffer().id();
+        let repeated = updates[start..i].iter().any(|u| u.w.buffer().id() == id);
+        if i - start == slots || repeated {
+            out.push(&updates[start..i]);
+            start = i;
+        }
+    }
+    if start < updates.len() {
+        out.push(&updates[start..]);
+    }
+    out
 }
 
 /// The update's arguments in binding order: w, grad, then the state.
