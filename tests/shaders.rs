@@ -143,6 +143,16 @@ fn reflection_marks_the_buffers_each_entry_point_stores_to() {
     assert_eq!(marks("norm", "stats_combine", 1..12), [1, 9, 10]);
     assert_eq!(marks("optim", "sgd", 1..5), [1, 3]);
     assert_eq!(marks("optim", "adam", 1..5), [1, 3, 4]);
+    // The grouped updates stamp every slot's weight and state (a stale stamp
+    // would let a packed copy of last step's weights be reused).
+    assert_eq!(
+        marks("optim_multi", "sgd_multi", 1..21),
+        [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
+    );
+    assert_eq!(
+        marks("optim_multi", "adam_multi", 1..17),
+        [1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16]
+    );
 }
 
 fn parse(name: &str) -> (naga::Module, naga::valid::ModuleInfo) {
