@@ -566,12 +566,14 @@ pub(crate) struct StridedB<'a> {
     pub bs: usize,
 }
 
-/// Packs op(B) into scratch texture 0 with mm_pack_b (`params` gives n and
-/// the texture fold); None where it would be taller than the adapter allows.
 /// The scratch texture slot B is staged in for mm_pack_b_tex (0 is the packed
 /// op(B), 1 a staged A, 2 a convolution's staged x).
 const PACK_SRC_SLOT: usize = 3;
 
+/// Packs op(B) into scratch texture 0 (or a kept texture) with mm_pack_b, or
+/// on CPU adapters with mm_pack_b_tex from B staged as texels (`params`
+/// gives n and the texture fold); None where it would be taller than the
+/// adapter allows.
 fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<crate::gpu::View>> {
     const NAME: &str = "matmul";
     let gpu = b.t.gpu();
@@ -601,7 +603,7 @@ fn pack_b(b: &StridedB<'_>, params: MmParams) -> Result<Option<crate::gpu::View>
     // On CPU adapters B's floats are staged as texels first (a copy), and
     // mm_pack_b_tex fetches them: cheaper there than storage loads.
     let staged = match gpu.class() {
-        AdapterClass::Cpu => super::stage_texels(
+        AdapterClass::Cpu => stage_texels(
             b.t,
             PACK_SRC_SLOT,
             wgpu::TextureFormat::R32Float,
