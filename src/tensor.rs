@@ -114,6 +114,23 @@ impl Tensor {
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
     }
+
+    /// Overwrites this tensor's contents with `src`'s (same shape and type),
+    /// in stream order: how a batch goes into the inputs a captured step
+    /// (`tasks::classification::CapturedStep`) replays from.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.shape != self.shape || src.dtype != self.dtype {
+            return Err(crate::error::Error::shape(
+                "copy_from",
+                format!(
+                    "a {:?} {:?} tensor into a {:?} {:?} one; shapes and types must match",
+                    src.dtype, src.shape, self.dtype, self.shape
+                ),
+            ));
+        }
+        self.gpu.copy_buffer(&src.buf, &self.buf, self.bytes())
+    }
+
     pub fn buffer(&self) -> &PooledBuffer {
         &self.buf
     }

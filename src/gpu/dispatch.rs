@@ -215,7 +215,9 @@ impl Batch {
 }
 
 /// Each argument with its binding number (see `Binding::slot`).
-fn slots<'a, 'b>(args: &'a [Binding<'b>]) -> impl Iterator<Item = (u32, &'a Binding<'b>)> {
+pub(super) fn slots<'a, 'b>(
+    args: &'a [Binding<'b>],
+) -> impl Iterator<Item = (u32, &'a Binding<'b>)> {
     let mut next = 1;
     args.iter().map(move |a| {
         let slot = a.slot.unwrap_or(next);
@@ -402,9 +404,9 @@ impl Gpu {
 
     /// Records one dispatch of a looked-up kernel: each launch finds its
     /// pipeline once, whichever entry it came through.
-    fn launch_kernel(
+    pub(super) fn launch_kernel(
         &self,
-        kernel: &super::registry::Kernel,
+        kernel: &std::rc::Rc<super::registry::Kernel>,
         params: &[u8],
         args: &[Binding],
         workgroups: u64,
@@ -487,6 +489,7 @@ impl Gpu {
         };
         drop(profiler);
         drop(batch);
+        self.record_launch(kernel, params, args, workgroups);
         if wall {
             self.wall_end(t0, &kernel.name)?;
         } else if full {
@@ -632,6 +635,7 @@ impl Gpu {
         };
         self.inner.queue.write_buffer(dst.raw(), 0, bytes);
         dst.written();
+        self.record_upload(dst, data);
         Ok(())
     }
 
@@ -644,6 +648,8 @@ impl Gpu {
         let enc = self.encoder(&mut batch);
         enc.clear_buffer(dst.raw(), 0, Some(bytes.div_ceil(4) * 4));
         dst.written();
+        drop(batch);
+        self.record_clear(dst, bytes);
         Ok(())
     }
 
@@ -676,17 +682,19 @@ impl Gpu {
         }
         dst.written();
         drop(batch);
+        self.record_copy(src, dst, runs);
         self.wall_end(t0, "copy_buffer")
     }
 
     /// Copies the first `texels` texels of `src` (16 bytes each for rgba32f
-    /// textures, 4 for r32f) into `dst`, row after row of its width (a power
+    /// textures, 4 for r32f) into `dst` (whose view's serial is `dst_serial`), row after row of its width (a power
     /// of two, at least 64 texels so that rows are 256-byte aligned in the
     /// buffer); the last row may be partial.
     pub(crate) fn copy_buffer_to_texels(
         &self,
         src: &PooledBuffer,
         dst: &wgpu::Texture,
+        dst_serial: u64,
         texels: u64,
     ) -> Result<()> {
         let width = dst.width() as u64;
@@ -729,6 +737,7 @@ impl Gpu {
             copy(1, rest, full);
         }
         drop(batch);
+        self.record_texels(src, dst, dst_serial, texels);
         self.wall_end(t0, "copy_buffer_to_texture")
     }
 
@@ -737,6 +746,8 @@ impl Gpu {
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        // The host may act on what it reads: a replay would not.
+        self.refuse_replay("it read device values back to the host");
         let size = bytes.div_ceil(4) * 4;
         let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("condenser.readback"),

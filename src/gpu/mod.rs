@@ -3,6 +3,7 @@
 
 mod adapter;
 mod autotune;
+mod capture;
 pub mod contract;
 mod derived;
 mod dispatch;
@@ -17,6 +18,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 pub use adapter::AdapterClass;
+pub use capture::{Replay, Trace};
 pub(crate) use derived::{DerivedKey, Kept, Lookup};
 pub use dispatch::{Binding, Resource, WINDOW_BYTES, WINDOW_SLOTS, WINDOW_VEC4S};
 pub use pool::{PoolStats, PooledBuffer};
@@ -46,6 +48,8 @@ pub(crate) struct Inner {
     pool: pool::Pool,
     registry: RefCell<registry::Registry>,
     batch: RefCell<dispatch::Batch>,
+    /// The capture in progress (`Gpu::capture`), if any.
+    recording: RefCell<Option<capture::Recording>>,
     profiler: RefCell<Option<timing::Profiler>>,
     scratch: RefCell<textures::Scratch>,
     packed: RefCell<textures::Packed>,
@@ -117,6 +121,7 @@ impl Gpu {
                 pool: pool::Pool::new(windows),
                 registry: RefCell::new(registry),
                 batch: RefCell::new(batch),
+                recording: RefCell::new(None),
                 profiler: RefCell::new(None),
                 scratch: RefCell::new(textures::Scratch::default()),
                 packed: RefCell::new(textures::Packed::default()),

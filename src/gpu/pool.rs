@@ -44,6 +44,11 @@ pub(crate) struct PoolState {
     /// that repeats gets the same buffers in the same roles, and the bind
     /// groups `gpu::dispatch` keeps for them are found again.
     free: HashMap<u64, BTreeMap<u64, wgpu::Buffer>>,
+    /// Buffers a kept capture (`gpu::capture`) replays into, by serial, and
+    /// how many captures hold each: they are never handed out again while held.
+    reserved: HashMap<u64, usize>,
+    /// Reserved buffers nothing else holds (out of the free lists), by serial.
+    parked: HashMap<u64, (u64, wgpu::Buffer)>,
     stats: PoolStats,
 }
 
@@ -74,8 +79,9 @@ pub struct PooledBuffer {
     id: u64,
     /// Changed by every write recorded into the buffer (see `Gpu`'s launch,
     /// upload, copy and clear paths, the only code that can reach the raw
-    /// buffer): equal stamps mean equal contents in stream order.
-    content: Cell<u64>,
+    /// buffer): equal stamps mean equal contents in stream order. Shared
+    /// with the handle's aliases (`alias`), so writes through them count.
+    content: Rc<Cell<u64>>,
 }
 
 impl PooledBuffer {
@@ -104,6 +110,20 @@ impl PooledBuffer {
     pub(super) fn written(&self) {
         self.content.set(next_stamp());
     }
+    /// A second handle on the same buffer, id and content stamp, that does not
+    /// return the buffer to the pool when dropped (a capture's handle on the
+    /// buffers it replays into: the pool keeps them out of its free lists
+    /// while the capture is kept, see `Pool::reserve`).
+    pub(super) fn alias(&self) -> PooledBuffer {
+        PooledBuffer {
+            buffer: Some(self.raw().clone()),
+            serial: self.serial,
+            class: self.class,
+            pool: Weak::new(),
+            id: self.id,
+            content: self.content.clone(),
+        }
+    }
 }
 
 impl Drop for PooledBuffer {
@@ -111,6 +131,10 @@ impl Drop for PooledBuffer {
         if let (Some(buf), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
             let mut p = pool.borrow_mut();
             p.stats.live_bytes -= self.class;
+            if p.reserved.contains_key(&self.serial) {
+                p.parked.insert(self.serial, (self.class, buf));
+                return;
+            }
             p.free
                 .entry(self.class)
                 .or_default()
@@ -171,7 +195,39 @@ impl Pool {
             class,
             pool: Rc::downgrade(&self.state),
             id: next_stamp(),
-            content: Cell::new(next_stamp()),
+            content: Rc::new(Cell::new(next_stamp())),
+        }
+    }
+
+    /// Keeps the buffers `held` (serial, size class) out of the free lists
+    /// until as many `release`s: a free one is parked now, a live one when
+    /// its tensor drops it.
+    pub fn reserve(&self, held: &[(u64, u64)]) {
+        let mut st = self.state.borrow_mut();
+        for &(serial, class) in held {
+            *st.reserved.entry(serial).or_default() += 1;
+            if let Some(buf) = st.free.get_mut(&class).and_then(|f| f.remove(&serial)) {
+                st.parked.insert(serial, (class, buf));
+            }
+        }
+    }
+
+    /// Undoes one `reserve` of `held`; a parked buffer no capture holds any
+    /// more goes back to its free list.
+    pub fn release(&self, held: &[(u64, u64)]) {
+        let mut st = self.state.borrow_mut();
+        for &(serial, _) in held {
+            let Some(n) = st.reserved.get_mut(&serial) else {
+                continue;
+            };
+            *n -= 1;
+            if *n > 0 {
+                continue;
+            }
+            st.reserved.remove(&serial);
+            if let Some((class, buf)) = st.parked.remove(&serial) {
+                st.free.entry(class).or_default().insert(serial, buf);
+            }
         }
     }
 

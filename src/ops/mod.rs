@@ -88,7 +88,7 @@ pub(crate) fn stage_texels(
         return Ok(None);
     };
     let (texture, view) = gpu.scratch_texture(slot, format, height);
-    gpu.copy_buffer_to_texels(t.buffer(), &texture, texels as u64)?;
+    gpu.copy_buffer_to_texels(t.buffer(), &texture, view.serial, texels as u64)?;
     Ok(Some(view))
 }
 
