@@ -376,7 +376,7 @@ fn thread_cpu_ns() -> Option<u64> {
 /// A step's medians over `runs` (after two warm-up steps): wall time, and the
 /// CPU time of this thread (recording and submitting, not waiting). With an
 /// optional kernel-by-kernel profile of one more step.
-fn time_steps(
+pub fn time_steps(
     gpu: &Gpu,
     opts: &BenchOptions,
     name: &str,
@@ -416,7 +416,8 @@ fn time_steps(
     Ok((median(&mut times), host))
 }
 
-fn images_row(
+/// A row in images/s from `time_steps`' medians.
+pub fn images_row(
     gpu: &Gpu,
     name: String,
     shape: String,

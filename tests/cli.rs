@@ -152,8 +152,9 @@ fn bench_json_has_the_documented_fields() {
         n += 1;
     }
     assert!(n >= 5, "{text}");
-    // The distillation step and student inference have rows of their own.
-    for case in ["train_step_", "kd_step_", "infer_"] {
+    // The replayed step, the distillation step and student inference have
+    // rows of their own.
+    for case in ["train_step_", "replay_step_", "kd_step_", "infer_"] {
         assert!(text.contains(case), "no {case} row in {text}");
     }
 }

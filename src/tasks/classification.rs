@@ -132,6 +132,14 @@ impl CapturedStep {
         self.replays
     }
 
+    /// Launches each replay records, once a step is kept for replay.
+    pub fn launches(&self) -> Option<usize> {
+        match &self.state {
+            CaptureState::Replaying(c) => Some(c.replay.trace().launches()),
+            _ => None,
+        }
+    }
+
     /// Why steps are no longer captured, if they are not.
     pub fn replay_off(&self) -> Option<&str> {
         match &self.state {
