@@ -128,6 +128,9 @@ impl Tensor {
                 ),
             ));
         }
+        if self.same_buffer(src) {
+            return Ok(());
+        }
         self.gpu.copy_buffer(&src.buf, &self.buf, self.bytes())
     }
 

@@ -17,11 +17,24 @@ pub fn train_step(
     lr: f32,
     ce: CeConfig,
 ) -> Result<Var> {
+    let loss = forward_backward(model, opt, images, labels, ce)?;
+    opt.step(lr)?;
+    Ok(loss)
+}
+
+/// A step's forward, cross-entropy and gradients (the part `CapturedStep`
+/// replays).
+fn forward_backward(
+    model: &dyn Model,
+    opt: &dyn Optimizer,
+    images: &Var,
+    labels: &crate::Tensor,
+    ce: CeConfig,
+) -> Result<Var> {
     let out = model.forward(images, true)?;
     let loss = F::cross_entropy(&out.logits, labels, ce)?;
     opt.zero_grad();
     loss.backward()?;
-    opt.step(lr)?;
     Ok(loss)
 }
 
@@ -177,13 +190,7 @@ impl CapturedStep {
         }
         let before = counters(model);
         let gpu = images.value().gpu().clone();
-        let (loss, trace) = gpu.capture(|| {
-            let out = model.forward(images, true)?;
-            let loss = F::cross_entropy(&out.logits, labels, ce)?;
-            opt.zero_grad();
-            loss.backward()?;
-            Ok(loss)
-        })?;
+        let (loss, trace) = gpu.capture(|| forward_backward(model, opt, images, labels, ce))?;
         let counter_steps: Vec<i64> = counters(model)
             .iter()
             .zip(&before)
