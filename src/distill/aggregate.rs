@@ -134,6 +134,18 @@ pub trait Aggregator {
     fn load_state(&mut self, _v: &serde_json::Value) -> Result<()> {
         Ok(())
     }
+    /// Where a step's backward may be replayed from a capture
+    /// (`tasks::replay`): the host values its recorded work depends on (a
+    /// replay runs only while they are unchanged). None where the backward
+    /// changes host state or reads device values back (the default).
+    fn replay_key(&self) -> Option<Vec<u64>> {
+        None
+    }
+}
+
+/// The bits of `values`, as a replay key.
+fn bits_key(values: &[f32]) -> Vec<u64> {
+    values.iter().map(|v| v.to_bits() as u64).collect()
 }
 
 pub fn build_aggregator(
@@ -213,6 +225,11 @@ impl Aggregator for Weighted {
     fn backward(&mut self, ce: &Var, paths: &[Var], _: &[Var], _: &Var) -> Result<()> {
         weighted_sum(ce, self.ce, paths, &self.w)?.backward()
     }
+    fn replay_key(&self) -> Option<Vec<u64>> {
+        let mut k = bits_key(&self.w);
+        k.push(self.ce.to_bits() as u64);
+        Some(k)
+    }
     fn weights(&self) -> Result<Vec<f32>> {
         Ok(self.w.clone())
     }
@@ -237,6 +254,10 @@ impl Aggregator for Adaptive {
         let inv = F::exp(&F::scale(&self.alpha, -1.0)?)?;
         let reg = F::add(&F::sum(&F::mul(&inv, &stacked)?)?, &F::sum(&self.alpha)?)?;
         F::add(ce, &F::scale(&reg, self.lambda)?)?.backward()
+    }
+    fn replay_key(&self) -> Option<Vec<u64>> {
+        // alpha is a parameter: the trainer's key holds its buffer.
+        Some(bits_key(&[self.lambda]))
     }
     fn weights(&self) -> Result<Vec<f32>> {
         Ok(self
@@ -275,6 +296,10 @@ struct Dwa {
 impl Aggregator for Dwa {
     fn backward(&mut self, ce: &Var, paths: &[Var], _: &[Var], _: &Var) -> Result<()> {
         weighted_sum(ce, 1.0, paths, &self.w)?.backward()
+    }
+    fn replay_key(&self) -> Option<Vec<u64>> {
+        // The weights change at the end of an epoch: a new key, a new capture.
+        Some(bits_key(&self.w))
     }
     fn weights(&self) -> Result<Vec<f32>> {
         Ok(self.w.clone())

@@ -30,6 +30,7 @@ use crate::gpu::Gpu;
 use crate::nn::{self, InputSpec, Model, ModelSpec, Module, build_model, safetensors};
 use crate::ops::losses::CeConfig;
 use crate::optim::{Adam, Optimizer, Schedule, Sgd};
+use crate::tasks::replay::StepReplay;
 use crate::tasks::{Predictions, Task, predictions};
 use crate::tensor::Tensor;
 
@@ -420,7 +421,7 @@ fn batch_context(
 /// The teacher's outputs on a batch (eval mode, no graph), from the
 /// comparison's cache when another run already computed them.
 fn teacher_outputs(
-    parts: &Parts<'_>,
+    p: &StepParts<'_>,
     teacher: &Teacher,
     x: &Var,
     samples: &[crate::data::loader::SampleSpec],
@@ -429,10 +430,175 @@ fn teacher_outputs(
         let _ng = no_grad();
         teacher.model.forward(x, false)
     };
-    match parts.cache {
-        Some(c) => c.batch_outputs(&parts.batch_context, samples, compute),
+    match p.cache {
+        Some(c) => c.batch_outputs(p.batch_context, samples, compute),
         None => compute(),
     }
+}
+
+/// What a step's forward and backward read of the run's parts (all but the
+/// aggregator, which the step changes, so that a replay can name the
+/// modules beside it).
+struct StepParts<'a> {
+    teacher: Option<&'a Teacher>,
+    student: &'a dyn Model,
+    paths: &'a [Path],
+    opt: &'a dyn Optimizer,
+    params: &'a [Var],
+    shared: &'a Var,
+    cache: Option<&'a TeacherCache>,
+    batch_context: &'a str,
+    classes: usize,
+}
+
+/// A step's losses: the teacher's logits (where paths use the teacher), the
+/// supervised loss and each path's.
+#[derive(Clone)]
+struct StepLosses {
+    teacher: Option<Var>,
+    ce: Var,
+    paths: Vec<Var>,
+}
+
+/// One batch's forward passes, losses and the aggregator's backward (the
+/// gradients, before the update).
+fn forward_backward(
+    cfg: &RunConfig,
+    p: &StepParts<'_>,
+    agg: &mut dyn Aggregator,
+    batch: &crate::data::loader::Batch,
+    ce_cfg: CeConfig,
+) -> Result<StepLosses> {
+    let x = Var::constant(batch.images.clone());
+    // Without paths the teacher is only there for the agreement metric.
+    let t_out = match p.teacher.filter(|_| !p.paths.is_empty()) {
+        Some(t) => Some(teacher_outputs(p, t, &x, &batch.samples)?),
+        None => None,
+    };
+    let s_out = p.student.forward(&x, true)?;
+    let ce = supervised_loss(cfg.task, &s_out, batch, ce_cfg, p.classes)?;
+    // Per-pixel labels (their ignored pixels) matter to segmentation's soft path only.
+    let pixel_labels = batch.masks.as_ref().filter(|_| cfg.task == Task::Segment);
+    let losses: Vec<Var> = match &t_out {
+        Some(t) => p
+            .paths
+            .iter()
+            .map(|path| path.loss(&s_out, t, pixel_labels, true))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    p.opt.zero_grad();
+    agg.backward(&ce, &losses, p.params, p.shared)?;
+    Ok(StepLosses {
+        teacher: t_out.map(|t| t.logits),
+        ce,
+        paths: losses,
+    })
+}
+
+/// The optimiser's parameters as a module (for a replay's identity: the
+/// aggregator's weights belong to no model).
+struct Trainables<'a>(&'a [Var]);
+
+impl Module for Trainables<'_> {
+    fn visit(&self, _prefix: &str, f: &mut dyn FnMut(String, nn::Entry)) {
+        for p in self.0 {
+            f(String::new(), nn::Entry::Param(p));
+        }
+    }
+}
+
+/// The batch tensors a replayed step reads (each batch is copied into
+/// them) and the step's replay (`tasks::replay`).
+struct StaticStep {
+    batch: crate::data::loader::Batch,
+    replay: StepReplay<StepLosses>,
+}
+
+impl StaticStep {
+    fn new(batch: &crate::data::loader::Batch) -> Result<StaticStep> {
+        let like = |t: &Tensor| Tensor::empty(t.gpu(), t.shape(), t.dtype());
+        Ok(StaticStep {
+            batch: crate::data::loader::Batch {
+                images: like(&batch.images)?,
+                labels: like(&batch.labels)?,
+                masks: batch.masks.as_ref().map(like).transpose()?,
+                boxes: None,
+                samples: Vec::new(),
+            },
+            replay: StepReplay::new(),
+        })
+    }
+
+    /// Copies `batch` into the step's tensors; false where its shapes differ.
+    fn load(&mut self, batch: &crate::data::loader::Batch) -> Result<bool> {
+        let s = &mut self.batch;
+        let same = |a: &Tensor, b: &Tensor| a.shape() == b.shape() && a.dtype() == b.dtype();
+        let masks_fit = match (&s.masks, &batch.masks) {
+            (Some(a), Some(b)) => same(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same(&s.images, &batch.images) || !same(&s.labels, &batch.labels) || !masks_fit {
+            return Ok(false);
+        }
+        s.images.copy_from(&batch.images)?;
+        s.labels.copy_from(&batch.labels)?;
+        if let (Some(a), Some(b)) = (&s.masks, &batch.masks) {
+            a.copy_from(b)?;
+        }
+        s.boxes = batch.boxes.clone();
+        s.samples = batch.samples.clone();
+        Ok(true)
+    }
+}
+
+/// A step's losses and gradients: replayed from a capture where the
+/// aggregator allows it and the batch fits the step's tensors (see
+/// `tasks::replay`; detection's host-made targets and the comparison's
+/// cached teacher outputs differ every step, so those steps never replay),
+/// else recorded as usual.
+fn step_losses(
+    cfg: &RunConfig,
+    p: &StepParts<'_>,
+    agg: &mut dyn Aggregator,
+    batch: &crate::data::loader::Batch,
+    ce_cfg: CeConfig,
+    fixed: &mut Option<StaticStep>,
+) -> Result<StepLosses> {
+    let agg_key = agg.replay_key().filter(|_| crate::tasks::replay::enabled());
+    let Some(agg_key) = agg_key else {
+        return forward_backward(cfg, p, agg, batch, ce_cfg);
+    };
+    if fixed.is_none() {
+        *fixed = Some(StaticStep::new(batch)?);
+    }
+    let st = fixed.as_mut().expect("just made");
+    if !st.load(batch)? {
+        return forward_backward(cfg, p, agg, batch, ce_cfg);
+    }
+    let b = &st.batch;
+    let mut key = vec![
+        b.images.buffer().id(),
+        b.labels.buffer().id(),
+        b.masks.as_ref().map_or(0, |m| m.buffer().id()),
+    ];
+    key.extend(agg_key);
+    // The aggregator's parameters (and the rest, again) by their buffers;
+    // their gradients are the step's own: `Trainables` reads them when due.
+    let trainables = Trainables(p.params);
+    let mut modules: Vec<&dyn Module> = vec![p.student as &dyn Module, &trainables];
+    if let Some(t) = p.teacher {
+        modules.push(t.model.as_ref() as &dyn Module);
+    }
+    modules.extend(p.paths.iter().map(|x| x as &dyn Module));
+    let gpu = b.images.gpu().clone();
+    let parts = crate::tasks::replay::StepParts {
+        key: &key,
+        modules: &modules,
+    };
+    st.replay
+        .step(&gpu, parts, || forward_backward(cfg, p, agg, b, ce_cfg))
 }
 
 /// Device-side marks of the first step at which a watched number went bad.
@@ -721,6 +887,9 @@ fn train_epoch(
     let mut sums = vec![0f32; parts.paths.len()];
     let mut samples = 0usize;
     let mut t_log = Instant::now();
+    // The batch tensors replayed steps read; dropped with the epoch, so that
+    // evaluation and the next epoch find the pool as before.
+    let mut fixed: Option<StaticStep> = None;
     for (b, batch) in parts.loader.epoch(epoch).enumerate() {
         let batch = batch?;
         let step = epoch * steps_per_epoch + b;
@@ -729,30 +898,21 @@ fn train_epoch(
             epoch as f32 + b as f32 / steps_per_epoch as f32,
             cfg.warmup_epochs,
         );
-        let x = Var::constant(batch.images.clone());
-        // Without paths the teacher is only there for the agreement metric.
-        let t_out = match parts.teacher.as_ref().filter(|_| !parts.paths.is_empty()) {
-            Some(t) => Some(teacher_outputs(parts, t, &x, &batch.samples)?),
-            None => None,
+        let p = StepParts {
+            teacher: parts.teacher.as_ref(),
+            student: parts.student.as_ref(),
+            paths: &parts.paths,
+            opt: parts.opt.as_ref(),
+            params: &parts.params,
+            shared: &parts.shared,
+            cache: parts.cache,
+            batch_context: &parts.batch_context,
+            classes: parts.classes,
         };
-        let s_out = parts.student.forward(&x, true)?;
-        let ce = supervised_loss(cfg.task, &s_out, &batch, ce_cfg, parts.classes)?;
-        // Per-pixel labels (their ignored pixels) matter to segmentation's soft path only.
-        let pixel_labels = batch.masks.as_ref().filter(|_| cfg.task == Task::Segment);
-        let losses: Vec<Var> = match &t_out {
-            Some(t) => parts
-                .paths
-                .iter()
-                .map(|p| p.loss(&s_out, t, pixel_labels, true))
-                .collect::<Result<_>>()?,
-            None => Vec::new(),
-        };
-        health.mark_step(step, t_out.as_ref().map(|t| &t.logits), &ce, &losses)?;
-        parts.opt.zero_grad();
-        parts
-            .agg
-            .backward(&ce, &losses, &parts.params, &parts.shared)?;
+        let out = step_losses(cfg, &p, parts.agg.as_mut(), &batch, ce_cfg, &mut fixed)?;
+        health.mark_step(step, out.teacher.as_ref(), &out.ce, &out.paths)?;
         parts.opt.step(lr)?;
+        let (ce, losses) = (out.ce, out.paths);
         if step.is_multiple_of(cfg.log_every) || b + 1 == steps_per_epoch {
             health.mark_params(step, &parts.params)?;
             health.check(cfg, steps_per_epoch, epoch)?;

@@ -2,6 +2,7 @@
 
 pub mod classification;
 pub mod detection;
+pub mod replay;
 pub mod segmentation;
 
 use serde::{Deserialize, Serialize};
