@@ -574,7 +574,9 @@ fn step_losses(
         *fixed = Some(StaticStep::new(batch)?);
     }
     let st = fixed.as_mut().expect("just made");
-    if !st.load(batch)? {
+    // Steps that never repeat (host-made targets, cached teacher outputs)
+    // run on the batch itself: no copy into the fixed tensors.
+    if st.replay.off().is_some() || !st.load(batch)? {
         return forward_backward(cfg, p, agg, batch, ce_cfg);
     }
     let b = &st.batch;
