@@ -9,8 +9,8 @@
 // lies in one row and one window. Run r reduces into y[r]: each row's L /
 // RUN partials, in order, for the passes that follow (again through windows
 // while the partials are long enough). Invocation j of slot k reduces run
-// pw.first / RUN + k * (WIN / RUN) + j. Two accumulators alternate along the
-// run, as reduce4 keeps them.
+// pw.first / RUN + k * (WIN / RUN) + j, its RUN vec4s as GROUP (below) lays
+// them out. Two accumulators alternate along the run, as reduce4 keeps them.
 //
 // reduce_cols_win, a strided axis: x seen as [outer, n, inner], inner =
 // 4 * pw.row4 with row4 a power of two below WIN, so a window holds WIN /
@@ -36,10 +36,22 @@ struct RedWinParams {
 
 const RUN: u32 = 16u;
 
-// Slot k's invocation j: (its run, the run's first vec4 in slot k's window).
+// Runs are read interleaved in groups of GROUP (1 or 8; src/ops/reduce.rs
+// picks 8 where rows are whole groups): the group's GROUP * RUN vec4s, and
+// run r's i-th is the group's vec4 i * GROUP + r % GROUP, so lanes that
+// llvmpipe runs side by side (8 consecutive invocations) read neighbouring
+// vec4s. Read a run apiece, they gathered from 8 places 256 bytes apart,
+// 14 slots at once, and the partial sums ran at half the speed (fourteenth
+// round). A row still splits into whole groups, so each partial stays in
+// its row; only which of the row's values each partial sums changes.
+override GROUP: u32 = 1u;
+
+// Slot k's invocation j: (its run, the run's first vec4 in slot k's window;
+// its i-th at + i * GROUP).
 fn run_in(k: u32, j: u32) -> vec2<u32> {
     let r = pw.first / RUN + k * (WIN / RUN) + j;
-    return vec2<u32>(r, r * RUN - min(pw.first + k * WIN, pw.last));
+    let lane = j % GROUP;
+    return vec2<u32>(r, (r - lane) * RUN + lane - min(pw.first + k * WIN, pw.last));
 }
 
 fn combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
@@ -67,10 +79,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(0u, j);
         if r.x < runs {
             var a0 = w0[r.y];
-            var a1 = w0[r.y + 1u];
+            var a1 = w0[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w0[r.y + i]);
-                a1 = combine(a1, w0[r.y + i + 1u]);
+                a0 = combine(a0, w0[r.y + i * GROUP]);
+                a1 = combine(a1, w0[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -79,10 +91,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(1u, j);
         if r.x < runs {
             var a0 = w1[r.y];
-            var a1 = w1[r.y + 1u];
+            var a1 = w1[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w1[r.y + i]);
-                a1 = combine(a1, w1[r.y + i + 1u]);
+                a0 = combine(a0, w1[r.y + i * GROUP]);
+                a1 = combine(a1, w1[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -91,10 +103,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(2u, j);
         if r.x < runs {
             var a0 = w2[r.y];
-            var a1 = w2[r.y + 1u];
+            var a1 = w2[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w2[r.y + i]);
-                a1 = combine(a1, w2[r.y + i + 1u]);
+                a0 = combine(a0, w2[r.y + i * GROUP]);
+                a1 = combine(a1, w2[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -103,10 +115,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(3u, j);
         if r.x < runs {
             var a0 = w3[r.y];
-            var a1 = w3[r.y + 1u];
+            var a1 = w3[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w3[r.y + i]);
-                a1 = combine(a1, w3[r.y + i + 1u]);
+                a0 = combine(a0, w3[r.y + i * GROUP]);
+                a1 = combine(a1, w3[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -115,10 +127,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(4u, j);
         if r.x < runs {
             var a0 = w4[r.y];
-            var a1 = w4[r.y + 1u];
+            var a1 = w4[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w4[r.y + i]);
-                a1 = combine(a1, w4[r.y + i + 1u]);
+                a0 = combine(a0, w4[r.y + i * GROUP]);
+                a1 = combine(a1, w4[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -127,10 +139,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(5u, j);
         if r.x < runs {
             var a0 = w5[r.y];
-            var a1 = w5[r.y + 1u];
+            var a1 = w5[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w5[r.y + i]);
-                a1 = combine(a1, w5[r.y + i + 1u]);
+                a0 = combine(a0, w5[r.y + i * GROUP]);
+                a1 = combine(a1, w5[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -139,10 +151,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(6u, j);
         if r.x < runs {
             var a0 = w6[r.y];
-            var a1 = w6[r.y + 1u];
+            var a1 = w6[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w6[r.y + i]);
-                a1 = combine(a1, w6[r.y + i + 1u]);
+                a0 = combine(a0, w6[r.y + i * GROUP]);
+                a1 = combine(a1, w6[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -151,10 +163,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(7u, j);
         if r.x < runs {
             var a0 = w7[r.y];
-            var a1 = w7[r.y + 1u];
+            var a1 = w7[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w7[r.y + i]);
-                a1 = combine(a1, w7[r.y + i + 1u]);
+                a0 = combine(a0, w7[r.y + i * GROUP]);
+                a1 = combine(a1, w7[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -163,10 +175,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(8u, j);
         if r.x < runs {
             var a0 = w8[r.y];
-            var a1 = w8[r.y + 1u];
+            var a1 = w8[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w8[r.y + i]);
-                a1 = combine(a1, w8[r.y + i + 1u]);
+                a0 = combine(a0, w8[r.y + i * GROUP]);
+                a1 = combine(a1, w8[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -175,10 +187,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(9u, j);
         if r.x < runs {
             var a0 = w9[r.y];
-            var a1 = w9[r.y + 1u];
+            var a1 = w9[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w9[r.y + i]);
-                a1 = combine(a1, w9[r.y + i + 1u]);
+                a0 = combine(a0, w9[r.y + i * GROUP]);
+                a1 = combine(a1, w9[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -187,10 +199,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(10u, j);
         if r.x < runs {
             var a0 = w10[r.y];
-            var a1 = w10[r.y + 1u];
+            var a1 = w10[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w10[r.y + i]);
-                a1 = combine(a1, w10[r.y + i + 1u]);
+                a0 = combine(a0, w10[r.y + i * GROUP]);
+                a1 = combine(a1, w10[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -199,10 +211,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(11u, j);
         if r.x < runs {
             var a0 = w11[r.y];
-            var a1 = w11[r.y + 1u];
+            var a1 = w11[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w11[r.y + i]);
-                a1 = combine(a1, w11[r.y + i + 1u]);
+                a0 = combine(a0, w11[r.y + i * GROUP]);
+                a1 = combine(a1, w11[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -211,10 +223,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(12u, j);
         if r.x < runs {
             var a0 = w12[r.y];
-            var a1 = w12[r.y + 1u];
+            var a1 = w12[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w12[r.y + i]);
-                a1 = combine(a1, w12[r.y + i + 1u]);
+                a0 = combine(a0, w12[r.y + i * GROUP]);
+                a1 = combine(a1, w12[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }
@@ -223,10 +235,10 @@ fn reduce_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let r = run_in(13u, j);
         if r.x < runs {
             var a0 = w13[r.y];
-            var a1 = w13[r.y + 1u];
+            var a1 = w13[r.y + GROUP];
             for (var i = 2u; i < RUN; i += 2u) {
-                a0 = combine(a0, w13[r.y + i]);
-                a1 = combine(a1, w13[r.y + i + 1u]);
+                a0 = combine(a0, w13[r.y + i * GROUP]);
+                a1 = combine(a1, w13[r.y + (i + 1u) * GROUP]);
             }
             y[r.x] = finish(a0, a1);
         }

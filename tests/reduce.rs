@@ -257,7 +257,9 @@ fn wide_contiguous_reductions_match_the_vec4_pass_bit_for_bit() {
 /// Passes through uniform windows (shaders/reduce_win.wgsl) on every row
 /// layout they take: one row of exactly one window, rows of one run (the
 /// pass is the last: a mean's scale), a second window pass over the first's
-/// partials, rows shorter and longer than a window,
+/// partials, rows shorter and longer than a window, rows of whole groups of
+/// 8 runs (read interleaved: 16384, 39936, 1 << 20) and rows that are not
+/// (64, 320, 262080),
 /// a tail window clamped to the buffer's end, several launches of 14 windows;
 /// NaN and infinities in the last window; strided axes (not the window
 /// pass's) beside them. Tolerance as `check`'s (the windows

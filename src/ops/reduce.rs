@@ -236,6 +236,9 @@ pub(crate) mod win {
 
     /// vec4s each partial reduces (reduce_win.wgsl's RUN).
     pub const RUN: usize = 16;
+    /// Runs read interleaved where rows hold whole groups of them
+    /// (reduce_win.wgsl's GROUP): llvmpipe's 8 lanes side by side.
+    pub const GROUP: usize = 8;
 
     crate::kernel_params! {
         file = "reduce_win";
@@ -274,7 +277,7 @@ pub(crate) mod win {
     /// Launches `entry` over every window of `x`'s first `n4` vec4s, up to
     /// `WINDOW_SLOTS` windows a launch, `items` invocations each.
     fn launch_windows(
-        entry: &'static str,
+        spec: KernelSpec,
         x: &Tensor,
         out: &Tensor,
         n4: usize,
@@ -283,7 +286,7 @@ pub(crate) mod win {
         items: usize,
     ) -> Result<()> {
         let windows = n4.div_ceil(WIN4);
-        let spec = KernelSpec::new("reduce_win", entry)
+        let spec = spec
             .with("OP", if op == ReduceOp::Max { 1.0 } else { 0.0 })
             .with("SLOTS", windows.min(WINDOW_SLOTS) as f64);
         for first in (0..windows).step_by(WINDOW_SLOTS) {
@@ -333,7 +336,8 @@ pub(crate) mod win {
         let g = WIN4 / row4;
         let out = Tensor::empty(x.gpu(), &[outer * (n / g) * inner], DType::F32)?;
         let sc = scale(op, n == g, n0);
-        launch_windows("reduce_cols_win", x, &out, n4, op, (sc, row4), row4)?;
+        let spec = KernelSpec::new("reduce_win", "reduce_cols_win");
+        launch_windows(spec, x, &out, n4, op, (sc, row4), row4)?;
         Ok(Some(out))
     }
 
@@ -356,7 +360,14 @@ pub(crate) mod win {
         let per_row = n / (4 * RUN);
         let out = Tensor::empty(x.gpu(), &[n4 / RUN], DType::F32)?;
         let sc = scale(op, per_row == 1, n0);
-        launch_windows("reduce_win", x, &out, n4, op, (sc, 0), WIN4 / RUN)?;
+        // Rows of whole groups read interleaved (reduce_win.wgsl's GROUP).
+        let group = if n.is_multiple_of(4 * RUN * GROUP) {
+            GROUP
+        } else {
+            1
+        };
+        let spec = KernelSpec::new("reduce_win", "reduce_win").with("GROUP", group as f64);
+        launch_windows(spec, x, &out, n4, op, (sc, 0), WIN4 / RUN)?;
         Ok(Some(out))
     }
 }
