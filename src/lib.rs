@@ -23,6 +23,7 @@ macro_rules! named_setting {
 
 pub mod autograd;
 pub mod bench;
+pub mod bench_norm;
 pub mod bench_replay;
 pub mod cpu;
 pub mod data;

@@ -421,6 +421,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
             };
             let cases = run_kernels(&gpu, &opts, &mut print)?.len()
+                + condenser::bench_norm::run_norm_kernels(&gpu, &opts, &mut print)?.len()
                 + run_train_steps(&gpu, &opts, &mut print)?.len()
                 + condenser::bench_replay::run_replay_steps(&gpu, &opts, &mut print)?.len()
                 + run_kd_step(&gpu, &opts, &mut print)?.len()
@@ -428,7 +429,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             match opts.filter {
                 Some(f) if cases == 0 => Err(condenser::Error::Config(format!(
                     "no bench case's name contains {f:?}: names begin with matmul_, \
-                     conv3x3_, softmax_, add_, sum_, max_cols_, train_step_, replay_step_, \
+                     conv3x3_, softmax_, add_, sum_, max_cols_, bn_, train_step_, replay_step_, \
                      kd_step_ or infer_ (run without --filter to see them all)"
                 ))),
                 _ => Ok(()),

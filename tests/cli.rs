@@ -152,9 +152,16 @@ fn bench_json_has_the_documented_fields() {
         n += 1;
     }
     assert!(n >= 5, "{text}");
-    // The replayed step, the distillation step and student inference have
-    // rows of their own.
-    for case in ["train_step_", "replay_step_", "kd_step_", "infer_"] {
+    // Batch norm, the replayed step, the distillation step and student
+    // inference have rows of their own.
+    for case in [
+        "bn_fwd_",
+        "bn_bwd_",
+        "train_step_",
+        "replay_step_",
+        "kd_step_",
+        "infer_",
+    ] {
         assert!(text.contains(case), "no {case} row in {text}");
     }
 }
