@@ -47,10 +47,25 @@ struct NormWinParams {
 
 override RUN4: u32 = 16u;
 
-// Slot k's invocation j: (its run, the run's first vec4 in slot k's window).
-fn norm_run(k: u32, j: u32) -> vec2<u32> {
+// Runs are read interleaved in groups of GROUP runs that lie in one plane
+// (8, 4, 2 or 1; src/ops/norm.rs), so that lanes llvmpipe runs side by side
+// (8 consecutive invocations) read and write neighbouring vec4s: run r's
+// i-th vec4 is the group's (i / UNIT) * UNIT * GROUP + (r % GROUP) * UNIT +
+// i % UNIT, where UNIT is 2 for norm_win64's pairs (a word's two vec4s stay
+// side by side) and 1 here. Read a run apiece, the lanes gathered from 8
+// places 256 bytes apart (fourteenth round, as reduce_win.wgsl). Which vec4
+// an invocation takes changes, not what it computes: the same bits.
+override GROUP: u32 = 1u;
+override UNIT: u32 = 1u;
+
+// Slot k's invocation j: (its run, the run's first vec4 in slot k's window,
+// in the tensor); for even i, its i-th and (i + 1)-th vec4s are at + i *
+// GROUP and + i * GROUP + 1 (UNIT 2), its i-th at + i * GROUP (UNIT 1).
+fn norm_run(k: u32, j: u32) -> vec3<u32> {
     let r = pw.first / RUN4 + k * (WIN / RUN4) + j;
-    return vec2<u32>(r, r * RUN4 - min(pw.first + k * WIN, pw.last));
+    let lane = j % GROUP;
+    let o = (r - lane) * RUN4 + lane * UNIT;
+    return vec3<u32>(r, o - min(pw.first + k * WIN, pw.last), o);
 }
 
 // The channel of run r.
@@ -108,11 +123,11 @@ fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if r.x < runs {
             let ch = apply_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var v = apply_one(w0[r.y + i], ch);
+                var v = apply_one(w0[r.y + i * GROUP], ch);
                 if RESIDUAL {
-                    v += w7[r.y + i];
+                    v += w7[r.y + i * GROUP];
                 }
-                out4[r.x * RUN4 + i] = activate4(v);
+                out4[r.z + i * GROUP] = activate4(v);
             }
         }
     }
@@ -121,11 +136,11 @@ fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if r.x < runs {
             let ch = apply_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var v = apply_one(w1[r.y + i], ch);
+                var v = apply_one(w1[r.y + i * GROUP], ch);
                 if RESIDUAL {
-                    v += w8[r.y + i];
+                    v += w8[r.y + i * GROUP];
                 }
-                out4[r.x * RUN4 + i] = activate4(v);
+                out4[r.z + i * GROUP] = activate4(v);
             }
         }
     }
@@ -134,11 +149,11 @@ fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if r.x < runs {
             let ch = apply_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var v = apply_one(w2[r.y + i], ch);
+                var v = apply_one(w2[r.y + i * GROUP], ch);
                 if RESIDUAL {
-                    v += w9[r.y + i];
+                    v += w9[r.y + i * GROUP];
                 }
-                out4[r.x * RUN4 + i] = activate4(v);
+                out4[r.z + i * GROUP] = activate4(v);
             }
         }
     }
@@ -147,11 +162,11 @@ fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if r.x < runs {
             let ch = apply_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var v = apply_one(w3[r.y + i], ch);
+                var v = apply_one(w3[r.y + i * GROUP], ch);
                 if RESIDUAL {
-                    v += w10[r.y + i];
+                    v += w10[r.y + i * GROUP];
                 }
-                out4[r.x * RUN4 + i] = activate4(v);
+                out4[r.z + i * GROUP] = activate4(v);
             }
         }
     }
@@ -160,11 +175,11 @@ fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if r.x < runs {
             let ch = apply_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var v = apply_one(w4[r.y + i], ch);
+                var v = apply_one(w4[r.y + i * GROUP], ch);
                 if RESIDUAL {
-                    v += w11[r.y + i];
+                    v += w11[r.y + i * GROUP];
                 }
-                out4[r.x * RUN4 + i] = activate4(v);
+                out4[r.z + i * GROUP] = activate4(v);
             }
         }
     }
@@ -173,11 +188,11 @@ fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if r.x < runs {
             let ch = apply_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var v = apply_one(w5[r.y + i], ch);
+                var v = apply_one(w5[r.y + i * GROUP], ch);
                 if RESIDUAL {
-                    v += w12[r.y + i];
+                    v += w12[r.y + i * GROUP];
                 }
-                out4[r.x * RUN4 + i] = activate4(v);
+                out4[r.z + i * GROUP] = activate4(v);
             }
         }
     }
@@ -186,11 +201,11 @@ fn apply_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         if r.x < runs {
             let ch = apply_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var v = apply_one(w6[r.y + i], ch);
+                var v = apply_one(w6[r.y + i * GROUP], ch);
                 if RESIDUAL {
-                    v += w13[r.y + i];
+                    v += w13[r.y + i * GROUP];
                 }
-                out4[r.x * RUN4 + i] = activate4(v);
+                out4[r.z + i * GROUP] = activate4(v);
             }
         }
     }
@@ -206,11 +221,11 @@ fn backward_input_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         if r.x < runs {
             let b = back_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var g = w0[r.y + i];
+                var g = w0[r.y + i * GROUP];
                 if RELU {
-                    g = unmask4(g, w4[r.y + i]);
+                    g = unmask4(g, w4[r.y + i * GROUP]);
                 }
-                out4[r.x * RUN4 + i] = back_one(g, w8[r.y + i], b);
+                out4[r.z + i * GROUP] = back_one(g, w8[r.y + i * GROUP], b);
             }
         }
     }
@@ -219,11 +234,11 @@ fn backward_input_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         if r.x < runs {
             let b = back_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var g = w1[r.y + i];
+                var g = w1[r.y + i * GROUP];
                 if RELU {
-                    g = unmask4(g, w5[r.y + i]);
+                    g = unmask4(g, w5[r.y + i * GROUP]);
                 }
-                out4[r.x * RUN4 + i] = back_one(g, w9[r.y + i], b);
+                out4[r.z + i * GROUP] = back_one(g, w9[r.y + i * GROUP], b);
             }
         }
     }
@@ -232,11 +247,11 @@ fn backward_input_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         if r.x < runs {
             let b = back_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var g = w2[r.y + i];
+                var g = w2[r.y + i * GROUP];
                 if RELU {
-                    g = unmask4(g, w6[r.y + i]);
+                    g = unmask4(g, w6[r.y + i * GROUP]);
                 }
-                out4[r.x * RUN4 + i] = back_one(g, w10[r.y + i], b);
+                out4[r.z + i * GROUP] = back_one(g, w10[r.y + i * GROUP], b);
             }
         }
     }
@@ -245,11 +260,11 @@ fn backward_input_win(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         if r.x < runs {
             let b = back_channel(r.x);
             for (var i = 0u; i < RUN4; i++) {
-                var g = w3[r.y + i];
+                var g = w3[r.y + i * GROUP];
                 if RELU {
-                    g = unmask4(g, w7[r.y + i]);
+                    g = unmask4(g, w7[r.y + i * GROUP]);
                 }
-                out4[r.x * RUN4 + i] = back_one(g, w11[r.y + i], b);
+                out4[r.z + i * GROUP] = back_one(g, w11[r.y + i * GROUP], b);
             }
         }
     }

@@ -329,8 +329,10 @@ fn eval_statistics_are_kept_only_while_the_running_ones_are_unchanged() {
 /// read through uniform windows (shaders/norm_win.wgsl): the same bits as the
 /// kernels they replace, for plain, fused-ReLU and residual ops, in training
 /// and eval, with runs of 16, 4 and 1 vec4s (planes of 1024, 16, 36 and 4
-/// values), several launches and a last window clamped to its buffer's end;
-/// and the values against the f64 reference.
+/// values), runs read interleaved in groups of 8, 4 and 2 (planes of 1024,
+/// 256 and 128 values) and not (the rest), several launches and a last
+/// window clamped to its buffer's end; and the values against the f64
+/// reference.
 #[test]
 fn window_kernels_match_the_others_to_the_bit() {
     for training in [true, false] {
@@ -355,6 +357,8 @@ fn window_kernels_match_the_others_to_the_bit() {
             [5, 97, 6, 6],
             [64, 80, 2, 2],
             [2, 3, 64, 64],
+            [4, 40, 16, 16],
+            [3, 50, 8, 16],
         ] {
             // With 64-bit-word stores (norm_win64.wgsl) and with vec4 stores.
             for ((f, op), wide) in ops.into_iter().flat_map(|o| [(o, true), (o, false)]) {

@@ -476,6 +476,16 @@ pub(crate) mod win {
             .unwrap_or(1)
     }
 
+    /// Runs read interleaved (norm_win.wgsl's GROUP): the most of 8, 4, 2
+    /// and 1 whose runs of `unit` vec4s together divide a plane of `plane4`
+    /// (1 where an invocation takes a whole plane).
+    fn group(plane4: usize, unit: usize) -> usize {
+        [8, 4, 2, 1]
+            .into_iter()
+            .find(|g| plane4.is_multiple_of(g * unit))
+            .unwrap_or(1)
+    }
+
     /// Runs `k.entry` (norm_win) over `ins[0]` [n, c, hw], writing `out`: each
     /// input of `ins` takes `per` window slots in turn (slot 2 + i * per + k),
     /// the per-channel tensors bind at their own numbers. An invocation takes
@@ -497,6 +507,8 @@ pub(crate) mod win {
             .with("RELU", k.relu as u8 as f64)
             .with("RESIDUAL", k.residual as u8 as f64)
             .with("RUN4", unit as f64)
+            .with("GROUP", group(hw / 4, unit) as f64)
+            .with("UNIT", if k.module == "norm_win64" { 2.0 } else { 1.0 })
             .with("SLOTS", windows.min(per) as f64);
         for first in (0..windows).step_by(per) {
             let params = NormWinParams {
