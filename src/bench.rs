@@ -453,7 +453,8 @@ fn bench_model(
     )
 }
 
-fn wanted(opts: &BenchOptions, name: &str) -> bool {
+/// Whether `--filter` (if any) selects the case `name`.
+pub fn wanted(opts: &BenchOptions, name: &str) -> bool {
     opts.filter
         .as_ref()
         .is_none_or(|f| name.contains(f.as_str()))

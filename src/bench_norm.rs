@@ -9,7 +9,7 @@
 //! Apart from `bench.rs` because `benches/before_after.sh` builds that file
 //! against older commits, whose batch norm had another signature.
 
-use crate::bench::{BenchOptions, BenchResult, Rate, time_op};
+use crate::bench::{BenchOptions, BenchResult, Rate, time_op, wanted};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::norm::{BnConfig, batch_norm, batch_norm_backward};
@@ -56,12 +56,6 @@ pub fn run_norm_kernels(
         }
     }
     Ok(out)
-}
-
-fn wanted(opts: &BenchOptions, name: &str) -> bool {
-    opts.filter
-        .as_ref()
-        .is_none_or(|f| name.contains(f.as_str()))
 }
 
 /// (forward, backward) medians for a batch of shape `s`.
