@@ -111,7 +111,7 @@ pub enum Error {
     )]
     Busy { path: String, holder: String },
 
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {source}{}", io_hint(.source))]
     Io {
         path: String,
         #[source]
@@ -127,6 +127,24 @@ fn hint_line(hint: &str) -> String {
     } else {
         format!("\n  {hint}")
     }
+}
+
+/// What to do about an I/O error whose cause the user can act on: a full
+/// disk or a file-size limit (the file being replaced is untouched, see
+/// `fsutil::write_atomic`), or a place condenser may not write.
+fn io_hint(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let hint = match e.kind() {
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
+            "the file it would replace is unchanged: free space (or raise the limit), \
+             then run the same command again; a training run continues with --resume"
+        }
+        K::PermissionDenied | K::ReadOnlyFilesystem => {
+            "condenser may not write there: choose another --out, or change the folder's permissions"
+        }
+        _ => "",
+    };
+    hint_line(hint)
 }
 
 /// A path for a message: absolute when it names a file system entry, so the
@@ -194,5 +212,33 @@ impl Error {
             op,
             msg: msg.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(code: i32) -> String {
+        Error::Io {
+            path: "/x/checkpoint.safetensors".into(),
+            source: std::io::Error::from_raw_os_error(code),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn io_errors_say_what_to_do_where_the_user_can_act() {
+        // ENOSPC, EFBIG (a file-size limit), EDQUOT: free space, then resume.
+        for code in [28, 27, 122] {
+            let m = io(code);
+            assert!(m.contains("free space") && m.contains("--resume"), "{m}");
+        }
+        // EACCES, EROFS: somewhere else.
+        for code in [13, 30] {
+            assert!(io(code).contains("choose another --out"), "{}", io(code));
+        }
+        // ENOENT: the OS's words alone.
+        assert!(!io(2).contains('\n'), "{}", io(2));
     }
 }

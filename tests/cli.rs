@@ -710,6 +710,69 @@ fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refuse
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A write that fails part-way (here a file-size limit, EFBIG: what a full
+/// disk does to a write, without needing one) stops the run with an error
+/// that names the file and says what to do, leaves no torn or temporary
+/// file behind, and `--resume` then finishes the run to the same weights.
+#[test]
+fn a_write_that_fails_midway_leaves_nothing_torn_and_resume_finishes_the_run() {
+    let dir = cli_tmp("fsize");
+    let args = |out: &str| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--model", "cnn4", "--out", out]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(TINY.iter().map(|s| s.to_string()));
+        a
+    };
+    let (code, _, err) = run_in(&dir, &refs(&args("a")), &[], 300);
+    assert_eq!(code, Some(0), "{err}");
+    let ckpt_len = std::fs::metadata(dir.join("a/checkpoint.safetensors"))
+        .unwrap()
+        .len();
+    // bash counts the limit in KiB; the checkpoint must not fit, the log must.
+    let limit_kib = 8;
+    assert!(
+        ckpt_len > limit_kib * 1024,
+        "checkpoint of {ckpt_len} bytes fits"
+    );
+    let script = format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" \"$@\"");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_condenser"))
+        .args(args("b"))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("checkpoint.safetensors") && err.contains("free space"),
+        "{err}"
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.join("b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.contains(".tmp") && !n.ends_with(".safetensors")),
+        "a torn or temporary file was left: {left:?}"
+    );
+    let mut resume = args("b");
+    resume.push("--resume".into());
+    let (code, _, err) = run_in(&dir, &refs(&resume), &[], 300);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("a/model.safetensors")).unwrap(),
+        std::fs::read(dir.join("b/model.safetensors")).unwrap(),
+        "a run resumed after a failed write must equal an uninterrupted one"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn onnx_teachers_and_students_distil_export_and_inspect_from_the_cli() {
     let dir = cli_tmp("onnx");
