@@ -170,7 +170,7 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // The direct forward's geometry, all but the batch, as constants (set by
 // src/ops/conv.rs for every launch): its index arithmetic then divides by
 // constants and the tap loops have constant bounds, which llvmpipe unrolls.
-// Measured on MobileNetV2's depthwise layers: see README's eighth round.
+// Measured on MobileNetV2's depthwise layers: see benches/ROUNDS.md, eighth round.
 override XC: u32 = 1u;
 override XH: u32 = 1u;
 override XW: u32 = 1u;

@@ -153,7 +153,7 @@ impl Gpu {
     /// (`Binding::window`): on CPU adapters whose limits allow
     /// `dispatch::WINDOW_SLOTS` 64 KiB dynamic uniform bindings. llvmpipe
     /// reads a lane-varying uniform address as a straight-line gather (scalar
-    /// loads, no branch) and a storage address with a per-lane loop (README,
+    /// loads, no branch) and a storage address with a per-lane loop (benches/ROUNDS.md,
     /// eleventh round, shows the generated code), so memory-bound kernels read
     /// their inputs this way there; pool buffers then carry UNIFORM usage.
     pub fn windows_ok(&self) -> bool {
