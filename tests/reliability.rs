@@ -341,6 +341,8 @@ fn divergence_is_caught_and_never_saved() {
         e.contains("training diverged") && e.contains("at step") && e.contains("no checkpoint"),
         "{e}"
     );
+    // The learning rate as a user would type it again.
+    assert!(e.contains("--lr 1e38"), "{e}");
     assert!(
         !dir.join("d/checkpoint.safetensors").exists() && !dir.join("d/model.safetensors").exists()
     );

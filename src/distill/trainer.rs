@@ -689,11 +689,11 @@ impl Health {
         };
         Err(Error::Diverged(format!(
             "training diverged: {} became NaN, infinite or larger than {DIVERGED_ABOVE:e} at step {step} \
-             (epoch {}). Lower the learning rate (--lr {}), check the input data and the teacher, \
-             then start again with --overwrite; {last}",
+             (epoch {}). Lower the learning rate (it is --lr {}), check the input data and the \
+             teacher, then start again with --overwrite; {last}",
             self.labels[slot],
             step / steps_per_epoch.max(1),
-            cfg.lr
+            short_number(cfg.lr)
         )))
     }
 }
@@ -1104,4 +1104,15 @@ pub fn input_of(
 /// Where the model file of a run in `dir` is.
 pub fn model_path(dir: &FsPath) -> PathBuf {
     dir.join(MODEL)
+}
+
+/// A number as a user would type it: plain where that is short, else in
+/// exponent form (1e30, not 31 digits).
+fn short_number(v: f32) -> String {
+    let plain = v.to_string();
+    if plain.len() <= 10 {
+        plain
+    } else {
+        format!("{v:e}")
+    }
 }
