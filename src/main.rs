@@ -26,25 +26,7 @@ enum Cmd {
     /// Show the adapter condenser picks: name, backend, driver, limits, features.
     Info,
     /// Kernel and training-step benchmarks: GFLOP/s, GB/s, images/s.
-    Bench {
-        /// One JSON object per result (fields name, shape, gflops|gbps|images_per_s, median_ms, adapter).
-        #[arg(long)]
-        json: bool,
-        /// Timed runs per case; the median is reported.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// Only cases whose name contains this text.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Small sizes only (a smoke test).
-        #[arg(long)]
-        quick: bool,
-        /// After each training-step case, time one step kernel by kernel and
-        /// print where the device time goes (timestamp queries on GPUs; on CPU adapters and
-        /// adapters without timestamps, the wall clock of each launch run alone).
-        #[arg(long)]
-        profile: bool,
-    },
+    Bench(BenchArgs),
     /// Data sets: size, classes, and a grid of samples as PNG.
     Data {
         #[command(subcommand)]
@@ -59,21 +41,7 @@ enum Cmd {
         run: RunArgs,
     },
     /// Distil a teacher into a student along several paths.
-    Distill {
-        #[command(flatten)]
-        models: ModelArgs,
-        /// soft,hint,at,nst,logits (hint@2 picks a stage).
-        #[arg(long)]
-        paths: Option<String>,
-        /// equal | fixed[:w1,w2,..] | adaptive | gradnorm | dwa | pcgrad | mgda
-        #[arg(long)]
-        aggregate: Option<String>,
-        /// One path per stage for feature paths at several stages.
-        #[arg(long)]
-        layerwise: bool,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Distill(DistillArgs),
     /// Test accuracy (classification) or mIoU and pixel accuracy (segmentation) of a saved model.
     Eval {
         #[arg(long)]
@@ -87,28 +55,7 @@ enum Cmd {
         data: DataArgs,
     },
     /// Several configurations against one teacher and the same seeds: a table and plots.
-    Compare {
-        /// (Without teacher weights, compare trains the teacher first.)
-        #[command(flatten)]
-        models: ModelArgs,
-        #[arg(long, default_value_t = 10)]
-        teacher_epochs: usize,
-        /// Runs to compare.
-        #[arg(long, default_value = DEFAULT_RUNS)]
-        runs: String,
-        /// Paths of the aggregated runs.
-        #[arg(long, default_value = "soft,hint,at")]
-        paths: String,
-        /// Seeds, comma-separated.
-        #[arg(long, default_value = "0")]
-        seeds: String,
-        /// MiB of teacher outputs the runs of a seed share (computed once per
-        /// step, not once per run); 0 computes them in every run.
-        #[arg(long, default_value_t = 2048)]
-        teacher_cache_mib: u64,
-        #[command(flatten)]
-        run: RunArgs,
-    },
+    Compare(CompareArgs),
     /// Write a trained model as ONNX (opset 17, dynamic batch), checked by
     /// reading it back; batch norms can be folded into the convolutions.
     Export {
@@ -167,6 +114,68 @@ enum Cmd {
         #[arg(long)]
         task: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// One JSON object per result (fields name, shape, gflops|gbps|images_per_s, median_ms, adapter).
+    #[arg(long)]
+    json: bool,
+    /// Timed runs per case; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Only cases whose name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Small sizes only (a smoke test).
+    #[arg(long)]
+    quick: bool,
+    /// After each training-step case, time one step kernel by kernel and
+    /// print where the device time goes (timestamp queries on GPUs; on CPU adapters and
+    /// adapters without timestamps, the wall clock of each launch run alone).
+    #[arg(long)]
+    profile: bool,
+}
+
+#[derive(Args)]
+struct DistillArgs {
+    #[command(flatten)]
+    models: ModelArgs,
+    /// soft,hint,at,nst,logits (hint@2 picks a stage).
+    #[arg(long)]
+    paths: Option<String>,
+    /// equal | fixed[:w1,w2,..] | adaptive | gradnorm | dwa | pcgrad | mgda
+    #[arg(long)]
+    aggregate: Option<String>,
+    /// One path per stage for feature paths at several stages.
+    #[arg(long)]
+    layerwise: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// (Without teacher weights, compare trains the teacher first.)
+    #[command(flatten)]
+    models: ModelArgs,
+    #[arg(long, default_value_t = 10)]
+    teacher_epochs: usize,
+    /// Runs to compare.
+    #[arg(long, default_value = DEFAULT_RUNS)]
+    runs: String,
+    /// Paths of the aggregated runs.
+    #[arg(long, default_value = "soft,hint,at")]
+    paths: String,
+    /// Seeds, comma-separated.
+    #[arg(long, default_value = "0")]
+    seeds: String,
+    /// MiB of teacher outputs the runs of a seed share (computed once per
+    /// step, not once per run); 0 computes them in every run.
+    #[arg(long, default_value_t = 2048)]
+    teacher_cache_mib: u64,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
@@ -389,113 +398,12 @@ fn report(r: &RunResult) {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Info => info(),
-        Cmd::Bench {
-            json,
-            runs,
-            filter,
-            quick,
-            profile,
-        } => {
-            if runs == 0 {
-                return Err(condenser::Error::range("--runs", 0, "at least 1 timed run"));
-            }
-            let gpu = Gpu::new()?;
-            if !json {
-                println!(
-                    "adapter: {} ({:?} kernels)",
-                    gpu.adapter_name(),
-                    gpu.class()
-                );
-            }
-            let opts = BenchOptions {
-                runs,
-                filter,
-                quick,
-                profile,
-            };
-            let mut print = |r: &condenser::bench::BenchResult| {
-                if json {
-                    println!("{}", r.to_json());
-                } else {
-                    println!("{}", r.to_row());
-                }
-            };
-            let cases = run_kernels(&gpu, &opts, &mut print)?.len()
-                + condenser::bench_norm::run_norm_kernels(&gpu, &opts, &mut print)?.len()
-                + run_train_steps(&gpu, &opts, &mut print)?.len()
-                + condenser::bench_replay::run_replay_steps(&gpu, &opts, &mut print)?.len()
-                + run_kd_step(&gpu, &opts, &mut print)?.len()
-                + run_inference(&gpu, &opts, &mut print)?.len();
-            match opts.filter {
-                Some(f) if cases == 0 => Err(condenser::Error::Config(format!(
-                    "no bench case's name contains {f:?}: names begin with matmul_, \
-                     conv3x3_, softmax_, add_, sum_, max_cols_, bn_, train_step_, replay_step_, \
-                     kd_step_ or infer_ (run without --filter to see them all)"
-                ))),
-                _ => Ok(()),
-            }
-        }
+        Cmd::Bench(a) => bench(a),
         Cmd::Data {
             cmd: DataCmd::Show { data, out, count },
-        } => {
-            if count == 0 {
-                return Err(condenser::Error::range("--count", 0, "at least 1 sample"));
-            }
-            let set = data.load(data.split(Split::Train)?)?;
-            println!("{}", set.describe());
-            condenser::report::grid::sample_grid(&set, count, 8)?.save_png(&out)?;
-            println!(
-                "wrote {} samples to {}",
-                count.min(set.len()),
-                out.display()
-            );
-            Ok(())
-        }
-        Cmd::Train { model, run: args } => {
-            let mut c = args.config()?;
-            if let Some(m) = model {
-                c.student_model = m;
-            }
-            c.teacher_model = None;
-            c.teacher_weights = None;
-            c.paths.clear();
-            if c.name.is_empty() {
-                c.name = c.student_model.clone();
-            }
-            let gpu = Gpu::new()?;
-            let r = run(&gpu, &c)?;
-            report(&r);
-            println!(
-                "weights: {}",
-                condenser::distill::trainer::model_path(&r.out_dir).display()
-            );
-            Ok(())
-        }
-        Cmd::Distill {
-            models,
-            paths,
-            aggregate,
-            layerwise,
-            run: args,
-        } => {
-            let mut c = args.config()?;
-            models.apply(&mut c);
-            if let Some(p) = paths {
-                c.paths = p;
-            }
-            if let Some(a) = aggregate {
-                c.aggregate = a.parse()?;
-            }
-            c.layerwise |= layerwise;
-            if c.name.is_empty() {
-                c.name = c.aggregate.to_string();
-            }
-            let gpu = Gpu::new()?;
-            let r = run(&gpu, &c)?;
-            report(&r);
-            println!("run folder: {}", r.out_dir.display());
-            Ok(())
-        }
+        } => data_show(&data, &out, count),
+        Cmd::Train { model, run: args } => train(model, &args),
+        Cmd::Distill(a) => distill(a),
         Cmd::Export {
             model,
             weights,
@@ -515,62 +423,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             task,
             data,
         } => eval(&model, &weights, task.as_deref(), &data),
-        Cmd::Compare {
-            models,
-            teacher_epochs,
-            runs,
-            paths,
-            seeds,
-            teacher_cache_mib,
-            run: args,
-        } => {
-            let mut base = args.config()?;
-            models.apply(&mut base);
-            let seeds = seeds
-                .split(',')
-                .map(|s| {
-                    s.trim()
-                        .parse::<u64>()
-                        .map_err(|_| condenser::Error::Config(format!("bad seed {s:?}")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let cc = CompareConfig {
-                out_dir: base.out_dir.clone(),
-                base,
-                runs: runs
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                seeds,
-                all_paths: paths,
-                teacher_epochs,
-                teacher_cache_bytes: teacher_cache_mib.saturating_mul(1 << 20),
-            };
-            let gpu = Gpu::new()?;
-            let out = compare(&gpu, &cc, &mut report)?;
-            println!("\n{}", out.markdown);
-            println!("table, CSV and plots in {}", out.out_dir.display());
-            Ok(())
-        }
-        Cmd::Plot { results, out } => {
-            let text = condenser::fsutil::read_text(&results, 256 << 20)?;
-            let runs: Vec<RunResult> = serde_json::from_str(&text).map_err(|e| {
-                condenser::Error::Config(format!(
-                    "{} is not a results.json of condenser compare: {e}",
-                    condenser::fsutil::shown(&results)
-                ))
-            })?;
-            let dir = out.unwrap_or_else(|| {
-                results
-                    .parent()
-                    .map(std::path::Path::to_path_buf)
-                    .unwrap_or_default()
-            });
-            condenser::distill::compare::plots(&runs, &dir)?;
-            println!("plots written to {}", dir.display());
-            Ok(())
-        }
+        Cmd::Compare(a) => compare_cmd(a),
+        Cmd::Plot { results, out } => plot(&results, out),
         Cmd::Demo {
             out,
             resume,
@@ -579,6 +433,165 @@ fn dispatch(cli: Cli) -> Result<()> {
             task,
         } => demo(out, resume, overwrite, quick, task.as_deref()),
     }
+}
+
+/// `condenser bench`: every case (or those `--filter` names), as rows or JSON.
+fn bench(a: BenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        return Err(condenser::Error::range("--runs", 0, "at least 1 timed run"));
+    }
+    let gpu = Gpu::new()?;
+    if !a.json {
+        println!(
+            "adapter: {} ({:?} kernels)",
+            gpu.adapter_name(),
+            gpu.class()
+        );
+    }
+    let opts = BenchOptions {
+        runs: a.runs,
+        filter: a.filter,
+        quick: a.quick,
+        profile: a.profile,
+    };
+    let json = a.json;
+    let mut print = |r: &condenser::bench::BenchResult| {
+        if json {
+            println!("{}", r.to_json());
+        } else {
+            println!("{}", r.to_row());
+        }
+    };
+    let cases = run_kernels(&gpu, &opts, &mut print)?.len()
+        + condenser::bench_norm::run_norm_kernels(&gpu, &opts, &mut print)?.len()
+        + run_train_steps(&gpu, &opts, &mut print)?.len()
+        + condenser::bench_replay::run_replay_steps(&gpu, &opts, &mut print)?.len()
+        + run_kd_step(&gpu, &opts, &mut print)?.len()
+        + run_inference(&gpu, &opts, &mut print)?.len();
+    match opts.filter {
+        Some(f) if cases == 0 => Err(condenser::Error::Config(format!(
+            "no bench case's name contains {f:?}: names begin with matmul_, \
+             conv3x3_, softmax_, add_, sum_, max_cols_, bn_, train_step_, replay_step_, \
+             kd_step_ or infer_ (run without --filter to see them all)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `condenser data show`: the data set's description and a grid of samples.
+fn data_show(data: &DataArgs, out: &std::path::Path, count: usize) -> Result<()> {
+    if count == 0 {
+        return Err(condenser::Error::range("--count", 0, "at least 1 sample"));
+    }
+    let set = data.load(data.split(Split::Train)?)?;
+    println!("{}", set.describe());
+    condenser::report::grid::sample_grid(&set, count, 8)?.save_png(out)?;
+    println!(
+        "wrote {} samples to {}",
+        count.min(set.len()),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `condenser train`: one model alone, no teacher.
+fn train(model: Option<String>, args: &RunArgs) -> Result<()> {
+    let mut c = args.config()?;
+    if let Some(m) = model {
+        c.student_model = m;
+    }
+    c.teacher_model = None;
+    c.teacher_weights = None;
+    c.paths.clear();
+    if c.name.is_empty() {
+        c.name = c.student_model.clone();
+    }
+    let gpu = Gpu::new()?;
+    let r = run(&gpu, &c)?;
+    report(&r);
+    println!(
+        "weights: {}",
+        condenser::distill::trainer::model_path(&r.out_dir).display()
+    );
+    Ok(())
+}
+
+/// `condenser distill`: one student from a teacher along the given paths.
+fn distill(a: DistillArgs) -> Result<()> {
+    let mut c = a.run.config()?;
+    a.models.apply(&mut c);
+    if let Some(p) = a.paths {
+        c.paths = p;
+    }
+    if let Some(agg) = a.aggregate {
+        c.aggregate = agg.parse()?;
+    }
+    c.layerwise |= a.layerwise;
+    if c.name.is_empty() {
+        c.name = c.aggregate.to_string();
+    }
+    let gpu = Gpu::new()?;
+    let r = run(&gpu, &c)?;
+    report(&r);
+    println!("run folder: {}", r.out_dir.display());
+    Ok(())
+}
+
+/// A comma-separated list, blanks dropped.
+fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `condenser compare`: several runs against one teacher and the same seeds.
+fn compare_cmd(a: CompareArgs) -> Result<()> {
+    let mut base = a.run.config()?;
+    a.models.apply(&mut base);
+    let seeds = a
+        .seeds
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| condenser::Error::Config(format!("bad seed {s:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cc = CompareConfig {
+        out_dir: base.out_dir.clone(),
+        base,
+        runs: comma_list(&a.runs),
+        seeds,
+        all_paths: a.paths,
+        teacher_epochs: a.teacher_epochs,
+        teacher_cache_bytes: a.teacher_cache_mib.saturating_mul(1 << 20),
+    };
+    let gpu = Gpu::new()?;
+    let out = compare(&gpu, &cc, &mut report)?;
+    println!("\n{}", out.markdown);
+    println!("table, CSV and plots in {}", out.out_dir.display());
+    Ok(())
+}
+
+/// `condenser plot`: a comparison's plots again from its results.json.
+fn plot(results: &std::path::Path, out: Option<PathBuf>) -> Result<()> {
+    let text = condenser::fsutil::read_text(results, 256 << 20)?;
+    let runs: Vec<RunResult> = serde_json::from_str(&text).map_err(|e| {
+        condenser::Error::Config(format!(
+            "{} is not a results.json of condenser compare: {e}",
+            condenser::fsutil::shown(results)
+        ))
+    })?;
+    let dir = out.unwrap_or_else(|| {
+        results
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    });
+    condenser::distill::compare::plots(&runs, &dir)?;
+    println!("plots written to {}", dir.display());
+    Ok(())
 }
 
 /// `condenser demo`: one comparison per task, each in its own sub-folder.
