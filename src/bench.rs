@@ -319,11 +319,7 @@ pub fn run_train_steps(
     let mut out = Vec::new();
     for &(arch, c, s, b) in cases {
         let name = format!("train_step_{arch}");
-        if opts
-            .filter
-            .as_ref()
-            .is_some_and(|f| !name.contains(f.as_str()))
-        {
+        if !wanted(opts, &name) {
             continue;
         }
         let m = build_model(

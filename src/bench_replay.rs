@@ -9,7 +9,7 @@
 //! against older commits, which have no captured steps.
 
 use crate::autograd::Var;
-use crate::bench::{BenchOptions, BenchResult, images_row, time_steps};
+use crate::bench::{BenchOptions, BenchResult, images_row, time_steps, wanted};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{self, ModelSpec, build_model};
@@ -39,11 +39,7 @@ pub fn run_replay_steps(
     let mut out = Vec::new();
     for &(arch, c, s, b) in cases {
         let name = format!("replay_step_{arch}");
-        if opts
-            .filter
-            .as_ref()
-            .is_some_and(|f| !name.contains(f.as_str()))
-        {
+        if !wanted(opts, &name) {
             continue;
         }
         let r = replay_case(gpu, opts, name, arch, [b, c, s, s])?;
