@@ -174,6 +174,11 @@ struct CompareArgs {
     /// step, not once per run); 0 computes them in every run.
     #[arg(long, default_value_t = 2048)]
     teacher_cache_mib: u64,
+    /// MiB of teacher outputs past --teacher-cache-mib kept in files in the
+    /// comparison's .teacher-cache folder (read back on each hit; removed at
+    /// the end); 0, the default, keeps none.
+    #[arg(long, default_value_t = 0)]
+    teacher_cache_disk_mib: u64,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -566,6 +571,7 @@ fn compare_cmd(a: CompareArgs) -> Result<()> {
         all_paths: a.paths,
         teacher_epochs: a.teacher_epochs,
         teacher_cache_bytes: a.teacher_cache_mib.saturating_mul(1 << 20),
+        teacher_cache_disk_bytes: a.teacher_cache_disk_mib.saturating_mul(1 << 20),
     };
     let gpu = Gpu::new()?;
     let out = compare(&gpu, &cc, &mut report)?;

@@ -383,6 +383,7 @@ fn compare_refuses_an_earlier_comparison_and_resumes_to_its_numbers() {
         all_paths: "soft,hint,at".into(),
         teacher_epochs: 1,
         teacher_cache_bytes: 1 << 30,
+        teacher_cache_disk_bytes: 0,
         out_dir: dir.clone(),
     };
     let first = compare(&g, &cc, &mut |_| {}).unwrap();
@@ -411,7 +412,7 @@ fn compare_with_shared_teacher_outputs_matches_computing_them_per_run() {
     let g = gpu();
     let dir = tmp("compare-cache");
     let weights = teacher(&dir);
-    let run_compare = |name: &str, budget: u64| {
+    let run_compare = |name: &str, budget: (u64, u64)| {
         let out = dir.join(name);
         let cc = CompareConfig {
             base: RunConfig {
@@ -429,14 +430,15 @@ fn compare_with_shared_teacher_outputs_matches_computing_them_per_run() {
             seeds: vec![0, 1],
             all_paths: "soft,hint,at".into(),
             teacher_epochs: 1,
-            teacher_cache_bytes: budget,
+            teacher_cache_bytes: budget.0,
+            teacher_cache_disk_bytes: budget.1,
             out_dir: out.clone(),
         };
         let r = compare(&g, &cc, &mut |_| {}).unwrap();
         (r, out)
     };
-    let (plain, plain_dir) = run_compare("plain", 0);
-    let (shared, shared_dir) = run_compare("shared", 1 << 30);
+    let (plain, plain_dir) = run_compare("plain", (0, 0));
+    let (shared, shared_dir) = run_compare("shared", (1 << 30, 0));
     assert_eq!(
         (plain.teacher_cache.hits, plain.teacher_cache.misses),
         (0, 0)
@@ -445,21 +447,45 @@ fn compare_with_shared_teacher_outputs_matches_computing_them_per_run() {
     let steps = 2 * (192 / 32) as u64;
     assert_eq!(shared.teacher_cache.misses, 2 * steps);
     assert_eq!(shared.teacher_cache.hits, 2 * 2 * steps);
-    for (a, b) in plain.results.iter().zip(&shared.results) {
-        assert_eq!(a.name, b.name);
-        assert_eq!(a.test_acc.to_bits(), b.test_acc.to_bits(), "{}", a.name);
-        assert_eq!(a.curve, b.curve, "{}", a.name);
-        assert_eq!(a.weight_history, b.weight_history, "{}", a.name);
+    // Nothing fits device memory (1 byte): every batch goes to a spill file,
+    // and the later runs read them back.
+    let (spilled, spilled_dir) = run_compare("spilled", (1, 1 << 30));
+    let st = spilled.teacher_cache;
+    assert_eq!(
+        (st.misses, st.hits, st.disk_hits),
+        (2 * steps, 4 * steps, 4 * steps)
+    );
+    assert_eq!((st.entries, st.disk_entries), (0, steps as usize));
+    // Spill files for half a seed's batches: the other half is computed.
+    let per_batch = shared.teacher_cache.bytes / shared.teacher_cache.entries as u64;
+    let (half, half_dir) = run_compare("half", (1, per_batch * steps / 2));
+    let st = half.teacher_cache;
+    assert_eq!(st.disk_entries, steps as usize / 2);
+    assert_eq!((st.hits, st.disk_hits), (2 * steps, 2 * steps));
+    // (No count of misses: the later runs' computed steps, which follow one
+    // another here, may replay a captured step without asking the cache.)
+    for other in [&shared, &spilled, &half] {
+        for (a, b) in plain.results.iter().zip(&other.results) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.test_acc.to_bits(), b.test_acc.to_bits(), "{}", a.name);
+            assert_eq!(a.curve, b.curve, "{}", a.name);
+            assert_eq!(a.weight_history, b.weight_history, "{}", a.name);
+        }
     }
     for seed in [0, 1] {
         for run in ["soft", "hint", "adaptive"] {
             let f = format!("{run}-s{seed}/model.safetensors");
-            assert_eq!(
-                std::fs::read(plain_dir.join(&f)).unwrap(),
-                std::fs::read(shared_dir.join(&f)).unwrap(),
-                "{f}"
-            );
+            for other in [&shared_dir, &spilled_dir, &half_dir] {
+                assert_eq!(
+                    std::fs::read(plain_dir.join(&f)).unwrap(),
+                    std::fs::read(other.join(&f)).unwrap(),
+                    "{f} in {}",
+                    other.display()
+                );
+            }
         }
     }
+    // The spill files go when the comparison ends.
+    assert!(!spilled_dir.join(".teacher-cache").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -26,6 +26,9 @@ pub struct CompareConfig {
     pub teacher_epochs: usize,
     /// Bytes of teacher outputs kept for the runs of a seed to share (0: none).
     pub teacher_cache_bytes: u64,
+    /// Bytes of teacher outputs past that kept in spill files in the
+    /// comparison's `.teacher-cache` folder, removed at the end (0: none).
+    pub teacher_cache_disk_bytes: u64,
     pub out_dir: PathBuf,
 }
 
@@ -217,7 +220,12 @@ pub fn compare(
         base.teacher_weights = Some(tcfg.out_dir.join("model.safetensors"));
     }
     let mut results = Vec::new();
-    let cache = TeacherCache::new(cc.teacher_cache_bytes);
+    let cache = TeacherCache::with_disk(
+        gpu,
+        cc.teacher_cache_bytes,
+        cc.out_dir.join(".teacher-cache"),
+        cc.teacher_cache_disk_bytes,
+    );
     for &seed in &cc.seeds {
         // Another seed, other batches: nothing cached for this one applies.
         cache.clear_batches();

@@ -99,5 +99,6 @@ pub fn config(out: &Path, quick: bool, task: Task) -> CompareConfig {
         all_paths: paths.into(),
         teacher_epochs,
         teacher_cache_bytes: super::compare::DEFAULT_TEACHER_CACHE_BYTES,
+        teacher_cache_disk_bytes: 0,
     }
 }

@@ -10,10 +10,15 @@
 //! A batch is identified by what makes its images: the teacher file (by hash),
 //! the data set, the input normalisation, the crop padding and the batch's
 //! samples (image index, crop offsets, flip). The cache holds GPU tensors up to
-//! a byte budget; past it, batches are computed as before.
+//! a byte budget; past it, batches go to files in a spill folder up to a disk
+//! budget (`TeacherCache::with_disk`: read back once, uploaded again on each
+//! hit, the same bits), and past that they are computed as before. A spill
+//! file that cannot be written (a full disk) or read back whole is no error:
+//! that batch is computed instead, and a failed write stops the spilling.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use crate::autograd::Var;
 use crate::data::loader::SampleSpec;
@@ -43,6 +48,77 @@ impl Outputs {
         b + self.features.iter().map(|t| t.bytes()).sum::<u64>()
     }
 
+    /// The tensors in file order: logits, pooled, boxes (if any), features.
+    fn tensors(&self) -> Vec<&Tensor> {
+        let mut all = vec![&self.logits, &self.pooled];
+        all.extend(&self.boxes);
+        all.extend(&self.features);
+        all
+    }
+
+    /// A spill file: the magic, the tensor count and whether boxes are
+    /// there, each tensor's rank and dimensions, then every tensor's values
+    /// (little-endian f32, in the same order).
+    fn encode(&self) -> crate::Result<Vec<u8>> {
+        let tensors = self.tensors();
+        let mut out = MAGIC.to_vec();
+        out.extend((tensors.len() as u32).to_le_bytes());
+        out.extend(u32::from(self.boxes.is_some()).to_le_bytes());
+        for t in &tensors {
+            out.extend((t.shape().len() as u32).to_le_bytes());
+            for &d in t.shape() {
+                out.extend((d as u64).to_le_bytes());
+            }
+        }
+        for t in &tensors {
+            out.extend(t.to_vec()?.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        Ok(out)
+    }
+
+    /// The outputs a spill file holds, uploaded to `gpu`; None where the
+    /// file is not one `encode` wrote whole.
+    fn decode(gpu: &crate::Gpu, bytes: &[u8]) -> Option<Outputs> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(MAGIC.len())? != MAGIC {
+            return None;
+        }
+        let (count, has_boxes) = (r.u32()? as usize, r.u32()? != 0);
+        if count < 2 + usize::from(has_boxes) || count > 64 {
+            return None;
+        }
+        let mut shapes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let rank = r.u32()? as usize;
+            let dims = (0..rank.min(8))
+                .map(|_| r.u64().and_then(|d| usize::try_from(d).ok()))
+                .collect::<Option<Vec<usize>>>()?;
+            (dims.len() == rank).then_some(())?;
+            shapes.push(dims);
+        }
+        let mut tensors = Vec::with_capacity(count);
+        for shape in &shapes {
+            let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+            let raw = r.take(n.checked_mul(4)?)?;
+            let data: Vec<f32> = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            tensors.push(Tensor::from_slice(gpu, shape, &data).ok()?);
+        }
+        (r.at == bytes.len()).then_some(())?;
+        let mut it = tensors.into_iter();
+        let logits = it.next()?;
+        let pooled = it.next()?;
+        let boxes = if has_boxes { it.next() } else { None };
+        Some(Outputs {
+            logits,
+            boxes,
+            features: it.collect(),
+            pooled,
+        })
+    }
+
     fn to_output(&self) -> ModelOutput {
         ModelOutput {
             logits: Var::constant(self.logits.clone()),
@@ -57,22 +133,110 @@ impl Outputs {
     }
 }
 
+/// What a spill file starts with (condenser teacher cache, format 1).
+const MAGIC: &[u8; 8] = b"CDTC\x01\0\0\0";
+
+/// Bounds-checked little-endian reads from a spill file.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len())?;
+        let got = &self.bytes[self.at..end];
+        self.at = end;
+        Some(got)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+}
+
+type Key = (String, Vec<SampleSpec>);
+
+/// The spill folder and what it holds.
+struct Disk {
+    gpu: crate::Gpu,
+    dir: PathBuf,
+    budget: u64,
+    used: u64,
+    files: HashMap<Key, PathBuf>,
+    /// A write failed (a full disk): spill no more.
+    stopped: bool,
+}
+
+impl Disk {
+    /// Writes `out` to a new spill file if it fits the budget; false where
+    /// it does not or the write failed.
+    fn spill(&mut self, key: Key, out: &Outputs) -> bool {
+        let bytes = out.bytes();
+        if self.stopped || self.used + bytes > self.budget {
+            return false;
+        }
+        let path = self.dir.join(format!("{}.bin", self.files.len()));
+        let written = std::fs::create_dir_all(&self.dir).is_ok()
+            && out
+                .encode()
+                .and_then(|data| crate::fsutil::write_atomic(&path, &data))
+                .is_ok();
+        if written {
+            self.used += bytes;
+            self.files.insert(key, path);
+        } else {
+            self.stopped = true;
+        }
+        written
+    }
+
+    /// The outputs spilled for `key`, if any and if its file reads back whole.
+    fn load(&self, key: &Key) -> Option<Outputs> {
+        let path = self.files.get(key)?;
+        let bytes = std::fs::read(path).ok()?;
+        Outputs::decode(&self.gpu, &bytes)
+    }
+
+    /// Removes every spill file (and the folder).
+    fn clear(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.files.clear();
+        self.used = 0;
+    }
+}
+
 #[derive(Default)]
 struct State {
     used: u64,
-    batches: HashMap<(String, Vec<SampleSpec>), Outputs>,
+    batches: HashMap<Key, Outputs>,
     tests: HashMap<String, crate::tasks::Predictions>,
     hits: u64,
+    disk_hits: u64,
     misses: u64,
+    disk: Option<Disk>,
 }
 
 /// Counters, for the log and the tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Batches served from the cache (device memory or spill files).
     pub hits: u64,
+    /// Of those, the ones read from spill files.
+    pub disk_hits: u64,
     pub misses: u64,
+    /// Bytes and batches held in device memory.
     pub bytes: u64,
     pub entries: usize,
+    /// Bytes and batches held in spill files.
+    pub disk_bytes: u64,
+    pub disk_entries: usize,
 }
 
 pub struct TeacherCache {
@@ -88,6 +252,26 @@ impl TeacherCache {
             budget: budget_bytes,
             state: RefCell::new(State::default()),
         }
+    }
+
+    /// The cache of `new`, with batches past the memory budget spilled to
+    /// files in `dir` (emptied now, and when the cache is dropped) up to
+    /// `disk_bytes` (0: none).
+    pub fn with_disk(gpu: &crate::Gpu, budget_bytes: u64, dir: PathBuf, disk_bytes: u64) -> Self {
+        let cache = TeacherCache::new(budget_bytes);
+        if budget_bytes > 0 && disk_bytes > 0 {
+            let mut disk = Disk {
+                gpu: gpu.clone(),
+                dir,
+                budget: disk_bytes,
+                used: 0,
+                files: HashMap::new(),
+                stopped: false,
+            };
+            disk.clear();
+            cache.state.borrow_mut().disk = Some(disk);
+        }
+        cache
     }
 
     /// The teacher's outputs for the batch `samples` of the set and teacher
@@ -112,6 +296,13 @@ impl TeacherCache {
             self.state.borrow_mut().hits += 1;
             return Ok(out);
         }
+        let spilled = self.state.borrow().disk.as_ref().and_then(|d| d.load(&key));
+        if let Some(o) = spilled {
+            let mut st = self.state.borrow_mut();
+            st.hits += 1;
+            st.disk_hits += 1;
+            return Ok(o.to_output());
+        }
         let out = compute()?;
         let mut st = self.state.borrow_mut();
         st.misses += 1;
@@ -120,6 +311,8 @@ impl TeacherCache {
         if st.used + bytes <= self.budget {
             st.used += bytes;
             st.batches.insert(key, cached);
+        } else if let Some(disk) = st.disk.as_mut() {
+            disk.spill(key, &cached);
         }
         Ok(out)
     }
@@ -151,15 +344,31 @@ impl TeacherCache {
         let mut st = self.state.borrow_mut();
         st.batches.clear();
         st.used = 0;
+        if let Some(d) = st.disk.as_mut() {
+            d.clear();
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
         let st = self.state.borrow();
+        let (disk_bytes, disk_entries) =
+            st.disk.as_ref().map_or((0, 0), |d| (d.used, d.files.len()));
         CacheStats {
             hits: st.hits,
+            disk_hits: st.disk_hits,
             misses: st.misses,
             bytes: st.used,
             entries: st.batches.len(),
+            disk_bytes,
+            disk_entries,
+        }
+    }
+}
+
+impl Drop for TeacherCache {
+    fn drop(&mut self) {
+        if let Some(d) = self.state.get_mut().disk.as_mut() {
+            d.clear();
         }
     }
 }
