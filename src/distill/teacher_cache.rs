@@ -372,3 +372,66 @@ impl Drop for TeacherCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(gpu: &crate::Gpu, boxes: bool) -> Outputs {
+        let t = |shape: &[usize], seed| Tensor::rand_uniform(gpu, shape, -3.0, 3.0, seed).unwrap();
+        Outputs {
+            logits: t(&[4, 10], 1),
+            boxes: boxes.then(|| t(&[4, 6, 5], 2)),
+            features: vec![t(&[4, 8, 6, 6], 3), t(&[4, 16, 3, 3], 4)],
+            pooled: t(&[4, 16], 5),
+        }
+    }
+
+    fn same(a: &Outputs, b: &Outputs) -> bool {
+        let (ta, tb) = (a.tensors(), b.tensors());
+        ta.len() == tb.len()
+            && a.boxes.is_some() == b.boxes.is_some()
+            && ta.iter().zip(&tb).all(|(x, y)| {
+                x.shape() == y.shape()
+                    && x.to_vec()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                        == y.to_vec()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<_>>()
+            })
+    }
+
+    #[test]
+    fn spill_files_read_back_bit_for_bit_and_damaged_ones_are_refused() {
+        let gpu = crate::Gpu::new().unwrap();
+        for boxes in [false, true] {
+            let o = outputs(&gpu, boxes);
+            let file = o.encode().unwrap();
+            let back = Outputs::decode(&gpu, &file).expect("a whole file");
+            assert!(same(&o, &back));
+            // Truncated anywhere, one byte too many, another magic, or a
+            // dimension far past the file: refused, nothing allocated for it.
+            for cut in [0, 7, 8, 15, file.len() / 2, file.len() - 1] {
+                assert!(
+                    Outputs::decode(&gpu, &file[..cut]).is_none(),
+                    "cut at {cut}"
+                );
+            }
+            let mut long = file.clone();
+            long.push(0);
+            assert!(Outputs::decode(&gpu, &long).is_none());
+            let mut magic = file.clone();
+            magic[0] ^= 1;
+            assert!(Outputs::decode(&gpu, &magic).is_none());
+            let mut huge = file.clone();
+            // The first tensor's first dimension (after magic, count, boxes, rank).
+            huge[20..28].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+            assert!(Outputs::decode(&gpu, &huge).is_none());
+        }
+    }
+}
