@@ -576,6 +576,15 @@ fn compare_cmd(a: CompareArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     let out = compare(&gpu, &cc, &mut report)?;
     println!("\n{}", out.markdown);
+    let st = out.teacher_cache;
+    if st.hits + st.misses > 0 {
+        // What the budgets bought, to size them: batches the runs after the
+        // first of a seed took from the cache instead of the teacher.
+        println!(
+            "teacher outputs: {} batches reused ({} from spill files), {} computed",
+            st.hits, st.disk_hits, st.misses
+        );
+    }
     println!("table, CSV and plots in {}", out.out_dir.display());
     Ok(())
 }
