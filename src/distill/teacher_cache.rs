@@ -407,6 +407,38 @@ mod tests {
     }
 
     #[test]
+    fn a_spill_that_cannot_be_written_stops_spilling_and_the_batch_is_computed() {
+        let gpu = crate::Gpu::new().unwrap();
+        let dir = std::env::temp_dir().join(format!("condenser-spill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Where the spill folder should go there is a file of the user's: no
+        // folder can be made there (as no file can be written on a full disk).
+        let blocker = dir.join("spill");
+        std::fs::write(&blocker, b"not ours").unwrap();
+        let cache = TeacherCache::with_disk(&gpu, 1, blocker.clone(), 1 << 30);
+        let samples = [SampleSpec {
+            index: 0,
+            dx: 0,
+            dy: 0,
+            flip: 0,
+        }];
+        let computed = std::cell::Cell::new(0);
+        let compute = || {
+            computed.set(computed.get() + 1);
+            Ok(outputs(&gpu, false).to_output())
+        };
+        for _ in 0..2 {
+            cache.batch_outputs("ctx", &samples, compute).unwrap();
+        }
+        assert_eq!(computed.get(), 2, "nothing was kept, so both calls compute");
+        let st = cache.stats();
+        assert_eq!((st.misses, st.hits, st.disk_entries), (2, 0, 0));
+        drop(cache);
+        assert_eq!(std::fs::read(&blocker).unwrap(), b"not ours");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn spill_files_read_back_bit_for_bit_and_damaged_ones_are_refused() {
         let gpu = crate::Gpu::new().unwrap();
         for boxes in [false, true] {
