@@ -655,22 +655,25 @@ fn runs_are_never_overwritten_and_models_carry_their_normalisation() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `train --model cnn4 --out <out>` with TINY's flags, some values changed.
+fn tiny_train(out: &str, changes: &[(&str, &str)]) -> Vec<String> {
+    let mut a: Vec<String> = ["train", "--model", "cnn4", "--out", out]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.extend(TINY.iter().map(|s| s.to_string()));
+    for (flag, v) in changes {
+        let i = a.iter().position(|x| x == flag).expect("a flag TINY sets");
+        a[i + 1] = v.to_string();
+    }
+    a
+}
+
 #[test]
 fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refused() {
     let dir = cli_tmp("kill");
-    let args = |out: &str| -> Vec<String> {
-        let mut a: Vec<String> = ["train", "--model", "cnn4", "--out", out]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        a.extend(TINY.iter().map(|s| s.to_string()));
-        // Longer than TINY so that the kill lands inside a later epoch.
-        for (flag, v) in [("--epochs", "4"), ("--train-limit", "1920")] {
-            let i = a.iter().position(|x| x == flag).unwrap();
-            a[i + 1] = v.into();
-        }
-        a
-    };
+    // Longer than TINY so that the kill lands inside a later epoch.
+    let args = |out: &str| tiny_train(out, &[("--epochs", "4"), ("--train-limit", "1920")]);
     let (code, _, err) = run_in(&dir, &refs(&args("a")), &[], 300);
     assert_eq!(code, Some(0), "{err}");
     let mut child = condenser()
@@ -717,14 +720,7 @@ fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refuse
 #[test]
 fn a_write_that_fails_midway_leaves_nothing_torn_and_resume_finishes_the_run() {
     let dir = cli_tmp("fsize");
-    let args = |out: &str| -> Vec<String> {
-        let mut a: Vec<String> = ["train", "--model", "cnn4", "--out", out]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        a.extend(TINY.iter().map(|s| s.to_string()));
-        a
-    };
+    let args = |out: &str| tiny_train(out, &[]);
     let (code, _, err) = run_in(&dir, &refs(&args("a")), &[], 300);
     assert_eq!(code, Some(0), "{err}");
     let ckpt_len = std::fs::metadata(dir.join("a/checkpoint.safetensors"))
