@@ -183,15 +183,18 @@ impl Disk {
             return false;
         }
         let path = self.dir.join(format!("{}.bin", self.files.len()));
+        // A plain write, not fsutil's synced one: the files live only as long
+        // as the comparison, a crash leaves nothing to trust (the folder is
+        // emptied at the start), and `decode` refuses a file not written whole.
         let written = std::fs::create_dir_all(&self.dir).is_ok()
             && out
                 .encode()
-                .and_then(|data| crate::fsutil::write_atomic(&path, &data))
-                .is_ok();
+                .is_ok_and(|data| std::fs::write(&path, data).is_ok());
         if written {
             self.used += bytes;
             self.files.insert(key, path);
         } else {
+            let _ = std::fs::remove_file(&path);
             self.stopped = true;
         }
         written
