@@ -669,6 +669,19 @@ fn tiny_train(out: &str, changes: &[(&str, &str)]) -> Vec<String> {
     a
 }
 
+/// Runs `run_b` (the arguments of run "b" in `dir`) again with `--resume`
+/// and checks that it ends with the weights of the uninterrupted run "a".
+fn resume_to_the_same_weights(dir: &std::path::Path, mut run_b: Vec<String>, how: &str) {
+    run_b.push("--resume".into());
+    let (code, _, err) = run_in(dir, &refs(&run_b), &[], 300);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("a/model.safetensors")).unwrap(),
+        std::fs::read(dir.join("b/model.safetensors")).unwrap(),
+        "{how} must equal uninterrupted"
+    );
+}
+
 #[test]
 fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refused() {
     let dir = cli_tmp("kill");
@@ -701,15 +714,7 @@ fn kill_9_then_resume_gives_the_uninterrupted_weights_and_a_second_run_is_refuse
             "{err}"
         );
     }
-    let mut resume = args("b");
-    resume.push("--resume".into());
-    let (code, _, err) = run_in(&dir, &refs(&resume), &[], 300);
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        std::fs::read(dir.join("a/model.safetensors")).unwrap(),
-        std::fs::read(dir.join("b/model.safetensors")).unwrap(),
-        "killed and resumed must equal uninterrupted"
-    );
+    resume_to_the_same_weights(&dir, args("b"), "killed and resumed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -757,15 +762,7 @@ fn a_write_that_fails_midway_leaves_nothing_torn_and_resume_finishes_the_run() {
             .all(|n| !n.contains(".tmp") && !n.ends_with(".safetensors")),
         "a torn or temporary file was left: {left:?}"
     );
-    let mut resume = args("b");
-    resume.push("--resume".into());
-    let (code, _, err) = run_in(&dir, &refs(&resume), &[], 300);
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        std::fs::read(dir.join("a/model.safetensors")).unwrap(),
-        std::fs::read(dir.join("b/model.safetensors")).unwrap(),
-        "a run resumed after a failed write must equal an uninterrupted one"
-    );
+    resume_to_the_same_weights(&dir, args("b"), "resumed after a failed write");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
