@@ -130,17 +130,21 @@ fn hint_line(hint: &str) -> String {
 }
 
 /// What to do about an I/O error whose cause the user can act on: a full
-/// disk or a file-size limit (the file being replaced is untouched, see
-/// `fsutil::write_atomic`), or a place condenser may not write.
+/// disk or a file-size limit (files condenser replaces are written aside and
+/// renamed, see `fsutil::write_atomic`, so the old ones stay whole), or a
+/// path condenser may not use. The same error comes from reads too, so the
+/// hints do not assume a write.
 fn io_hint(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     let hint = match e.kind() {
         K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
-            "the file it would replace is unchanged: free space (or raise the limit), \
-             then run the same command again; a training run continues with --resume"
+            "the disk is full or a size limit was reached: free space (or raise the limit), \
+             then run the same command again; a training run continues from its last \
+             checkpoint with --resume"
         }
         K::PermissionDenied | K::ReadOnlyFilesystem => {
-            "condenser may not write there: choose another --out, or change the folder's permissions"
+            "condenser may not use this path: check its permissions, or for output \
+             choose another --out"
         }
         _ => "",
     };
